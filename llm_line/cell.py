@@ -1,0 +1,135 @@
+"""One cell, end to end: skip it if done, else evaluate it and write its result into its run dir.
+
+This is where a cell runs. The order matters: the resume decision comes first and costs only a JSON read
+(no torch, no model); a failing cell writes `failure.json` (with the error) and re-raises, so a sweep
+reports it and no half-written result ever exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from llm_line import store
+
+log = logging.getLogger(__name__)
+
+SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
+
+
+def identity(cfg: DictConfig) -> dict[str, Any]:
+    """What makes a cell this cell; the run dir is a function of exactly these values."""
+    return {
+        "model": cfg.model.name,
+        "revision": cfg.model.revision,
+        "task": cfg.task.name,
+        "shots": cfg.shots,
+        "limit": cfg.task.limit,
+    }
+
+
+def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Evaluate the cell `cfg` into `run_dir`, or return its existing result unless `cfg.force`."""
+    cell = identity(cfg)
+    if not cfg.force:
+        done = store.finished_result(run_dir, cell)
+        if done is not None:
+            log.info("Skipping %s: result exists at %s (force=true recomputes)", describe(cell), run_dir / store.RESULT)
+            return done
+    store.remove_stale(run_dir)
+    log.info("Evaluating %s -> %s", describe(cell), run_dir)
+    started = time.time()
+    try:
+        result = compute(cfg, cell, started)
+    except Exception as e:
+        store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, e, started))
+        raise
+    store.write_json(run_dir / store.RESULT, result)
+    log.info("%s\nWrote %s", summary(result), run_dir / store.RESULT)
+    return result
+
+
+def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
+    """Evaluate through lm-eval and assemble the result record."""
+    from llm_line import harness, metrics  # heavy: torch, transformers, lm_eval
+
+    out = harness.evaluate(cfg.model, cfg.task, cfg.shots, cfg.fewshot_seed)
+    results, model = out["results"], out["model"]
+    cell_metrics = metrics.cell_metrics(results, out["tasks"], out["group_map"], model.count_tokens)
+    return {
+        "schema": store.SCHEMA_VERSION,
+        "status": "ok",
+        "cell": cell,
+        "metrics": cell_metrics,
+        "n_docs": cell_metrics[cfg.task.name]["n_docs"],
+        "model": {**model.info(), "meta": OmegaConf.to_container(cfg.model.meta, resolve=True)},
+        "task": {
+            "display": cfg.task.display,
+            "versions": {k: v for k, v in results["versions"].items()},
+            "n_shot": results["n-shot"],
+            "fewshot_seed": cfg.fewshot_seed,
+            "groups": out["group_map"],
+        },
+        "versions": versions(),
+        "run": run_info(started),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def failure_record(cfg: DictConfig, cell: dict[str, Any], error: BaseException, started: float) -> dict[str, Any]:
+    """What `failure.json` holds: enough to see why a cell failed without its log."""
+    return {
+        "schema": store.SCHEMA_VERSION,
+        "status": "failed",
+        "cell": cell,
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": traceback.format_exc(),
+        "run": run_info(started),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def versions() -> dict[str, str]:
+    names = ("lm_eval", "transformers", "torch", "datasets", "tokenizers")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return {**found, "python": platform.python_version()}
+
+
+def run_info(started: float) -> dict[str, Any]:
+    finished = time.time()
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
+        "wall_s": round(finished - started, 3),
+        "host": socket.gethostname(),
+        **{k.lower(): os.environ[k] for k in SLURM_VARS if k in os.environ},
+    }
+
+
+def describe(cell: dict[str, Any]) -> str:
+    limit = f", limit {cell['limit']}" if cell["limit"] is not None else ""
+    return f"{cell['model']}@{cell['revision']} on {cell['task']} ({cell['shots']}-shot{limit})"
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for the console: the headline metrics of every task and group in the cell."""
+    keys = ("acc", "acc_norm", "loss", "bpb", "n_docs")
+    lines = [f"{'task':<28}" + "".join(f"{k:>10}" for k in keys)]
+    for name, values in result["metrics"].items():
+        cells = "".join(f"{values[k]:>10.4g}" if k in values else f"{'-':>10}" for k in keys)
+        lines.append(f"{name:<28}{cells}")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""The schema of a cell: structured configs registered in Hydra's ConfigStore.
+
+Every YAML under `conf/model/` and `conf/task/` extends one of these dataclasses (`defaults: [base_model]`),
+so a misspelled key (`model.revison=x`) is an error rather than a silently ignored setting, and
+`python evaluate.py --cfg job` shows every value a cell runs with.
+
+This module must stay cheap to import: `evaluate.py` imports it before deciding whether a cell is already
+done, and that decision must not pay for torch or transformers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+@dataclass
+class ModelMeta:
+    """What the analysis needs to know about a model; None where unknown."""
+
+    family: Optional[str] = None  # e.g. pythia, the name of a line of checkpoints
+    architecture: Optional[str] = None  # e.g. GPT-NeoX, Llama, Mamba
+    parameters: Optional[int] = None  # None: taken from the loaded model and recorded in the result
+    pretraining_data: Optional[str] = None  # e.g. The Pile, C4, FineWeb-Edu
+    tokenizer: Optional[str] = None  # tokenizer family, e.g. gpt-neox, gpt2
+    tokens_per_step: Optional[int] = None  # tokens seen = step x tokens_per_step
+
+
+@dataclass
+class ModelConfig:
+    """One model at one revision, and how lm-eval's HF backend loads it."""
+
+    name: str = MISSING  # identity in results: the hub id, or a stable name for a local model
+    pretrained: str = "${.name}"  # what is loaded: a hub id or a local folder
+    revision: str = "main"  # hub branch/tag/commit; for a local folder, a subfolder (main = the folder)
+    size: Optional[str] = None  # for families with several sizes (pythia: 70m ... 12b)
+    demo_size: Optional[str] = None  # set: `pretrained` is the offline demo model, built on first use
+    tokenizer: Optional[str] = None  # tokenizer override (hub id or folder); None: the model's own
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float16/bfloat16/float32
+    device: str = "auto"  # auto: cuda if available, else cpu
+    batch_size: str = "auto"  # an integer, or lm-eval's auto / auto:N
+    max_batch_size: int = 64  # upper bound when batch_size is auto
+    max_length: Optional[int] = None  # context length; None: the model's own
+    trust_remote_code: bool = False
+    backend: str = "hf"  # lm-eval model backend
+    meta: ModelMeta = field(default_factory=ModelMeta)
+
+
+@dataclass
+class TaskConfig:
+    """One lm-eval task or group, by its lm-eval name."""
+
+    name: str = MISSING  # lm-eval task or group name, e.g. hellaswag, mmlu
+    display: str = "${.name}"  # the name in the paper's tables, e.g. HellaSwag
+    include_path: Optional[str] = None  # extra folder of lm-eval task YAMLs (llm_line/tasks is always included)
+    limit: Optional[int] = None  # evaluate only the first N documents (for debugging; kept apart in results)
+
+
+@dataclass
+class Config:
+    """One cell: a model at a revision, a task, a few-shot setting."""
+
+    model: ModelConfig = MISSING
+    task: TaskConfig = MISSING
+    shots: int = 0
+    fewshot_seed: int = 1234  # lm-eval's default seed for drawing few-shot examples
+    results_dir: str = "results"  # every cell's run dir lives below this
+    cache_dir: str = "${oc.env:LLM_LINE_CACHE,'~/.cache/llm_line'}"  # demo model and other local builds
+    force: bool = False  # recompute a cell even if it has a valid result
+
+
+def _path_part(value: object) -> str:
+    """A path component for `value`: hub ids keep their readable form (`org/name` -> `org--name`)."""
+    text = str(value).strip().replace("/", "--")
+    text = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", text)
+    if text in ("", ".", ".."):
+        raise ValueError(f"cannot build a results path from {value!r}")
+    return text
+
+
+def cell_dir(model: str, revision: str, task: str, shots: int, limit: Optional[int] = None) -> str:
+    """The run dir of a cell relative to the results root: a pure function of the cell's identity.
+
+    `<model>/<revision>/<task>/<shots>shot`, so a re-run, a sweep and `collect` all find the same folder.
+    A debugging run with `task.limit` lands in its own folder and never passes for the full result.
+    """
+    leaf = f"{int(shots)}shot" + (f"_limit{int(limit)}" if limit is not None else "")
+    return "/".join([_path_part(model), _path_part(revision), _path_part(task), leaf])
+
+
+def register() -> None:
+    """Register the schema and the `cell_dir` resolver; safe to call more than once."""
+    if not OmegaConf.has_resolver("cell_dir"):
+        OmegaConf.register_new_resolver("cell_dir", cell_dir)
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+
+
+register()
