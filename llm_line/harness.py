@@ -89,7 +89,13 @@ def load_tasks(task: TaskConfig, shots: int) -> dict[str, Any]:
             + (f"; did you mean {', '.join(close)}?" if close else ".")
             + " `python -m lm_eval ls tasks` lists them; a task of your own needs task.include_path=DIR."
         )
-    loaded = manager.load([task.name])
+    try:
+        loaded = manager.load([task.name])
+    except Exception as e:  # the task's data: a hub dataset that is unreachable, a broken local file, ...
+        raise CellError(
+            f"could not load the data of task {task.name}: {type(e).__name__}: {e}. Hub datasets need the hub "
+            "once; afterwards HF_DATASETS_OFFLINE=1 uses the cache."
+        ) from e
     for name, obj in loaded["tasks"].items():
         if shots and obj.get_config("num_fewshot") == 0:
             raise CellError(f"task {name} fixes num_fewshot=0 in its YAML; lm-eval would ignore shots={shots}")
@@ -161,7 +167,7 @@ def load_model(model: ModelConfig) -> LoadedModel:
             args, {"batch_size": batch_size, "max_batch_size": model.max_batch_size, "device": device}
         )
     except Exception as e:  # translate the hub's and transformers' errors into what to do
-        raise CellError(explain_load_error(e, pretrained, revision)) from e
+        raise CellError(explain_load_error(e, pretrained, revision)) from None
     _model = LoadedModel(key, lm, pretrained, revision, device, dtype)
     return _model
 

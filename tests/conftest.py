@@ -1,0 +1,53 @@
+"""Shared fixtures: everything offline, the demo model built once per session in a temporary cache."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One demo-model cache for the whole session (building it takes seconds, not minutes)."""
+    path = tmp_path_factory.mktemp("llm_line_cache")
+    os.environ["LLM_LINE_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_model(cache_dir) -> Path:
+    from llm_line import demo
+
+    return demo.ensure(cache_dir / "demo" / "tiny", "tiny")
+
+
+@pytest.fixture
+def cli(cache_dir):
+    """`cli(*overrides, results_dir=...)` runs `python evaluate.py` in a subprocess, as a user would."""
+    return run_evaluate
+
+
+def run_evaluate(*overrides: str, results_dir: Path, check: bool = True, block_torch: bool = False, **kwargs):
+    """Run `python evaluate.py` in a subprocess as a user would; `block_torch` makes importing torch fail."""
+    args = [*overrides, f"results_dir={results_dir}"]
+    if block_torch:
+        code = (
+            "import sys, runpy; sys.modules['torch'] = None; "
+            f"sys.argv = ['evaluate.py', *{args!r}]; runpy.run_path('evaluate.py', run_name='__main__')"
+        )
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = [sys.executable, "evaluate.py", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
