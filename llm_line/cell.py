@@ -73,6 +73,7 @@ def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, 
         "n_docs": cell_metrics[cfg.task.name]["n_docs"],
         "model": {**model.info(), "meta": OmegaConf.to_container(cfg.model.meta, resolve=True)},
         "task": {
+            "kind": "lm_eval",
             "display": cfg.task.display,
             "versions": {k: v for k, v in results["versions"].items()},
             "n_shot": results["n-shot"],
