@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
 from llm_line import store
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,16 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     store.remove_stale(run_dir)
     log.info("Evaluating %s -> %s", describe(cell), run_dir)
     started = time.time()
+    store.write_json(run_dir / store.RUNNING, {"cell": cell, "pid": os.getpid(), **run_info(started)})
     try:
         result = compute(cfg, cell, started)
     except Exception as e:
         store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, e, started))
         raise
-    store.write_json(run_dir / store.RESULT, result)
+    else:
+        store.write_json(run_dir / store.RESULT, result)
+    finally:
+        (run_dir / store.RUNNING).unlink(missing_ok=True)
     log.info("%s\nWrote %s", summary(result), run_dir / store.RESULT)
     return result
 
@@ -111,14 +116,20 @@ def versions() -> dict[str, str]:
 
 
 def run_info(started: float) -> dict[str, Any]:
+    """When and where a cell ran: times, host, SLURM job ids and the submitit log of the job."""
     finished = time.time()
-    return {
+    info = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
         "wall_s": round(finished - started, 3),
         "host": socket.gethostname(),
         **{k.lower(): os.environ[k] for k in SLURM_VARS if k in os.environ},
     }
+    if "SUBMITIT_EXECUTOR" in os.environ:
+        import submitit
+
+        info["submitit_log"] = str(submitit.JobEnvironment().paths.stdout)
+    return info
 
 
 def describe(cell: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -73,6 +73,15 @@ class Config:
     force: bool = False  # recompute a cell even if it has a valid result
 
 
+@dataclass
+class ResumingSweeperConf:
+    """`hydra/sweeper=resume` (the default): Hydra's basic sweeper minus finished cells."""
+
+    _target_: str = "hydra_plugins.llm_line_sweeper.ResumingSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
 def _path_part(value: object) -> str:
     """A path component for `value`: hub ids keep their readable form (`org/name` -> `org--name`)."""
     text = str(value).strip().replace("/", "--")
@@ -100,6 +109,7 @@ def register() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="hydra/sweeper", name="resume", node=ResumingSweeperConf, provider="llm_line")
 
 
 register()

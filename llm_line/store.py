@@ -22,8 +22,14 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 FAILURE = "failure.json"
+RUNNING = "running.json"  # present while a cell computes; left behind by a killed job
+MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class CorruptResult(ValueError):
@@ -36,6 +42,7 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2, sort_keys=False, default=str, allow_nan=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file the user writes
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
             f.flush()
@@ -105,7 +112,8 @@ def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, A
 
 
 def remove_stale(run_dir: Path) -> None:
-    """Drop what a killed run may have left: temp files of interrupted writes and an old failure record."""
+    """Drop what an earlier attempt may have left: temp files of interrupted writes, old failure and running records."""
     for tmp in run_dir.glob(".*.json.*.tmp"):
         tmp.unlink(missing_ok=True)
     (run_dir / FAILURE).unlink(missing_ok=True)
+    (run_dir / RUNNING).unlink(missing_ok=True)

@@ -50,12 +50,23 @@ def test_grid_writes_one_result_per_cell_in_distinct_run_dirs(swept):
     assert (proc.stdout + proc.stderr).count("[llm_line.harness][INFO] - Loading ") == 2
 
 
-def test_rerun_skips_every_cell_without_importing_torch(swept, cli):
+def test_rerun_launches_nothing_and_never_imports_torch(swept, cli):
     root, _ = swept
     before = {p: started(p) for p in results(root)}
     proc = cli(*GRID, results_dir=root, block_torch=True)
-    assert proc.stderr.count("Skipping") + proc.stdout.count("Skipping") == 8
+    assert "8 of 8 cells already have a result; launching 0" in proc.stdout + proc.stderr
+    proc = cli("model=demo", "task=demo_sounds", results_dir=root, block_torch=True)  # a cell run directly
+    assert "Skipping llm-line/demo-tiny@main on demo_sounds (0-shot)" in proc.stdout + proc.stderr
     assert {p: started(p) for p in results(root)} == before
+
+
+def test_sweep_launches_only_missing_cells(swept, cli):
+    root, _ = swept
+    path = root / "llm-line--demo-small" / "main" / "demo_sounds" / "0shot" / store.RESULT
+    path.unlink()
+    proc = cli(*GRID, results_dir=root)
+    assert "7 of 8 cells already have a result; launching 1" in proc.stdout + proc.stderr
+    assert store.read_result(path)["cell"]["model"] == "llm-line/demo-small"
 
 
 def test_force_recomputes(swept, cli):

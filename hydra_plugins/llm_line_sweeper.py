@@ -1,0 +1,91 @@
+"""The sweeper: Hydra's basic sweeper, minus the cells that are already done, plus a record of the grid.
+
+(Hydra only instantiates plugins that live in the `hydra_plugins` namespace package, hence this location;
+`hydra/sweeper=resume` is registered in `llm_line/config.py` and is the default in `conf/config.yaml`.)
+
+Re-submitting a finished or half-finished grid must not cost queue slots: before the launcher sees a batch
+(local or SLURM), every cell's config is composed, its run dir derived, and cells with a valid result are
+dropped (`force=true` keeps them). Each job still re-checks before loading anything, so a cell finished by
+another job in the meantime is skipped there too.
+
+Every sweep writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`, listing its whole grid and
+which cells were launched; `python -m llm_line.status` reads it to tell done, failed, running, queued and
+missing cells apart.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from omegaconf import DictConfig
+
+from llm_line import store
+from llm_line.cell import identity
+
+log = logging.getLogger(__name__)
+
+
+
+class ResumingSweeper(BasicSweeper):
+    """BasicSweeper whose launcher only ever sees the cells that still need computing."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = PendingCellsLauncher(self.launcher, hydra_context, config)
+
+
+class PendingCellsLauncher(Launcher):
+    """Wraps the configured launcher: drops finished cells, records the grid, launches the rest."""
+
+    def __init__(self, inner: Launcher, hydra_context: HydraContext, config: DictConfig) -> None:
+        self.inner = inner
+        self.config_loader = hydra_context.config_loader
+        self.config = config
+
+    def setup(self, **kwargs: Any) -> None:  # the inner launcher is already set up
+        pass
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        grid, pending = [], []
+        for overrides in job_overrides:
+            cfg = self.config_loader.load_sweep_config(self.config, list(overrides))
+            subdir = str(cfg.hydra.sweep.subdir)
+            cell = identity(cfg)
+            done = not cfg.force and store.finished_result(sweep_dir / subdir, cell) is not None
+            grid.append({"run_dir": subdir, "cell": cell, "launched": not done})
+            if not done:
+                pending.append(overrides)
+        write_manifest(sweep_dir, grid, self.config)
+        log.info("%d of %d cells already have a result; launching %d", len(grid) - len(pending), len(grid), len(pending))
+        if not pending:
+            return []
+        return self.inner.launch(pending, initial_job_idx)
+
+
+def write_manifest(sweep_dir: Path, grid: list[dict[str, Any]], config: DictConfig) -> Path:
+    """Record a sweep's grid for `status`: every cell, whether it was launched, and who launched it."""
+    launcher = config.hydra.launcher
+    path = sweep_dir / store.MANIFESTS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    store.write_json(path, {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "user": getpass.getuser(),
+        "launcher": str(launcher.get("_target_", "")),
+        "job_name": launcher.get("name"),
+        "cells": grid,
+    })
+    return path

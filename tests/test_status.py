@@ -1,0 +1,81 @@
+"""`python -m llm_line.status`: each cell's state from its files and the sweep manifest."""
+
+import json
+import os
+import socket
+
+from llm_line import status, store
+
+CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
+
+
+def make_grid(root, launcher_pid):
+    cells = []
+    for name in ("done", "failed", "running", "dead", "queued", "skipped"):
+        cells.append({"run_dir": f"m/main/{name}/0shot", "cell": {**CELL, "task": name}, "launched": name != "skipped"})
+        (root / cells[-1]["run_dir"]).mkdir(parents=True)
+    store.write_json(root / "m/main/done/0shot" / store.RESULT,
+                     {"schema": 1, "cell": cells[0]["cell"], "metrics": {}, "n_docs": 1})
+    store.write_json(root / "m/main/failed/0shot" / store.FAILURE, {"error": "CellError: no such revision\nmore"})
+    here = {"host": socket.gethostname(), "started": "now"}
+    store.write_json(root / "m/main/running/0shot" / store.RUNNING, {**here, "pid": os.getpid()})
+    store.write_json(root / "m/main/dead/0shot" / store.RUNNING, {**here, "pid": 2**22 + 12345})
+    manifest = {"cells": cells, "host": socket.gethostname(), "pid": launcher_pid, "launcher": "BasicLauncher"}
+    store.write_json(root / store.MANIFESTS / "20260101T000000-1.json", manifest)
+
+
+def run_status(root, capsys, *args):
+    assert status.main([str(root), "--json", *args]) == 0
+    (grid,) = json.loads(capsys.readouterr().out)
+    return {row["run_dir"].split("/")[2]: (row["state"], row["detail"]) for row in grid["cells"]}
+
+
+def test_states_while_the_sweep_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    make_grid(tmp_path, launcher_pid=os.getpid())
+    got = run_status(tmp_path, capsys)
+    assert {k: v[0] for k, v in got.items()} == {
+        "done": "done", "failed": "failed", "running": "running", "dead": "missing", "queued": "queued",
+        "skipped": "missing",
+    }
+    assert got["failed"][1] == "CellError: no such revision"
+
+
+def test_cells_of_a_sweep_that_is_gone_are_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    make_grid(tmp_path, launcher_pid=2**22 + 12346)
+    assert run_status(tmp_path, capsys)["queued"][0] == "missing"
+
+
+def test_slurm_queue_decides_for_slurm_sweeps(tmp_path, capsys, monkeypatch):
+    make_grid(tmp_path, launcher_pid=2**22 + 12346)
+    path = next((tmp_path / store.MANIFESTS).glob("*.json"))
+    manifest = json.loads(path.read_text())
+    store.write_json(path, {**manifest, "launcher": "...SlurmLauncher", "job_name": "llm-line"})
+    store.write_json(tmp_path / "m/main/running/0shot" / store.RUNNING,
+                     {"slurm_job_id": "8", "slurm_array_job_id": "7", "slurm_array_task_id": "2", "started": "now"})
+    monkeypatch.setattr(status, "slurm_jobs", lambda: {"7_2", "7_4", "name:llm-line"})
+    got = run_status(tmp_path, capsys)
+    assert got["queued"][0] == "queued" and got["running"][0] == "running"
+    monkeypatch.setattr(status, "slurm_jobs", lambda: set())
+    got = run_status(tmp_path, capsys)
+    assert got["queued"][0] == "missing" and got["running"][0] == "missing"
+
+
+def test_without_manifest_cells_are_found_on_disk(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    make_grid(tmp_path, launcher_pid=os.getpid())
+    for path in (tmp_path / store.MANIFESTS).glob("*.json"):
+        path.unlink()
+    got = run_status(tmp_path, capsys)
+    assert sorted(got) == ["dead", "done", "failed", "running"]
+
+
+def test_text_report_lists_the_cells_asked_for(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    make_grid(tmp_path, launcher_pid=os.getpid())
+    status.main([str(tmp_path), "--show", "failed"])
+    out = capsys.readouterr().out
+    assert "6 cells  done 1  failed 1  running 1  queued 1  missing 2" in out
+    assert "failed   m/main/failed/0shot  CellError: no such revision" in out
+    assert "m/main/done/0shot" not in out
