@@ -117,6 +117,17 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "float32"
 
 
+def resolve_batch_size(batch_size: str, device: str) -> int | str:
+    """An int, or lm-eval's `auto`. On CPU `auto` becomes 8: lm-eval finds the batch size by provoking
+    out-of-memory errors, which on a CPU means the OOM killer rather than a caught CUDA error."""
+    if batch_size.isdigit():
+        return int(batch_size)
+    if batch_size.startswith("auto") and not device.startswith("cuda"):
+        log.info("batch_size=%s on %s: using 8 (set model.batch_size to change)", batch_size, device)
+        return 8
+    return batch_size
+
+
 def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
     """(what to load, hub revision). A local folder's revision is a subfolder of it (`main`: the folder)."""
     local = Path(model.pretrained).expanduser()
@@ -160,7 +171,7 @@ def load_model(model: ModelConfig) -> LoadedModel:
         args["tokenizer"] = model.tokenizer
     if model.max_length:
         args["max_length"] = model.max_length
-    batch_size = int(model.batch_size) if model.batch_size.isdigit() else model.batch_size
+    batch_size = resolve_batch_size(model.batch_size, device)
     log.info("Loading %s%s (%s, %s)", pretrained, f"@{revision}" if revision else "", device, dtype)
     try:
         lm = get_model(model.backend).create_from_arg_obj(

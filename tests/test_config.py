@@ -80,3 +80,11 @@ def test_demo_model_lives_in_the_cache(tmp_path, monkeypatch):
     cfg = load()
     assert OmegaConf.to_container(cfg.model, resolve=True)["pretrained"] == f"{tmp_path}/demo/tiny"
     assert cfg.model.demo_size == "tiny"
+
+
+def test_auto_batch_size_is_only_probed_on_gpus():
+    from llm_line.harness import resolve_batch_size
+
+    assert resolve_batch_size("16", "cpu") == 16
+    assert resolve_batch_size("auto", "cpu") == 8
+    assert resolve_batch_size("auto:4", "cuda") == "auto:4"
