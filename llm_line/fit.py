@@ -115,7 +115,7 @@ def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
     n_params = 4 if one_size else 5
     need = min_points or n_params + 2
     if len(L) < need:
-        return fallback(f"N and D are known for {len(L)} of {len(L_all)} checkpoints (need ≥ {need})")
+        return fallback(f"N and D are known and > 0 for {len(L)} of {len(L_all)} checkpoints (need ≥ {need})")
     if len(np.unique(D)) == 1 and one_size:
         return fallback("N and D do not vary across the checkpoints")
     if lmin <= 0:

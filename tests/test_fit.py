@@ -76,7 +76,7 @@ def test_irreducible_falls_back_visibly():
     assert "not in the table" in f.E_x.fallback_reason
     few = table.assign(Tokens=[np.nan] * 36 + list(table.Tokens[36:]))
     (f,) = fit.fit_groups(few, "x", "y", n_boot=0)
-    assert f.E_y.fallback_reason == "N and D are known for 4 of 40 checkpoints (need ≥ 6)"
+    assert f.E_y.fallback_reason == "N and D are known and > 0 for 4 of 40 checkpoints (need ≥ 6)"
     best_unknown = table.assign(Tokens=np.where(table.x == table.x.min(), np.nan, table.Tokens))
     (f,) = fit.fit_groups(best_unknown, "x", "y", n_boot=0)  # E stays below every loss, known D or not
     assert f.ok and f.E_x.E <= table.x.min() and f.E_x.n == 39 and math.isfinite(f.r2)
