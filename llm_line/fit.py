@@ -478,7 +478,7 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
 
 
 def _ci(ci: Optional[tuple[float, float]]) -> str:
-    return f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "[no CI]"
+    return f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "[no CI]"
 
 
 def format_fits(fits: Sequence[LossFit]) -> str:
