@@ -24,7 +24,8 @@ def three_groups(points=100, seed=0):
         N, D = 10 ** rng.uniform(7.5, 9.5, points), 10 ** rng.uniform(9, 11.5, points)
         reducible = ((1e7 / N) ** (0.35 / 0.3) + 1e8 / D) ** 0.3
         frames.append(pd.DataFrame({
-            "Size": N, "Tokens": D, "Pretraining Data": group, "Architecture": np.where(np.arange(points) % 2, "Llama", "Mamba"),
+            "Size": N, "Tokens": D, "Pretraining Data": group,
+            "Architecture": np.where(np.arange(points) % 2, "Llama", "Mamba"),
             "C4 Validation Loss": E_x + reducible + rng.normal(0, 0.01, points),
             "HellaSwag Loss": E_y + K * reducible**kappa + rng.normal(0, 0.01, points),
             "PIQA Loss": E_y + 0.5 + K * reducible**kappa + rng.normal(0, 0.01, points)}))
@@ -36,12 +37,14 @@ def test_figure_has_points_fits_reference_and_legend(tmp_path):
     fig, fits = plot.figure(table, "C4 Validation Loss", ["HellaSwag Loss", "PIQA Loss"])
     assert set(fits) == {"HellaSwag Loss", "PIQA Loss"} and all(f.ok and f.r2 > 0.95 for f in fits["PIQA Loss"])
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "C4 Validation Loss (nats per token)" and ax.get_ylabel() == "HellaSwag Loss (nats per token)"
+    assert ax.get_xlabel() == "C4 Validation Loss (nats per token)"
+    assert ax.get_ylabel() == "HellaSwag Loss (nats per token)"
     assert sum(len(c.get_offsets()) for c in ax.collections) == 300  # every checkpoint drawn
     styles = [line.get_linestyle() for line in ax.lines]
     assert styles.count("-") == 3 and styles.count(":") == 3 and styles.count("--") == 1  # fits, extrapolation, y=x
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"Pretraining Data", "C4", "FineWeb-Edu", "The Pile", "Architecture", "Llama", "Mamba", "y = x"} <= set(legend)
+    assert {"Pretraining Data", "C4", "FineWeb-Edu", "The Pile", "Architecture", "Llama", "Mamba",
+            "y = x"} <= set(legend)
     paths = plot.save(fig, tmp_path / "fig")
     assert [p.name for p in paths] == ["fig.png", "fig.pdf"]
     assert paths[0].read_bytes()[:8] == PNG and paths[1].read_bytes()[:5] == b"%PDF-"
