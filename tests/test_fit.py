@@ -1,0 +1,172 @@
+"""Fit: known laws recovered from noisy synthetic data, reasons instead of NaNs, prediction, the paper's table."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llm_line import fit
+from llm_line.collect import read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
+LLAMA_X, LLAMA_Y = "FineWeb-Edu Validation Loss", "HellaSwag Loss"
+
+K, KAPPA, E_X, E_Y = 1.3, 0.8, 1.8, 1.2
+
+
+def synthetic(seed=0, noise=0.002, K=K, kappa=KAPPA, group="a"):
+    """4 model sizes x 10 token counts; x from a compute-to-loss law, y from x by the shifted power law."""
+    rng = np.random.default_rng(seed)
+    N = np.repeat([1e8, 3e8, 1e9, 3e9], 10)
+    D = np.tile(np.logspace(9, 11.5, 10), 4)
+    reducible = ((1e7 / N) ** (0.35 / 0.3) + 1e8 / D) ** 0.3
+    return pd.DataFrame({"Size": N, "Tokens": D, "Pretraining Data": group,
+                         "x": E_X + reducible + rng.normal(0, noise, len(N)),
+                         "y": E_Y + K * reducible**kappa + rng.normal(0, noise, len(N))})
+
+
+def given(value, name="x"):
+    return fit.Irreducible(name, "a", value, "given")
+
+
+def test_known_irreducible_losses_give_K_and_kappa_within_5_percent():
+    table = synthetic(noise=0.01)
+    f = fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=200, seed=1)
+    assert f.ok and f.n == 40
+    assert f.K == pytest.approx(K, rel=0.05) and f.kappa == pytest.approx(KAPPA, rel=0.05)
+    assert f.K_ci[0] <= f.K <= f.K_ci[1] and f.kappa_ci[0] <= f.kappa <= f.kappa_ci[1]
+    assert f.K_ci[0] <= K <= f.K_ci[1] and f.kappa_ci[0] <= KAPPA <= f.kappa_ci[1]
+    assert f.r2 > 0.98 and f.rmse == pytest.approx(0.0155, rel=0.3)  # noise in y and, through the slope, in x
+
+
+def test_whole_pipeline_from_N_and_D_recovers_the_law():
+    """E_x, E_y from the compute-to-loss fit, then K and kappa: all within 5% of the truth."""
+    (f,) = fit.fit_groups(synthetic(), "x", "y", n_boot=100)
+    assert f.ok and f.E_x.method == "compute fit L(N, D)" and f.E_x.fallback_reason is None
+    assert f.E_x.E == pytest.approx(E_X, rel=0.05) and f.E_y.E == pytest.approx(E_Y, rel=0.05)
+    assert f.K == pytest.approx(K, rel=0.05) and f.kappa == pytest.approx(KAPPA, rel=0.05)
+    assert f.E_x.params["alpha"] == pytest.approx(0.35, rel=0.2) and f.E_x.params["beta"] == pytest.approx(0.3, rel=0.2)
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    table = synthetic(noise=0.01)
+    a, b, c = (fit.fit_groups(table, "x", "y", n_boot=50, seed=s)[0] for s in (3, 3, 4))
+    assert a.K_ci == b.K_ci and a.kappa_ci == b.kappa_ci and a.boot == b.boot
+    assert a.K_ci != c.K_ci
+
+
+def test_groups_get_their_own_laws():
+    table = pd.concat([synthetic(1, group="C4"), synthetic(2, K=0.9, kappa=1.2, group="The Pile")])
+    fits = {f.group: f for f in fit.fit_groups(table, "x", "y", "Pretraining Data", n_boot=0)}
+    assert fits["C4"].kappa == pytest.approx(0.8, rel=0.05)
+    assert fits["The Pile"].kappa == pytest.approx(1.2, rel=0.05) and fits["The Pile"].K == pytest.approx(0.9, rel=0.05)
+
+
+def test_irreducible_falls_back_visibly():
+    table = synthetic()
+    no_tokens = table.drop(columns="Tokens")
+    (f,) = fit.fit_groups(no_tokens, "x", "y", n_boot=0)
+    assert f.ok and f.E_x.method == "min observed loss" and f.E_x.E == table.x.min()
+    assert "not in the table" in f.E_x.fallback_reason
+    few = table.assign(Tokens=[np.nan] * 36 + list(table.Tokens[36:]))
+    (f,) = fit.fit_groups(few, "x", "y", n_boot=0)
+    assert f.E_y.fallback_reason == "N and D are known and > 0 for 4 of 40 checkpoints (need ≥ 6)"
+    best_unknown = table.assign(Tokens=np.where(table.x == table.x.min(), np.nan, table.Tokens))
+    (f,) = fit.fit_groups(best_unknown, "x", "y", n_boot=0)  # E stays below every loss, known D or not
+    assert f.ok and f.E_x.E <= table.x.min() and f.E_x.n == 39 and math.isfinite(f.r2)
+    one_size = table[table.Size == 1e9]
+    e = fit.fit_irreducible(one_size.x, one_size.Size, one_size.Tokens, name="x")
+    assert e.method == "compute fit L(D) (one model size)" and 0 <= e.E <= one_size.x.min()
+    assert "min observed loss" in fit.format_fits(fit.fit_groups(no_tokens, "x", "y", n_boot=0))
+
+
+@pytest.mark.parametrize("rows, reason", [
+    ([(3.0, 2.0), (2.9, 1.9)], "2 checkpoint(s) with both losses (need ≥ 3)"),
+    ([(3.0, 2.0), (3.0, 1.9), (3.0, 1.8), (3.0, 1.7)], "no spread in x (1 distinct value(s))"),
+    ([(3.0, 2.0), (2.9, 2.0), (2.8, 2.0), (2.7, 2.0)], "no spread in y: R² is undefined"),
+    ([(3.0, np.nan), (2.9, np.nan), (2.8, 1.0), (2.7, np.nan)], "1 checkpoint(s) with both losses (need ≥ 3)"),
+])
+def test_a_fit_that_cannot_be_made_says_why_and_holds_no_nan(rows, reason):
+    table = pd.DataFrame(rows, columns=["x", "y"]).assign(g="a")
+    (f,) = fit.fit_groups(table, "x", "y", "g", n_boot=10)
+    assert not f.ok and f.reason == reason
+    assert f.K is None and f.kappa is None and f.r2 is None
+    json.dumps(f.to_dict(), allow_nan=False)  # no NaN hidden anywhere
+    assert f"not fitted: {reason}" in fit.format_fits([f])
+    with pytest.raises(ValueError, match="no fit"):
+        fit.predict(f, 3.0)
+
+
+def test_a_group_without_one_of_the_losses_is_reported():
+    table = pd.DataFrame({"x": [3.0, 2.9, 2.8], "y": [np.nan] * 3, "g": "a"})
+    (f,) = fit.fit_groups(table, "x", "y", "g")
+    assert not f.ok and f.reason == "no checkpoint has both 'x' and 'y'"
+
+
+def test_predict_gives_the_law_with_intervals():
+    table = synthetic(noise=0.01)
+    f = fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=300)
+    x_new = 2.3
+    truth = K * (x_new - E_X) ** KAPPA + E_Y
+    p = fit.predict(f, x_new)
+    assert p.y == pytest.approx(truth, abs=0.01) and not p.extrapolated and p.note is None
+    assert p.ci[0] < p.y < p.ci[1] and p.pi[0] < p.ci[0] and p.ci[1] < p.pi[1]
+    assert p.pi[1] - p.pi[0] == pytest.approx(2 * 1.96 * np.std(f.residuals), rel=0.25)  # residual scatter
+    far = fit.predict(f, 5.0)
+    assert far.extrapolated and "extrapolated" in far.note
+    with pytest.raises(ValueError, match="below the group's irreducible loss"):
+        fit.predict(f, 1.5)
+    no_boot = fit.predict(fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=0), x_new)
+    assert no_boot.ci is None and "no interval" in no_boot.note
+
+
+def test_free_irreducible_losses_stay_in_bounds():
+    table = synthetic(noise=0.002)
+    (f,) = fit.fit_groups(table, "x", "y", irreducible="free", n_boot=20)
+    assert f.ok and f.E_x.method == "free" and 0 <= f.E_x.E <= table.x.min() and 0 <= f.E_y.E <= table.y.min()
+    assert f.r2 > 0.99
+
+
+def test_cli_fits_writes_json_and_predicts(tmp_path):
+    data = tmp_path / "table.csv"
+    pd.concat([synthetic(1, group="C4"), synthetic(2, K=0.9, kappa=1.2, group="The Pile")]).to_csv(data, index=False)
+    out = tmp_path / "fits.json"
+    cmd = [sys.executable, "-m", "llm_line.fit", "--data", str(data), "--x", "x", "--y", "y", "--bootstrap", "50",
+           "--predict", "2.3", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "C4" in proc.stdout and "The Pile" in proc.stdout and "predict C4: x = 2.3 -> y =" in proc.stdout
+    assert "E_x = " in proc.stdout and "compute fit L(N, D)" in proc.stdout
+    fits = fit.load_fits(out)
+    assert [f.group for f in fits] == ["C4", "The Pile"] and all(f.ok for f in fits)
+    assert fit.predict(fits[0], 2.3).ci is not None
+    assert len(json.loads(out.read_text())["predictions"]) == 2
+    bad = subprocess.run(cmd[:5] + ["--x", "z", "--y", "y"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no column 'z'" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def llamas():
+    if not RELEASED.exists():
+        pytest.skip(f"the paper's released table is not at {RELEASED}")
+    return fit.select(read_table(RELEASED), ["Architecture=Llama"])
+
+
+def test_paper_table_fineweb_ablation_llamas_give_three_tight_laws(llamas):
+    fits = fit.fit_groups(llamas, LLAMA_X, LLAMA_Y, "Pretraining Data", n_boot=200)
+    assert [f.group for f in fits] == ["C4", "FineWeb-Edu", "The Pile Deduped"]
+    for f in fits:
+        assert f.ok and f.r2 >= 0.9 and f.n >= 17, fit.format_fits(fits)
+        assert f.E_x.method == f.E_y.method == "compute fit L(D) (one model size)"  # all Llamas are 1.71B
+        assert 0 <= f.E_x.E <= f.E_x.min_loss and f.K_ci[0] <= f.K_ci[1]
+        assert 0.5 < f.kappa < 2 and math.isfinite(f.rmse)
+    # the pretraining data shifts the line: at one FineWeb-Edu loss, HellaSwag losses differ by data set
+    # (a model trained on FineWeb-Edu reaches a given FineWeb-Edu loss with a higher HellaSwag loss)
+    at = {f.group: float(f.curve(3.4)) for f in fits}
+    assert at["C4"] + 0.05 < at["The Pile Deduped"] < at["FineWeb-Edu"] - 0.2
