@@ -220,13 +220,12 @@ def source_fingerprint(corpus: CorpusConfig) -> dict[str, Any]:
 
 def selection(corpus: CorpusConfig, limit: Optional[int]) -> dict[str, Any]:
     """How documents are chosen: with the source and the tokenizer, this decides the cached tokens."""
-    max_documents = min(x for x in (corpus.max_documents, limit) if x is not None) \
-        if corpus.max_documents is not None or limit is not None else None
-    return {"text_field": corpus.text_field, "max_documents": max_documents, "max_tokens": corpus.max_tokens,
-            "shuffle_seed": corpus.shuffle_seed,
-            "shuffle": None if corpus.shuffle_seed is None else
-            ("exact" if corpus.path is not None else
-             f"buffer {corpus.shuffle_buffer}" if corpus.streaming else "exact")}
+    caps = [n for n in (corpus.max_documents, limit) if n is not None]  # task.limit caps the documents
+    shuffle = None
+    if corpus.shuffle_seed is not None:
+        shuffle = f"buffer {corpus.shuffle_buffer}" if corpus.dataset is not None and corpus.streaming else "exact"
+    return {"text_field": corpus.text_field, "max_documents": min(caps) if caps else None,
+            "max_tokens": corpus.max_tokens, "shuffle_seed": corpus.shuffle_seed, "shuffle": shuffle}
 
 
 def cached_documents(corpus: CorpusConfig, limit: Optional[int], tokenizer: Any, cache_dir: Path) -> tuple[Documents, dict]:
