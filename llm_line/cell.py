@@ -15,7 +15,7 @@ import time
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,6 +44,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.force:
         done = store.finished_result(run_dir, cell)
         if done is not None:
+            check_settings(cfg, done, run_dir)
             log.info("Skipping %s: result exists at %s (force=true recomputes)", describe(cell), run_dir / store.RESULT)
             return done
     store.remove_stale(run_dir)
@@ -64,31 +65,76 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
-    """Evaluate through lm-eval and assemble the result record."""
+    """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result."""
+    if cfg.task.corpus is not None:
+        return compute_corpus(cfg, cell, started)
     from llm_line import harness, metrics  # heavy: torch, transformers, lm_eval
 
     out = harness.evaluate(cfg.model, cfg.task, cfg.shots, cfg.fewshot_seed)
     results, model = out["results"], out["model"]
     cell_metrics = metrics.cell_metrics(results, out["tasks"], out["group_map"], model.count_tokens)
+    task = {
+        "kind": "lm_eval",
+        "display": cfg.task.display,
+        "versions": {k: v for k, v in results["versions"].items()},
+        "n_shot": results["n-shot"],
+        "fewshot_seed": cfg.fewshot_seed,
+        "groups": out["group_map"],
+    }
+    return record(cfg, cell, started, cell_metrics, model.info(), task)
+
+
+def compute_corpus(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
+    """The validation loss on a corpus (llm_line/corpus.py)."""
+    from llm_line import corpus  # heavy: torch, transformers
+    from llm_line.harness import CellError
+
+    if cfg.shots:
+        raise CellError(f"task {cfg.task.name} is a corpus (validation loss): it has no shots (got shots={cfg.shots})")
+    out = corpus.evaluate(cfg.model, cfg.task, cfg.cache_dir)
+    task = {"kind": "corpus", "display": cfg.task.display, "settings": corpus_settings(cfg), **out["details"]}
+    return record(cfg, cell, started, {cfg.task.name: out["metrics"]}, out["model"], task)
+
+
+def record(cfg: DictConfig, cell: dict[str, Any], started: float, cell_metrics: dict[str, Any],
+           model: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """The result record of a finished cell (the schema of `result.json`)."""
     return {
         "schema": store.SCHEMA_VERSION,
         "status": "ok",
         "cell": cell,
         "metrics": cell_metrics,
         "n_docs": cell_metrics[cfg.task.name]["n_docs"],
-        "model": {**model.info(), "meta": OmegaConf.to_container(cfg.model.meta, resolve=True)},
-        "task": {
-            "kind": "lm_eval",
-            "display": cfg.task.display,
-            "versions": {k: v for k, v in results["versions"].items()},
-            "n_shot": results["n-shot"],
-            "fewshot_seed": cfg.fewshot_seed,
-            "groups": out["group_map"],
-        },
+        "model": {**model, "meta": OmegaConf.to_container(cfg.model.meta, resolve=True)},
+        "task": task,
         "versions": versions(),
         "run": run_info(started),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+
+
+def corpus_settings(cfg: DictConfig) -> Optional[dict[str, Any]]:
+    """The settings of a corpus cell that change its numbers (all but the batch size); None for other cells."""
+    if cfg.task.corpus is None:
+        return None
+    settings = OmegaConf.to_container(cfg.task.corpus, resolve=True)
+    settings.pop("batch_size")
+    return settings
+
+
+def check_settings(cfg: DictConfig, result: dict[str, Any], run_dir: Path) -> None:
+    """A corpus cell's existing result must come from the same settings: different numbers are never mixed."""
+    wanted = corpus_settings(cfg)
+    if wanted is None:
+        return
+    found = result.get("task", {}).get("settings")
+    if found != wanted:
+        changed = sorted(k for k in set(wanted) | set(found or {}) if (found or {}).get(k) != wanted.get(k))
+        raise RuntimeError(
+            f"{run_dir / store.RESULT} was computed with other corpus settings ({', '.join(changed)}: "
+            f"{[(found or {}).get(k) for k in changed]} there, {[wanted.get(k) for k in changed]} now). Give "
+            f"these settings their own task name (task.name={cfg.task.name}_...) or recompute with force=true."
+        )
 
 
 def failure_record(cfg: DictConfig, cell: dict[str, Any], error: BaseException, started: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -51,13 +52,42 @@ class ModelConfig:
 
 
 @dataclass
-class TaskConfig:
-    """One lm-eval task or group, by its lm-eval name."""
+class CorpusConfig:
+    """A validation corpus: where its documents come from, which of them, and how they are packed.
 
-    name: str = MISSING  # lm-eval task or group name, e.g. hellaswag, mmlu
-    display: str = "${.name}"  # the name in the paper's tables, e.g. HellaSwag
+    Source: a local `path` (.jsonl, .jsonl.gz, .jsonl.zst, .parquet, or a glob of them; files in sorted
+    order) or a Hugging Face `dataset`. Selection is deterministic: the documents in source order (or shuffled
+    with `shuffle_seed`), the first `max_documents` of them, stopping once `max_tokens` tokens are reached
+    (whole documents). `max_documents` selects the same text for every tokenizer, so bits per byte stay
+    comparable across model families; `max_tokens` depends on the tokenizer.
+    """
+
+    path: Optional[str] = None  # local file or glob; exclusive with `dataset`
+    dataset: Optional[str] = None  # Hugging Face dataset id, e.g. allenai/c4
+    dataset_config: Optional[str] = None  # its configuration (`name` in load_dataset), e.g. en
+    dataset_revision: Optional[str] = None  # a branch, tag or commit of the dataset repo
+    data_files: Optional[str] = None  # a file pattern within the dataset repo, e.g. val.jsonl.zst
+    split: str = "validation"
+    streaming: bool = True  # stream the hub dataset instead of downloading all of it
+    text_field: str = "text"
+    max_documents: Optional[int] = None  # the first N documents (after shuffling); None: all
+    max_tokens: Optional[int] = None  # stop after the document that reaches N tokens; None: no limit
+    shuffle_seed: Optional[int] = None  # None: source order; local files: exact shuffle; streaming: buffered
+    shuffle_buffer: int = 10000  # buffer of a streaming shuffle
+    context_length: Optional[int] = None  # tokens per window; None: the model's own (model.max_length if set)
+    separator: str = "auto"  # token around every document: eos, bos, or auto (bos if the tokenizer adds one)
+    batch_size: int = 8  # windows per forward pass; does not change the numbers
+
+
+@dataclass
+class TaskConfig:
+    """One lm-eval task or group by its lm-eval name; or, with `corpus` set, a validation-loss cell."""
+
+    name: str = MISSING  # lm-eval task or group name, e.g. hellaswag, mmlu; a corpus cell's own name
+    display: str = "${.name}"  # the name in the paper's tables, e.g. HellaSwag, C4
     include_path: Optional[str] = None  # extra folder of lm-eval task YAMLs (llm_line/tasks is always included)
     limit: Optional[int] = None  # evaluate only the first N documents (for debugging; kept apart in results)
+    corpus: Optional[CorpusConfig] = None  # set: the loss on this corpus (llm_line/corpus.py), not lm-eval
 
 
 @dataclass
@@ -101,10 +131,15 @@ def cell_dir(model: str, revision: str, task: str, shots: int, limit: Optional[i
     return "/".join([_path_part(model), _path_part(revision), _path_part(task), leaf])
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
 def register() -> None:
-    """Register the schema and the `cell_dir` resolver; safe to call more than once."""
+    """Register the schema and the resolvers (`cell_dir`, `package_dir`); safe to call more than once."""
     if not OmegaConf.has_resolver("cell_dir"):
         OmegaConf.register_new_resolver("cell_dir", cell_dir)
+    if not OmegaConf.has_resolver("package_dir"):  # ${package_dir:} = this package's folder (shipped data)
+        OmegaConf.register_new_resolver("package_dir", lambda: str(PACKAGE_DIR))
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)
