@@ -1,7 +1,22 @@
-"""The sweeper: Hydra's basic sweeper, minus the cells that are already done, plus a record of the grid.
+"""The sweeper: Hydra's basic sweeper, minus the cells that are already done, plus a record of the grid,
+and optionally over a union of grids.
 
 (Hydra only instantiates plugins that live in the `hydra_plugins` namespace package, hence this location;
 `hydra/sweeper=resume` is registered in `llm_line/config.py` and is the default in `conf/config.yaml`.)
+
+Union of grids: Hydra's basic sweeper takes one cartesian product, the paper's table is several (Pythia over
+its sizes, OLMo over its revisions, ...), each crossed with the same tasks:
+
+    hydra:
+      sweeper:
+        grids:                                   # one grid per model family: key -> sweep string
+          - {model: pythia, model.size: "70m,160m"}
+          - {model: olmo, model.size: 1B, model.step: "20000,30000"}
+        params: {task: "piqa,copa"}              # crossed with every grid
+
+expands to (2 + 2) x 2 = 8 cells. Command-line overrides are crossed with every grid too, and win over a
+grid's value for the same key. Without `grids` it sweeps exactly like the basic sweeper. Cells keep the grid
+order (models vary slowest), so a local sweep loads each model once; a cell in two grids runs once.
 
 Re-submitting a finished or half-finished grid must not cost queue slots: before the launcher sees a batch
 (local or SLURM), every cell's config is composed, its run dir derived, and cells with a valid result are
@@ -22,13 +37,15 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from llm_line import store
 from llm_line.cell import identity
@@ -38,7 +55,19 @@ log = logging.getLogger(__name__)
 
 
 class ResumingSweeper(BasicSweeper):
-    """BasicSweeper whose launcher only ever sees the cells that still need computing."""
+    """BasicSweeper over a union of grids, whose launcher only ever sees the cells that still need computing."""
+
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
+                 grids: Optional[List[Dict[str, Any]]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.grids = [{key: sweep_string(value) for key, value in grid.items()} for grid in (grids or [])]
+
+    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
+        """All cells of every grid crossed with `overrides` (params and command line), in batches."""
+        config_loader = self.hydra_context.config_loader if self.hydra_context is not None else None
+        jobs = expand(self.grids, overrides, OverridesParser.create(config_loader=config_loader))
+        size = len(jobs) if max_batch_size in (None, -1) else max_batch_size
+        return [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -72,6 +101,32 @@ class PendingCellsLauncher(Launcher):
         if not pending:
             return []
         return self.inner.launch(pending, initial_job_idx)
+
+
+def sweep_string(value: Any) -> str:
+    """A grid value as override text: YAML's null/true/1000 or a list of them become what Hydra parses back."""
+    if isinstance(value, (list, tuple, ListConfig)):
+        return ",".join(sweep_string(v) for v in value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def expand(grids: List[Dict[str, str]], overrides: List[Override], parser: OverridesParser) -> List[List[str]]:
+    """The override lists of every cell: each grid crossed with `overrides`, duplicates dropped."""
+    if not grids:
+        return BasicSweeper.split_arguments(overrides, None)[0]
+    jobs: List[List[str]] = []
+    seen = set()
+    for grid in grids:
+        parsed = parser.parse_overrides([f"{key}={sweep_string(value)}" for key, value in grid.items()])
+        for job in BasicSweeper.split_arguments(parsed + list(overrides), None)[0]:
+            if tuple(job) not in seen:
+                seen.add(tuple(job))
+                jobs.append(job)
+    return jobs
 
 
 def write_manifest(sweep_dir: Path, grid: list[dict[str, Any]], config: DictConfig) -> Path:

@@ -10,10 +10,12 @@ done, and that decision must not pay for torch or transformers.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -29,6 +31,11 @@ class ModelMeta:
     pretraining_data: Optional[str] = None  # e.g. The Pile, C4, FineWeb-Edu
     tokenizer: Optional[str] = None  # tokenizer family, e.g. gpt-neox, gpt2
     tokens_per_step: Optional[int] = None  # tokens seen = step x tokens_per_step
+    final_step: Optional[int] = None  # the training step of the `main` revision, where public
+    # Training tokens seen at this revision: step (from model.revision, e.g. step3000, step-003000-6BT,
+    # step20000-tokens84B; `main` = final_step) x tokens_per_step. None where either is unknown; families with
+    # only a final checkpoint set it directly.
+    tokens: Optional[int] = "${tokens_at:${..revision},${.tokens_per_step},${.final_step}}"  # type: ignore[assignment]
 
 
 @dataclass
@@ -37,8 +44,17 @@ class ModelConfig:
 
     name: str = MISSING  # identity in results: the hub id, or a stable name for a local model
     pretrained: str = "${.name}"  # what is loaded: a hub id or a local folder
-    revision: str = "main"  # hub branch/tag/commit; for a local folder, a subfolder (main = the folder)
+    path: Optional[str] = None  # a local folder of checkpoints (lingua exports); such families load from it
+    # A training step: the family's `revision_format` turns it into the revision (pythia: step=3000 ->
+    # step3000), so `model.step=range(1000,144000,1000)` sweeps checkpoints. None: `revision` as given.
+    step: Optional[int] = None
+    # Hub branch/tag/commit; for a local folder, a subfolder (main = the folder). Set it directly, or via `step`.
+    revision: str = "${step_revision:${.revision_format},${.step},${.meta.tokens_per_step}}"
+    # How a step is named among the family's revisions: a Python format string with {step} and {billions}
+    # (= step x tokens_per_step / 1e9, rounded); None: the family publishes no step revisions.
+    revision_format: Optional[str] = "step{step}"
     size: Optional[str] = None  # for families with several sizes (pythia: 70m ... 12b)
+    sizes: Dict[str, Any] = field(default_factory=dict)  # per-size metadata of a family, read with ${size_meta:...}
     demo_size: Optional[str] = None  # set: `pretrained` is the offline demo model, built on first use
     tokenizer: Optional[str] = None  # tokenizer override (hub id or folder); None: the model's own
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float16/bfloat16/float32
@@ -48,6 +64,9 @@ class ModelConfig:
     max_length: Optional[int] = None  # context length; None: the model's own
     trust_remote_code: bool = False
     backend: str = "hf"  # lm-eval model backend
+    add_bos_token: Optional[bool] = None  # prepend BOS to every context (lm-eval's add_bos_token); None: its default
+    parallelize: bool = False  # split the model over all visible GPUs (lm-eval's parallelize: device_map=auto)
+    max_memory_per_gpu: Optional[str] = None  # with parallelize, e.g. 70GiB; None: accelerate decides
     meta: ModelMeta = field(default_factory=ModelMeta)
 
 
@@ -105,11 +124,12 @@ class Config:
 
 @dataclass
 class ResumingSweeperConf:
-    """`hydra/sweeper=resume` (the default): Hydra's basic sweeper minus finished cells."""
+    """`hydra/sweeper=resume` (the default): Hydra's basic sweeper minus finished cells, over `grids` if given."""
 
     _target_: str = "hydra_plugins.llm_line_sweeper.ResumingSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
+    grids: Optional[List[Dict[str, Any]]] = None  # a union of grids, each crossed with `params`
 
 
 def _path_part(value: object) -> str:
@@ -134,12 +154,75 @@ def cell_dir(model: str, revision: str, task: str, shots: int, limit: Optional[i
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+_STEP_IN_REVISION = re.compile(r"(?:^|[^a-z])step-?0*(\d+)", re.IGNORECASE)
+
+
+def step_revision(revision_format: Optional[str], step: Optional[int], tokens_per_step: Optional[int]) -> str:
+    """The revision that holds training step `step` in a family that names revisions by `revision_format`.
+
+    `{step}` is the step, `{billions}` the tokens seen in billions, rounded half up (OLMo: step20000-tokens84B;
+    HuggingFaceFW ablations: step-020000-42BT). No step: `main`.
+    """
+    if step is None:
+        return "main"
+    if revision_format is None:
+        raise ValueError("this model family publishes no step revisions; set model.revision instead of model.step")
+    billions = None if tokens_per_step is None else math.floor(int(step) * tokens_per_step / 1e9 + 0.5)
+    if "{billions" in revision_format and billions is None:
+        raise ValueError(f"revision format {revision_format!r} needs model.meta.tokens_per_step")
+    return revision_format.format(step=int(step), billions=billions)
+
+
+def tokens_at(revision: str, tokens_per_step: Optional[int], final_step: Optional[int]) -> Optional[int]:
+    """Training tokens seen at `revision` (step x tokens per step); None where that is unknown."""
+    if tokens_per_step is None:
+        return None
+    match = _STEP_IN_REVISION.search(str(revision))
+    if match:
+        return int(match.group(1)) * int(tokens_per_step)
+    if str(revision) == "main" and final_step is not None:
+        return int(final_step) * int(tokens_per_step)
+    return None
+
+
+def size_meta(table: Any, size: Optional[str], key: str) -> Any:
+    """`table[size][key]` of a family's `sizes` table, or None for a size or key it does not list."""
+    entry = table.get(str(size)) if table is not None and size is not None else None
+    return None if entry is None else entry.get(key)
+
+
+EXPORT_META = "llm_line.json"  # written by `lingua/export.py` at the root of an export folder
+
+
+def export_meta(path: Optional[str], key: str) -> Any:
+    """A field of the metadata an export wrote (`<path>/llm_line.json`); None if it is not there.
+
+    `name` falls back to the folder's name, so a model without that file still has an identity.
+    """
+    if path is None:
+        return None
+    folder = Path(str(path)).expanduser()
+    try:
+        meta = json.loads((folder / EXPORT_META).read_text())
+    except (OSError, ValueError):
+        meta = {}
+    if key == "name" and not meta.get("name"):
+        return folder.name
+    return meta.get(key)
+
+
+def package_dir() -> str:
+    """`${package_dir:}`: this package's folder, where shipped data (the demo corpus) lives."""
+    return str(PACKAGE_DIR)
+
+
 def register() -> None:
-    """Register the schema and the resolvers (`cell_dir`, `package_dir`); safe to call more than once."""
-    if not OmegaConf.has_resolver("cell_dir"):
-        OmegaConf.register_new_resolver("cell_dir", cell_dir)
-    if not OmegaConf.has_resolver("package_dir"):  # ${package_dir:} = this package's folder (shipped data)
-        OmegaConf.register_new_resolver("package_dir", lambda: str(PACKAGE_DIR))
+    """Register the schema and the resolvers; safe to call more than once."""
+    resolvers = {"cell_dir": cell_dir, "step_revision": step_revision, "tokens_at": tokens_at,
+                 "size_meta": size_meta, "export_meta": export_meta, "package_dir": package_dir}
+    for name, function in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)

@@ -139,6 +139,13 @@ def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
     if not local.is_dir():
         raise CellError(f"local model folder {local} does not exist (model.pretrained={model.pretrained})")
     if model.revision == "main":
+        if not (local / "config.json").exists():
+            steps = sorted((p.name for p in local.iterdir() if (p / "config.json").exists()), key=lambda n: (len(n), n))
+            if steps:  # a folder of checkpoints (e.g. a lingua export): it has no `main` of its own
+                raise CellError(
+                    f"local model {local} is a folder of checkpoints; pick one with model.revision=... or "
+                    f"model.step=... (available: {', '.join(steps)})"
+                )
         return str(local), None
     if not (local / model.revision).is_dir():
         available = sorted(p.name for p in local.iterdir() if (p / "config.json").exists())
@@ -153,7 +160,8 @@ def load_model(model: ModelConfig) -> LoadedModel:
     """The lm-eval LM for `model`, reusing the one already loaded when nothing about it changed."""
     global _model
     key = (model.backend, model.pretrained, model.revision, model.tokenizer, model.dtype, model.device,
-           model.batch_size, model.max_batch_size, model.max_length, model.trust_remote_code)
+           model.batch_size, model.max_batch_size, model.max_length, model.trust_remote_code,
+           model.add_bos_token, model.parallelize, model.max_memory_per_gpu)
     if _model is not None and _model.key == key:
         return _model
     _model = None  # free the previous model before loading the next
@@ -171,6 +179,12 @@ def load_model(model: ModelConfig) -> LoadedModel:
         args["tokenizer"] = model.tokenizer
     if model.max_length:
         args["max_length"] = model.max_length
+    if model.add_bos_token is not None:
+        args["add_bos_token"] = model.add_bos_token
+    if model.parallelize:  # lm-eval places the model with device_map="auto" over every visible GPU
+        args["parallelize"] = True
+        if model.max_memory_per_gpu:
+            args["max_memory_per_gpu"] = model.max_memory_per_gpu
     batch_size = resolve_batch_size(model.batch_size, device)
     log.info("Loading %s%s (%s, %s)", pretrained, f"@{revision}" if revision else "", device, dtype)
     try:

@@ -1,0 +1,496 @@
+"""Export lingua checkpoints to Hugging Face model folders, one subfolder per training step.
+
+    python -m lingua.export RUN_DIR OUT_DIR        # every checkpoint of a run -> OUT_DIR/step{N}/
+    python -m lingua.export RUN_DIR/checkpoints/0000016000 OUT_DIR   # one checkpoint
+    python evaluate.py model=lingua model.path=OUT_DIR model.step=16000 task=piqa
+
+What lingua writes (its `lingua/checkpoint.py`): `RUN_DIR/checkpoints/<step, 10 digits>/` holds a
+torch.distributed checkpoint (`*.distcp`, `.metadata`) of {"model": ..., "optim": ...}, the run's whole
+config as `params.json` and `train_state_*.json`; lingua's eval consolidates it into
+`consolidated/consolidated.pth` + `params.json`. Either form is read here; a checkpoint that is not yet
+consolidated is consolidated in place (the same layout lingua itself writes; needs memory for the optimizer
+state too).
+
+Architectures (state-dict key names as in lingua's `apps/main/transformer.py` and `apps/mamba`):
+- Llama (`LMTransformer`) -> `LlamaForCausalLM`. lingua rotates (x[2i], x[2i+1]) pairs of each head (complex
+  multiplication); transformers rotates (x[i], x[i + head_dim/2]) ("rotate_half"). The rows of wq and wk are
+  permuted within each head so both compute the same attention scores; v and o are unchanged.
+- Mamba (`LMMamba`, a Mamba-2 style SSD block) -> `Mamba2ForCausalLM`: same in_proj order [z, x, B, C, dt],
+  causal depthwise conv without bias, A = -exp(A_log), per-head D, gated RMSNorm of y * silu(z). Exported only
+  where the two compute the same function: n_groups = 1 (transformers normalises per group, lingua over the
+  whole width), a conv (conv_size set), D per head (not D_has_head_dim), no learned initial states, norm_eps
+  1e-5 (lingua's gated norm always uses 1e-5, transformers one eps for all norms); dt_bias absent -> zeros.
+  transformers' Mamba (v1) class is a different block (per-channel dt, x_proj/dt_proj) and cannot hold it.
+
+Tokenizer: lingua's `tiktoken` tokenizer is a tiktoken BPE file + lingua's pre-tokenisation regex (Llama-3's)
++ 256 special tokens after the BPE ranks (<|begin_of_text|> first): the exporter rebuilds exactly that as a
+Hugging Face tokenizer whose special-token mode prepends BOS, as lingua did for every training document
+(lm-eval adds it with add_bos_token, which conf/model/lingua.yaml sets). `bytes` is rebuilt too;
+SentencePiece (`sp`) needs --hf-tokenizer. --hf-tokenizer copies any Hugging Face tokenizer instead.
+
+Each export folder also gets the run's `params.json` (as `lingua_params.json`), and OUT_DIR gets
+`llm_line.json`: the run's name and metadata (architecture, parameters, data, tokenizer, tokens per step),
+which conf/model/lingua.yaml reads. Exports are written to a temporary folder and renamed, and skipped if
+present (--force redoes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+log = logging.getLogger("lingua.export")
+
+CHECKPOINT_FOLDER = re.compile(r"^\d{10}$")  # lingua names checkpoint folders by step, 10 digits
+CONSOLIDATED = Path("consolidated") / "consolidated.pth"
+PARAMS = "params.json"
+META = "llm_line.json"  # read by conf/model/lingua.yaml (llm_line.config.export_meta)
+
+# Names of the data sources in lingua/configs (lingua/make_configs.py) as the analysis calls them.
+DATA_NAMES = {"fineweb_edu_100bt": "FineWeb-Edu", "c4": "C4", "pile_uc": "The Pile UC"}
+
+# lingua's tiktoken setup: Llama-3's pre-tokenisation regex, and 256 special tokens whose ids follow the BPE
+# ranks; these seven are named, the others are <|reserved_special_token_{offset}|>.
+TIKTOKEN_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
+    r"""|\s+(?!\S)|\s+"""
+)
+TIKTOKEN_NAMED_SPECIALS = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 2: "<|fim_prefix|>", 3: "<|fim_middle|>",
+                           253: "<|fim_end_fill|>", 254: "<|fim_pad|>", 255: "<|fim_suffix|>"}
+N_TIKTOKEN_SPECIALS = 256
+
+
+class ExportError(RuntimeError):
+    """A checkpoint cannot be exported as asked; the message says why and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+def find_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every checkpoint of a run dir, a `checkpoints/` folder, or one checkpoint folder."""
+    run_dir = Path(run_dir)
+    if is_checkpoint(run_dir):
+        return [(checkpoint_step(run_dir), run_dir)]
+    base = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    if not base.is_dir():
+        raise ExportError(f"{run_dir} is not a lingua run dir, checkpoints folder or checkpoint")
+    found = sorted((int(p.name), p) for p in base.iterdir() if p.is_dir() and CHECKPOINT_FOLDER.match(p.name))
+    if not found:
+        raise ExportError(f"no lingua checkpoints (folders named by 10-digit steps) in {base}")
+    return found
+
+
+def is_checkpoint(folder: Path) -> bool:
+    return (folder / CONSOLIDATED).exists() or (folder / ".metadata").exists() or (folder / "consolidated.pth").exists()
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The training step of a checkpoint folder: its 10-digit name, else its train state."""
+    for candidate in (folder, folder.parent):
+        if CHECKPOINT_FOLDER.match(candidate.name):
+            return int(candidate.name)
+    for state in sorted(folder.glob("train_state_*.json")) + sorted(folder.parent.glob("train_state_*.json")):
+        return int(json.loads(state.read_text())["step"])
+    raise ExportError(f"cannot tell the training step of {folder}: not named by step and no train_state_*.json")
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(the run's params.json, the model's state dict) of a lingua checkpoint, consolidating it if needed."""
+    if (folder / "consolidated.pth").exists():  # the consolidated folder itself
+        consolidated = folder
+    else:
+        consolidated = folder / CONSOLIDATED.parent
+        if not (consolidated / CONSOLIDATED.name).exists():
+            consolidate(folder)
+    params_file = consolidated / PARAMS if (consolidated / PARAMS).exists() else folder / PARAMS
+    if not params_file.exists():
+        raise ExportError(f"{folder} has no {PARAMS}: lingua writes the run's config there; copy it from the run")
+    params = json.loads(params_file.read_text())
+    raw = torch.load(consolidated / CONSOLIDATED.name, map_location="cpu", weights_only=True, mmap=True)
+    state = raw["model"] if isinstance(raw, dict) and "model" in raw else raw
+    cleaned = {}
+    for key, value in state.items():
+        for wrapper in ("_orig_mod.", "module."):  # torch.compile / DDP wrappers around the model
+            if key.startswith(wrapper):
+                key = key[len(wrapper):]
+        cleaned[key.replace("._orig_mod.", ".")] = value  # compiled submodules
+    return params, cleaned
+
+
+def consolidate(folder: Path) -> None:
+    """Write lingua's consolidated form of a torch.distributed checkpoint next to it, as lingua's eval does."""
+    if not (folder / ".metadata").exists():
+        raise ExportError(f"{folder} holds neither {CONSOLIDATED} nor a torch.distributed checkpoint (.metadata)")
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    target = folder / CONSOLIDATED
+    target.parent.mkdir(exist_ok=True)
+    log.info("Consolidating %s", folder)
+    partial = target.with_suffix(".pth.partial")
+    dcp_to_torch_save(str(folder), str(partial))
+    partial.rename(target)
+    if (folder / PARAMS).exists():
+        shutil.copyfile(folder / PARAMS, target.parent / PARAMS)
+
+
+def architecture(state: dict[str, torch.Tensor]) -> str:
+    if any(".attention.wq." in key for key in state):
+        return "llama"
+    if any(".ssm.in_proj." in key for key in state):
+        return "mamba"
+    raise ExportError("unknown lingua architecture: expected apps/main (layers.N.attention.wq) or apps/mamba "
+                      "(layers.N.ssm.in_proj) state-dict keys")
+
+
+class Keys:
+    """Takes state-dict entries by name and checks at the end that none was left over."""
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        self.state = dict(state)
+
+    def take(self, key: str) -> torch.Tensor:
+        if key not in self.state:
+            raise ExportError(f"checkpoint lacks {key!r}")
+        return self.state.pop(key)
+
+    def maybe(self, key: str) -> Optional[torch.Tensor]:
+        return self.state.pop(key, None)
+
+    def done(self) -> None:
+        if self.state:
+            raise ExportError(f"checkpoint has weights this exporter does not map: {sorted(self.state)[:8]}")
+
+
+def output_weights(keys: Keys, embeddings: torch.Tensor, tied: bool) -> Optional[torch.Tensor]:
+    """lingua's output projection: its own weight, or (weight_tying) the embedding's, sometimes listed twice."""
+    shared = keys.maybe("output.tied_module.weight")
+    if tied:
+        if shared is not None and not torch.equal(shared, embeddings):
+            raise ExportError("weight_tying is set but output.tied_module.weight differs from tok_embeddings")
+        return None
+    return keys.take("output.weight")
+
+
+# ----------------------------------------------------------------------------------------------------- llama
+
+def rope_pairs_to_halves(weight: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
+    """Reorder the output rows of a q/k projection from adjacent rotary pairs (lingua) to halves (transformers).
+
+    Within each head, lingua's row 2i and 2i+1 form rotary pair i; transformers pairs row i with i + head_dim/2.
+    """
+    rows = weight.reshape(n_heads, head_dim // 2, 2, -1)  # head, pair, member of the pair, input
+    return rows.transpose(1, 2).reshape(n_heads * head_dim, -1)
+
+
+def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int]):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    args = params["model"]
+    dim, n_layers = int(args["dim"]), int(args["n_layers"])
+    head_dim = args.get("head_dim") or dim // int(args["n_heads"])
+    n_heads = args.get("n_heads") or dim // head_dim
+    n_kv_heads = args.get("n_kv_heads") or n_heads
+    if args.get("sliding_window"):
+        raise ExportError("sliding-window attention has no LlamaForCausalLM equivalent")
+    keys = Keys(state)
+    embeddings = keys.take("tok_embeddings.weight")
+    vocab_size = embeddings.shape[0]
+    tied = bool(args.get("weight_tying", False))
+    ffn_dim = state["layers.0.feed_forward.w1.weight"].shape[0]
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=dim, intermediate_size=ffn_dim, num_hidden_layers=n_layers,
+        num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, head_dim=head_dim, hidden_act="silu",
+        max_position_embeddings=int(args.get("max_seqlen") or params.get("data", {}).get("seq_len") or 2048),
+        rms_norm_eps=float(args.get("norm_eps", 1e-5)),
+        rope_parameters={"rope_type": "default", "rope_theta": float(args.get("rope_theta", 10000.0))},
+        tie_word_embeddings=tied, attention_bias=False, mlp_bias=False, **special_ids,
+    )
+    weights = {"model.embed_tokens.weight": embeddings}
+    for i in range(n_layers):
+        src, dst = f"layers.{i}.", f"model.layers.{i}."
+        weights[dst + "self_attn.q_proj.weight"] = rope_pairs_to_halves(
+            keys.take(src + "attention.wq.weight"), n_heads, head_dim)
+        weights[dst + "self_attn.k_proj.weight"] = rope_pairs_to_halves(
+            keys.take(src + "attention.wk.weight"), n_kv_heads, head_dim)
+        weights[dst + "self_attn.v_proj.weight"] = keys.take(src + "attention.wv.weight")
+        weights[dst + "self_attn.o_proj.weight"] = keys.take(src + "attention.wo.weight")
+        weights[dst + "mlp.gate_proj.weight"] = keys.take(src + "feed_forward.w1.weight")
+        weights[dst + "mlp.up_proj.weight"] = keys.take(src + "feed_forward.w3.weight")
+        weights[dst + "mlp.down_proj.weight"] = keys.take(src + "feed_forward.w2.weight")
+        weights[dst + "input_layernorm.weight"] = keys.take(src + "attention_norm.weight")
+        weights[dst + "post_attention_layernorm.weight"] = keys.take(src + "ffn_norm.weight")
+    weights["model.norm.weight"] = keys.take("norm.weight")
+    output = output_weights(keys, embeddings, tied)
+    if output is not None:
+        weights["lm_head.weight"] = output
+    keys.done()
+    return LlamaForCausalLM, config, weights
+
+
+# ----------------------------------------------------------------------------------------------------- mamba
+
+def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int]):
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+
+    args = params["model"]
+    dim, n_layers, n_heads = int(args["dim"]), int(args["n_layers"]), int(args["n_heads"])
+    n_groups, state_dim = int(args.get("n_groups", 1)), int(args.get("state_dim", 128))
+    problems = []
+    if n_groups != 1:
+        problems.append(f"n_groups={n_groups} (transformers normalises y per group, lingua over the whole width)")
+    if args.get("conv_size") is None:
+        problems.append("conv_size=null (transformers' Mamba2 always has the causal conv)")
+    if args.get("D_has_head_dim"):
+        problems.append("D_has_head_dim=true (transformers' Mamba2 has one D per head)")
+    if float(args.get("norm_eps", 1e-5)) != 1e-5:
+        problems.append(f"norm_eps={args['norm_eps']} (lingua's gated norm uses 1e-5; transformers one eps for all)")
+    init_states = [k for k in state if k.endswith(".ssm.init_states")]
+    if any(state[k].abs().max() > 0 for k in init_states):
+        problems.append("learned initial states (transformers' Mamba2 starts from zeros)")
+    out_proj = state["layers.0.ssm.out_proj.weight"]
+    hidden = out_proj.shape[1]
+    if hidden % dim:
+        problems.append(f"SSM width {hidden} is not a multiple of dim {dim} (transformers needs an integer expand)")
+    if problems:
+        raise ExportError("this lingua Mamba cannot be expressed as transformers' Mamba2ForCausalLM: "
+                          + "; ".join(problems))
+    keys = Keys(state)
+    for key in init_states:
+        keys.take(key)
+    embeddings = keys.take("tok_embeddings.weight")
+    tied = bool(args.get("weight_tying", False))
+    config = Mamba2Config(
+        vocab_size=embeddings.shape[0], hidden_size=dim, num_hidden_layers=n_layers, num_heads=n_heads,
+        head_dim=hidden // n_heads, expand=hidden // dim, state_size=state_dim, n_groups=n_groups,
+        conv_kernel=int(args["conv_size"]), use_conv_bias=False, use_bias=False, hidden_act="silu",
+        layer_norm_epsilon=1e-5, chunk_size=int(args.get("ssm_chunk_size", 256)),
+        time_step_limit=(0.0, float("inf")), residual_in_fp32=True, tie_word_embeddings=tied, **special_ids,
+    )
+    weights = {"backbone.embeddings.weight": embeddings}
+    for i in range(n_layers):
+        src, dst = f"layers.{i}.", f"backbone.layers.{i}."
+        weights[dst + "norm.weight"] = keys.take(src + "ssm_norm.weight")
+        weights[dst + "mixer.in_proj.weight"] = keys.take(src + "ssm.in_proj.weight")
+        weights[dst + "mixer.conv1d.weight"] = keys.take(src + "ssm.conv_weight").unsqueeze(1)  # depthwise
+        weights[dst + "mixer.A_log"] = keys.take(src + "ssm.A_log")
+        weights[dst + "mixer.D"] = keys.take(src + "ssm.D")
+        dt_bias = keys.maybe(src + "ssm.dt_bias")
+        weights[dst + "mixer.dt_bias"] = dt_bias if dt_bias is not None else torch.zeros(n_heads)
+        weights[dst + "mixer.norm.weight"] = keys.take(src + "ssm.ssm_norm.weight")
+        weights[dst + "mixer.out_proj.weight"] = keys.take(src + "ssm.out_proj.weight")
+    weights["backbone.norm_f.weight"] = keys.take("norm.weight")
+    output = output_weights(keys, embeddings, tied)
+    if output is not None:
+        weights["lm_head.weight"] = output
+    keys.done()
+    return Mamba2ForCausalLM, config, weights
+
+
+# ------------------------------------------------------------------------------------------------- tokenizer
+
+def tiktoken_tokenizer(bpe_file: Path, max_length: int):
+    """lingua's tiktoken tokenizer (BPE ranks + Llama-3 regex + its 256 specials) as a Hugging Face tokenizer."""
+    from tokenizers import AddedToken, processors
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    backend = TikTokenConverter(vocab_file=str(bpe_file), pattern=TIKTOKEN_PATTERN).converted()
+    n_ranks = backend.get_vocab_size()
+    specials = [TIKTOKEN_NAMED_SPECIALS.get(i, f"<|reserved_special_token_{i}|>") for i in range(N_TIKTOKEN_SPECIALS)]
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    bos, eos = specials[0], specials[1]
+    assert backend.token_to_id(bos) == n_ranks and backend.token_to_id(eos) == n_ranks + 1
+    return wrap_with_bos(backend, processors.ByteLevel(trim_offsets=False), bos, eos, max_length)
+
+
+def bytes_tokenizer(max_length: int):
+    """lingua's byte tokenizer (ids 0-255 = bytes, BOS 256, EOS 257) as a Hugging Face tokenizer."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {char: byte for byte, char in bytes_to_unicode().items()}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens([AddedToken("<bos>", special=True), AddedToken("<eos>", special=True)])
+    return wrap_with_bos(backend, processors.ByteLevel(trim_offsets=False), "<bos>", "<eos>", max_length)
+
+
+def wrap_with_bos(backend, post, bos: str, eos: str, max_length: int):
+    """A transformers tokenizer around `backend` that prepends BOS when asked for special tokens."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    bos_id = backend.token_to_id(bos)
+    backend.post_processor = processors.Sequence([
+        post, processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]),
+    ])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos,
+                                   model_max_length=max_length, clean_up_tokenization_spaces=False)
+
+
+def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optional[str],
+                    hf_tokenizer: Optional[str], lingua_dir: Optional[str]):
+    """(tokenizer, its label for the analysis) for the run described by `params`."""
+    data = params.get("data", {})
+    max_length = int(data.get("seq_len") or params["model"].get("max_seqlen") or 2048)
+    spec = data.get("tokenizer", {}) or {}
+    name, path = spec.get("name", "bytes"), spec.get("path")
+    if hf_tokenizer:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(hf_tokenizer), Path(hf_tokenizer).name
+    if name == "bytes":
+        return bytes_tokenizer(max_length), "bytes"
+    if name == "tiktoken":
+        if tokenizer_file:
+            candidates = [Path(tokenizer_file)]
+        else:  # lingua resolves the path from where it ran: try there, then the run dir and its parents
+            bases = ([Path(lingua_dir)] if lingua_dir else []) + [Path.cwd(), run_dir, *run_dir.parents]
+            candidates = [Path(path)] if Path(path).is_absolute() else [base / path for base in bases]
+        found = next((c.expanduser() for c in candidates if c.expanduser().is_file()), None)
+        if found is None:
+            raise ExportError(
+                f"the run's tokenizer file {path!r} (data.tokenizer.path, relative to where lingua ran) was not "
+                "found; pass --lingua-dir DIR (where lingua ran) or --tokenizer-file FILE"
+            )
+        return tiktoken_tokenizer(found, max_length), tokenizer_label(str(path))
+    raise ExportError(f"lingua tokenizer {name!r}: pass the matching Hugging Face tokenizer with --hf-tokenizer")
+
+
+def tokenizer_label(path: str) -> str:
+    lowered = path.lower()
+    for needle, label in (("llama3", "llama3"), ("llama-3", "llama3"), ("gpt2", "gpt2"), ("r50k", "gpt2")):
+        if needle in lowered:
+            return label
+    return Path(path).stem
+
+
+def special_token_ids(tokenizer) -> dict[str, Optional[int]]:
+    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": None}
+
+
+# ---------------------------------------------------------------------------------------------------- export
+
+def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str) -> dict[str, Any]:
+    """What the analysis needs to know about the run (conf/model/lingua.yaml reads it)."""
+    data = params.get("data", {})
+    dist = params.get("distributed", {})
+    data_parallel = int(dist.get("dp_replicate", 1) or 1) * int(dist.get("dp_shard", 1) or 1)
+    tokens_per_step = (int(data.get("batch_size", 0)) * int(data.get("seq_len", 0))
+                       * int(params.get("grad_acc_steps", 1) or 1) * data_parallel) or None
+    sources = sorted((data.get("sources") or {}).items(), key=lambda item: -float(item[1]))
+    return {
+        "name": params.get("name"),
+        "family": f"lingua-{arch}",
+        "architecture": {"llama": "Llama", "mamba": "Mamba2"}[arch],
+        "parameters": parameters,
+        "pretraining_data": "+".join(DATA_NAMES.get(name, name) for name, _ in sources) or None,
+        "tokenizer": tokenizer,
+        "tokens_per_step": tokens_per_step,
+        "seq_len": data.get("seq_len"),
+        "steps": params.get("steps"),
+    }
+
+
+def export_checkpoint(folder: Path, target: Path, run_dir: Path, dtype: str = "float32",
+                      tokenizer_file: Optional[str] = None, hf_tokenizer: Optional[str] = None,
+                      lingua_dir: Optional[str] = None) -> dict[str, Any]:
+    """Export one checkpoint folder to the Hugging Face folder `target`; return the run's metadata."""
+    params, state = load_checkpoint(folder)
+    tokenizer, tokenizer_name = build_tokenizer(params, run_dir, tokenizer_file, hf_tokenizer, lingua_dir)
+    arch = architecture(state)
+    model_class, config, weights = {"llama": llama, "mamba": mamba}[arch](params, state, special_token_ids(tokenizer))
+    if len(tokenizer) > config.vocab_size:
+        raise ExportError(f"tokenizer has {len(tokenizer)} tokens, the model only {config.vocab_size} embeddings")
+    config.dtype = getattr(torch, dtype)
+    with torch.device("meta"):  # no random initialisation: every weight comes from the checkpoint
+        model = model_class(config)
+    result = model.load_state_dict({k: v.to(config.dtype).contiguous() for k, v in weights.items()},
+                                   strict=False, assign=True)
+    missing = set(result.missing_keys) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
+    if missing or result.unexpected_keys:
+        raise ExportError(f"weights do not fit {model_class.__name__}: missing {sorted(missing)}, "
+                          f"unexpected {sorted(result.unexpected_keys)}")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / "lingua_params.json").write_text(json.dumps(params, indent=1))
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
+    return run_meta(params, arch, model.num_parameters(), tokenizer_name)
+
+
+def export_run(run_dir: Path, out_dir: Path, steps: Optional[set[int]] = None, force: bool = False,
+               **options: Any) -> list[Path]:
+    """Export every checkpoint of `run_dir` (or those in `steps`) to `out_dir/step{N}`; return the folders."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exported = []
+    for step, folder in find_checkpoints(run_dir):
+        if steps is not None and step not in steps:
+            continue
+        target = out_dir / f"step{step}"
+        if (target / "config.json").exists() and not force:
+            log.info("Skipping step %d: %s exists (--force redoes it)", step, target)
+            exported.append(target)
+            continue
+        log.info("Exporting step %d: %s -> %s", step, folder, target)
+        meta = export_checkpoint(folder, target, run_dir, **options)
+        write_meta(out_dir, meta)
+        exported.append(target)
+    return exported
+
+
+def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
+    """Record the run's metadata at the export root; refuse to mix two runs in one export folder."""
+    path = out_dir / META
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("name") != meta.get("name"):
+            raise ExportError(f"{out_dir} holds exports of run {old.get('name')!r}; export {meta.get('name')!r} "
+                              "to its own folder (the folder is the model's identity)")
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(meta, indent=1) + "\n")
+    partial.rename(path)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a lingua run dir (dump_dir), its checkpoints/ or one checkpoint")
+    parser.add_argument("out_dir", type=Path, help="export folder: one step{N} subfolder per checkpoint")
+    parser.add_argument("--steps", help="only these steps, comma-separated")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--lingua-dir", help="where lingua ran (relative tokenizer paths are resolved there)")
+    parser.add_argument("--tokenizer-file", help="the run's tiktoken BPE file, if not at data.tokenizer.path")
+    parser.add_argument("--hf-tokenizer", help="use this Hugging Face tokenizer (hub id or folder) instead")
+    parser.add_argument("--force", action="store_true", help="re-export steps that are already exported")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    steps = {int(s) for s in args.steps.split(",")} if args.steps else None
+    try:
+        folders = export_run(args.run_dir, args.out_dir, steps=steps, force=args.force, dtype=args.dtype,
+                             lingua_dir=args.lingua_dir, tokenizer_file=args.tokenizer_file,
+                             hf_tokenizer=args.hf_tokenizer)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(folders)} checkpoint(s) in {args.out_dir}: {', '.join(f.name for f in folders)}")
+    print(f"evaluate: python evaluate.py model=lingua model.path={args.out_dir} model.step=N task=...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
