@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from glob import glob, has_magic
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llm_line import store
 from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
 from llm_line.harness import CellError, load_model
 
@@ -266,17 +266,9 @@ def _load(path: Path, key: str) -> Optional[Documents]:
 
 
 def _save(path: Path, key: str, docs: Documents) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), tokens=docs.tokens, lengths=docs.lengths, nbytes=docs.nbytes,
-                     empty=np.array(docs.empty))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with store.atomic_file(path, "wb") as f:
+        np.savez(f, key=np.array(key), tokens=docs.tokens, lengths=docs.lengths, nbytes=docs.nbytes,
+                 empty=np.array(docs.empty))
 
 
 # --- packing and the loss ----------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,15 @@ class CorruptResult(ValueError):
     """A result file exists but is not a complete result."""
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` to `path` atomically: temp file in the same folder, fsync, rename."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file that appears at `path` whole or not at all: a temp file in the same folder, fsynced, renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(payload, indent=2, sort_keys=False, default=str, allow_nan=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file the user writes
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -52,6 +53,13 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str, allow_nan=True)
+    with atomic_file(path) as f:
+        f.write(text + "\n")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -4,7 +4,6 @@ the tokenization cache, and the cell end to end (result, resume, settings that m
 import gzip
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
