@@ -56,7 +56,7 @@ class LoadedModel:
             "dtype": self.dtype,
             "batch_size": getattr(self.lm, "batch_size", None),
             "num_parameters": model.num_parameters(),
-            "num_parameters_non_embedding": model.num_parameters(exclude_embeddings=True),
+            "num_parameters_non_embedding": non_embedding_parameters(model),
         }
 
     def count_tokens(self, context: str, continuation: str) -> int:
@@ -64,6 +64,20 @@ class LoadedModel:
         if not context:  # lm-eval scores an empty context after its prefix token
             return len(self.lm.tok_encode(continuation))
         return len(self.lm._encode_pair(context, continuation)[1])
+
+
+def non_embedding_parameters(model: Any) -> int:
+    """Parameters outside the token embedding and the output head (Kaplan et al.'s N).
+
+    transformers' `num_parameters(exclude_embeddings=True)` drops only nn.Embedding modules, so an untied
+    output head (GPT-NeoX/Pythia's embed_out) would still count: for Pythia-70m that is 26M of 45M.
+    """
+    embeddings = {id(p): p for p in model.get_input_embeddings().parameters()}
+    head = model.get_output_embeddings()
+    if head is not None:
+        embeddings.update({id(p): p for p in head.parameters()})
+    seen = {id(p): p for p in model.parameters()}
+    return sum(p.numel() for key, p in seen.items() if key not in embeddings)
 
 
 _task_managers: dict[Optional[str], TaskManager] = {}

@@ -101,3 +101,11 @@ def test_summarize_by_hand():
     assert s["nll_per_byte"] == pytest.approx((0.5 + 1.0) / 2)
     assert s["bpb"] == pytest.approx((0.5 + 1.0) / 2 / math.log(2))
     assert s["loss_stderr"] == pytest.approx(math.sqrt(2.0) / math.sqrt(2))  # std(1, 3, ddof=1) / sqrt(2)
+
+
+def test_non_embedding_parameters_exclude_the_untied_output_head(run):
+    model = run["model"].lm.model
+    vocab, hidden = model.get_input_embeddings().weight.shape
+    assert not model.config.tie_word_embeddings
+    assert harness.non_embedding_parameters(model) == model.num_parameters() - 2 * vocab * hidden
+    assert run["model"].info()["num_parameters_non_embedding"] == model.num_parameters() - 2 * vocab * hidden
