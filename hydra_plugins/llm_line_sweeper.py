@@ -48,7 +48,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import DictConfig, ListConfig
 
 from llm_line import store
-from llm_line.cell import identity
+from llm_line.cell import finished, identity
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ class ResumingSweeper(BasicSweeper):
         jobs = expand(self.grids, overrides, OverridesParser.create(config_loader=config_loader))
         size = len(jobs) if max_batch_size in (None, -1) else max_batch_size
         return [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Nothing to do: PendingCellsLauncher composes every cell of a batch before launching any, which
+        raises the same composition errors; validating first would compose every cell of a large grid twice."""
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -91,9 +95,8 @@ class PendingCellsLauncher(Launcher):
         for overrides in job_overrides:
             cfg = self.config_loader.load_sweep_config(self.config, list(overrides))
             subdir = str(cfg.hydra.sweep.subdir)
-            cell = identity(cfg)
-            done = not cfg.force and store.finished_result(sweep_dir / subdir, cell) is not None
-            grid.append({"run_dir": subdir, "cell": cell, "launched": not done})
+            done = finished(cfg, sweep_dir / subdir) is not None
+            grid.append({"run_dir": subdir, "cell": identity(cfg), "launched": not done})
             if not done:
                 pending.append(overrides)
         write_manifest(sweep_dir, grid, self.config)

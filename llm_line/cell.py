@@ -38,15 +38,26 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def finished(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
+    """The valid result of the cell `cfg` in `run_dir`, or None if it must be computed (always with force).
+
+    The one resume decision, shared by a job and by the sweeper that filters cells before launching them.
+    """
+    if cfg.force:
+        return None
+    done = store.finished_result(run_dir, identity(cfg))
+    if done is not None:
+        check_settings(cfg, done, run_dir)
+    return done
+
+
 def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Evaluate the cell `cfg` into `run_dir`, or return its existing result unless `cfg.force`."""
     cell = identity(cfg)
-    if not cfg.force:
-        done = store.finished_result(run_dir, cell)
-        if done is not None:
-            check_settings(cfg, done, run_dir)
-            log.info("Skipping %s: result exists at %s (force=true recomputes)", describe(cell), run_dir / store.RESULT)
-            return done
+    done = finished(cfg, run_dir)
+    if done is not None:
+        log.info("Skipping %s: result exists at %s (force=true recomputes)", describe(cell), run_dir / store.RESULT)
+        return done
     store.remove_stale(run_dir)
     log.info("Evaluating %s -> %s", describe(cell), run_dir)
     started = time.time()

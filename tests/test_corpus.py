@@ -326,6 +326,10 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
     other = cli("task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False)
     assert other.returncode != 0 and "other corpus settings (context_length" in other.stderr + other.stdout
     assert path.read_bytes() == before
+    swept = cli("-m", "task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False,
+                block_torch=True)  # the sweeper makes the same decision before launching anything
+    assert swept.returncode != 0 and "other corpus settings (context_length" in swept.stderr + swept.stdout
+    assert path.read_bytes() == before
 
     cli("task=val_demo", "task.corpus.context_length=64", "force=true", results_dir=tmp_path)
     forced = store.read_result(path)["metrics"]["val_demo"]
