@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
 from llm_line import store
+from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,6 @@ def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, 
 def compute_corpus(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
     """The validation loss on a corpus (llm_line/corpus.py)."""
     from llm_line import corpus  # heavy: torch, transformers
-    from llm_line.harness import CellError
 
     if cfg.shots:
         raise CellError(f"task {cfg.task.name} is a corpus (validation loss): it has no shots (got shots={cfg.shots})")

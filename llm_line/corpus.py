@@ -47,7 +47,8 @@ import torch.nn.functional as F
 
 from llm_line import store
 from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
-from llm_line.harness import CellError, load_model
+from llm_line.errors import CellError
+from llm_line.harness import load_model
 
 log = logging.getLogger(__name__)
 

@@ -25,14 +25,11 @@ from lm_eval.tasks import TaskManager
 
 from llm_line import demo
 from llm_line.config import ModelConfig, TaskConfig
+from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
 
 BUILTIN_TASKS = Path(__file__).parent / "tasks"
-
-
-class CellError(RuntimeError):
-    """A cell cannot run for a reason the user can fix; the message says how."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 
 from llm_line import corpus, store
 from llm_line.config import PACKAGE_DIR, CorpusConfig
-from llm_line.harness import CellError
+from llm_line.errors import CellError
 
 DEMO_CORPUS = PACKAGE_DIR / "corpora" / "demo.jsonl"
 
