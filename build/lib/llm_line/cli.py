@@ -1,0 +1,50 @@
+"""`llm-line`: one command for everything beside evaluation (which stays `python evaluate.py`, a Hydra app).
+
+    llm-line status results/                      # where a sweep stands
+    llm-line collect results/ -o data/results.csv # result files -> tables
+    llm-line fit --x "C4 Validation Loss" --y "HellaSwag Loss"
+    llm-line plot --x "C4 Validation Loss" --y "HellaSwag Loss" -o figures/c4_hellaswag
+
+Each subcommand is the `main(argv)` of one module (`python -m llm_line.<module>` runs the same code); it is
+imported only when chosen, so `llm-line status` never pays for pandas, scipy or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Optional
+
+# subcommand -> (module with a `main(argv) -> int`, one line of help)
+COMMANDS = {
+    "status": ("llm_line.status", "where a sweep stands: done, failed, running, queued, missing cells"),
+    "collect": ("llm_line.collect", "collect result files into a wide and a long table"),
+    "fit": ("llm_line.fit", "fit loss-to-loss laws per group of a table"),
+    "plot": ("llm_line.plot", "plot losses against each other with their fitted laws"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: llm-line COMMAND [ARGS...]   (llm-line COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "Evaluation itself is a Hydra app: python evaluate.py [-m] model=... task=... shots=..."]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"llm-line: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv[0] = f"llm-line {name}"
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

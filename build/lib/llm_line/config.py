@@ -1,0 +1,233 @@
+"""The schema of a cell: structured configs registered in Hydra's ConfigStore.
+
+Every YAML under `conf/model/` and `conf/task/` extends one of these dataclasses (`defaults: [base_model]`),
+so a misspelled key (`model.revison=x`) is an error rather than a silently ignored setting, and
+`python evaluate.py --cfg job` shows every value a cell runs with.
+
+This module must stay cheap to import: `evaluate.py` imports it before deciding whether a cell is already
+done, and that decision must not pay for torch or transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+@dataclass
+class ModelMeta:
+    """What the analysis needs to know about a model; None where unknown."""
+
+    family: Optional[str] = None  # e.g. pythia, the name of a line of checkpoints
+    architecture: Optional[str] = None  # e.g. GPT-NeoX, Llama, Mamba
+    parameters: Optional[int] = None  # None: taken from the loaded model and recorded in the result
+    pretraining_data: Optional[str] = None  # e.g. The Pile, C4, FineWeb-Edu
+    tokenizer: Optional[str] = None  # tokenizer family, e.g. gpt-neox, gpt2
+    tokens_per_step: Optional[int] = None  # tokens seen = step x tokens_per_step
+    final_step: Optional[int] = None  # the training step of the `main` revision, where public
+    # Training tokens seen at this revision: step (from model.revision, e.g. step3000, step-003000-6BT,
+    # step20000-tokens84B; `main` = final_step) x tokens_per_step. None where either is unknown; families with
+    # only a final checkpoint set it directly.
+    tokens: Optional[int] = "${tokens_at:${..revision},${.tokens_per_step},${.final_step}}"  # type: ignore[assignment]
+
+
+@dataclass
+class ModelConfig:
+    """One model at one revision, and how lm-eval's HF backend loads it."""
+
+    name: str = MISSING  # identity in results: the hub id, or a stable name for a local model
+    pretrained: str = "${.name}"  # what is loaded: a hub id or a local folder
+    path: Optional[str] = None  # a local folder of checkpoints (lingua exports); such families load from it
+    # A training step: the family's `revision_format` turns it into the revision (pythia: step=3000 ->
+    # step3000), so `model.step=range(1000,144000,1000)` sweeps checkpoints. None: `revision` as given.
+    step: Optional[int] = None
+    # Hub branch/tag/commit; for a local folder, a subfolder (main = the folder). Set it directly, or via `step`.
+    revision: str = "${step_revision:${.revision_format},${.step},${.meta.tokens_per_step}}"
+    # How a step is named among the family's revisions: a Python format string with {step} and {billions}
+    # (= step x tokens_per_step / 1e9, rounded); None: the family publishes no step revisions.
+    revision_format: Optional[str] = "step{step}"
+    size: Optional[str] = None  # for families with several sizes (pythia: 70m ... 12b)
+    sizes: Dict[str, Any] = field(default_factory=dict)  # per-size metadata of a family, read with ${size_meta:...}
+    demo_size: Optional[str] = None  # set: `pretrained` is the offline demo model, built on first use
+    tokenizer: Optional[str] = None  # tokenizer override (hub id or folder); None: the model's own
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float16/bfloat16/float32
+    device: str = "auto"  # auto: cuda if available, else cpu
+    batch_size: str = "auto"  # an integer, or lm-eval's auto / auto:N
+    max_batch_size: int = 64  # upper bound when batch_size is auto
+    max_length: Optional[int] = None  # context length; None: the model's own
+    trust_remote_code: bool = False
+    backend: str = "hf"  # lm-eval model backend
+    add_bos_token: Optional[bool] = None  # prepend BOS to every context (lm-eval's add_bos_token); None: its default
+    parallelize: bool = False  # split the model over all visible GPUs (lm-eval's parallelize: device_map=auto)
+    max_memory_per_gpu: Optional[str] = None  # with parallelize, e.g. 70GiB; None: accelerate decides
+    meta: ModelMeta = field(default_factory=ModelMeta)
+
+
+@dataclass
+class CorpusConfig:
+    """A validation corpus: where its documents come from, which of them, and how they are packed.
+
+    Source: a local `path` (.jsonl, .jsonl.gz, .jsonl.zst, .parquet, or a glob of them; files in sorted
+    order) or a Hugging Face `dataset`. Selection is deterministic: the documents in source order (or shuffled
+    with `shuffle_seed`), the first `max_documents` of them, stopping once `max_tokens` tokens are reached
+    (whole documents). `max_documents` selects the same text for every tokenizer, so bits per byte stay
+    comparable across model families; `max_tokens` depends on the tokenizer.
+    """
+
+    path: Optional[str] = None  # local file or glob; exclusive with `dataset`
+    dataset: Optional[str] = None  # Hugging Face dataset id, e.g. allenai/c4
+    dataset_config: Optional[str] = None  # its configuration (`name` in load_dataset), e.g. en
+    dataset_revision: Optional[str] = None  # a branch, tag or commit of the dataset repo
+    data_files: Optional[str] = None  # a file pattern within the dataset repo, e.g. val.jsonl.zst
+    split: str = "validation"
+    streaming: bool = True  # stream the hub dataset instead of downloading all of it
+    text_field: str = "text"
+    max_documents: Optional[int] = None  # the first N documents (after shuffling); None: all
+    max_tokens: Optional[int] = None  # stop after the document that reaches N tokens; None: no limit
+    shuffle_seed: Optional[int] = None  # None: source order; local files: exact shuffle; streaming: buffered
+    shuffle_buffer: int = 10000  # buffer of a streaming shuffle
+    context_length: Optional[int] = None  # tokens per window; None: the model's own (model.max_length if set)
+    separator: str = "auto"  # token around every document: eos, bos, or auto (bos if the tokenizer adds one)
+    batch_size: int = 8  # windows per forward pass; does not change the numbers
+
+
+@dataclass
+class TaskConfig:
+    """One lm-eval task or group by its lm-eval name; or, with `corpus` set, a validation-loss cell."""
+
+    name: str = MISSING  # lm-eval task or group name, e.g. hellaswag, mmlu; a corpus cell's own name
+    display: str = "${.name}"  # the name in the paper's tables, e.g. HellaSwag, C4
+    include_path: Optional[str] = None  # extra folder of lm-eval task YAMLs (llm_line/tasks is always included)
+    limit: Optional[int] = None  # evaluate only the first N documents (for debugging; kept apart in results)
+    corpus: Optional[CorpusConfig] = None  # set: the loss on this corpus (llm_line/corpus.py), not lm-eval
+
+
+@dataclass
+class Config:
+    """One cell: a model at a revision, a task, a few-shot setting."""
+
+    model: ModelConfig = MISSING
+    task: TaskConfig = MISSING
+    shots: int = 0
+    fewshot_seed: int = 1234  # lm-eval's default seed for drawing few-shot examples
+    results_dir: str = "results"  # every cell's run dir lives below this
+    cache_dir: str = "${oc.env:LLM_LINE_CACHE,'~/.cache/llm_line'}"  # demo model and other local builds
+    force: bool = False  # recompute a cell even if it has a valid result
+
+
+@dataclass
+class ResumingSweeperConf:
+    """`hydra/sweeper=resume` (the default): Hydra's basic sweeper minus finished cells, over `grids` if given."""
+
+    _target_: str = "hydra_plugins.llm_line_sweeper.ResumingSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+    grids: Optional[List[Dict[str, Any]]] = None  # a union of grids, each crossed with `params`
+
+
+def _path_part(value: object) -> str:
+    """A path component for `value`: hub ids keep their readable form (`org/name` -> `org--name`)."""
+    text = str(value).strip().replace("/", "--")
+    text = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", text)
+    if text in ("", ".", ".."):
+        raise ValueError(f"cannot build a results path from {value!r}")
+    return text
+
+
+def cell_dir(model: str, revision: str, task: str, shots: int, limit: Optional[int] = None) -> str:
+    """The run dir of a cell relative to the results root: a pure function of the cell's identity.
+
+    `<model>/<revision>/<task>/<shots>shot`, so a re-run, a sweep and `collect` all find the same folder.
+    A debugging run with `task.limit` lands in its own folder and never passes for the full result.
+    """
+    leaf = f"{int(shots)}shot" + (f"_limit{int(limit)}" if limit is not None else "")
+    return "/".join([_path_part(model), _path_part(revision), _path_part(task), leaf])
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+_STEP_IN_REVISION = re.compile(r"(?:^|[^a-z])step-?0*(\d+)", re.IGNORECASE)
+
+
+def step_revision(revision_format: Optional[str], step: Optional[int], tokens_per_step: Optional[int]) -> str:
+    """The revision that holds training step `step` in a family that names revisions by `revision_format`.
+
+    `{step}` is the step, `{billions}` the tokens seen in billions, rounded half up (OLMo: step20000-tokens84B;
+    HuggingFaceFW ablations: step-020000-42BT). No step: `main`.
+    """
+    if step is None:
+        return "main"
+    if revision_format is None:
+        raise ValueError("this model family publishes no step revisions; set model.revision instead of model.step")
+    billions = None if tokens_per_step is None else math.floor(int(step) * tokens_per_step / 1e9 + 0.5)
+    if "{billions" in revision_format and billions is None:
+        raise ValueError(f"revision format {revision_format!r} needs model.meta.tokens_per_step")
+    return revision_format.format(step=int(step), billions=billions)
+
+
+def tokens_at(revision: str, tokens_per_step: Optional[int], final_step: Optional[int]) -> Optional[int]:
+    """Training tokens seen at `revision` (step x tokens per step); None where that is unknown."""
+    if tokens_per_step is None:
+        return None
+    match = _STEP_IN_REVISION.search(str(revision))
+    if match:
+        return int(match.group(1)) * int(tokens_per_step)
+    if str(revision) == "main" and final_step is not None:
+        return int(final_step) * int(tokens_per_step)
+    return None
+
+
+def size_meta(table: Any, size: Optional[str], key: str) -> Any:
+    """`table[size][key]` of a family's `sizes` table, or None for a size or key it does not list."""
+    entry = table.get(str(size)) if table is not None and size is not None else None
+    return None if entry is None else entry.get(key)
+
+
+EXPORT_META = "llm_line.json"  # written by `lingua/export.py` at the root of an export folder
+
+
+def export_meta(path: Optional[str], key: str) -> Any:
+    """A field of the metadata an export wrote (`<path>/llm_line.json`); None if it is not there.
+
+    `name` falls back to the folder's name, so a model without that file still has an identity.
+    """
+    if path is None:
+        return None
+    folder = Path(str(path)).expanduser()
+    try:
+        meta = json.loads((folder / EXPORT_META).read_text())
+    except (OSError, ValueError):
+        meta = {}
+    if key == "name" and not meta.get("name"):
+        return folder.name
+    return meta.get(key)
+
+
+def package_dir() -> str:
+    """`${package_dir:}`: this package's folder, where shipped data (the demo corpus) lives."""
+    return str(PACKAGE_DIR)
+
+
+def register() -> None:
+    """Register the schema and the resolvers; safe to call more than once."""
+    resolvers = {"cell_dir": cell_dir, "step_revision": step_revision, "tokens_at": tokens_at,
+                 "size_meta": size_meta, "export_meta": export_meta, "package_dir": package_dir}
+    for name, function in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="hydra/sweeper", name="resume", node=ResumingSweeperConf, provider="llm_line")
+
+
+register()

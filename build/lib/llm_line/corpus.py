@@ -1,0 +1,412 @@
+"""Validation loss on a pretraining corpus: documents packed into full context windows, every token scored once.
+
+The method (the x-axis of loss-to-loss scaling laws):
+
+1. Documents are read in a deterministic order (a local jsonl / jsonl.gz / jsonl.zst / parquet file or glob, or
+   a Hugging Face dataset, optionally shuffled with a seed) and selected: the first `max_documents`, stopping
+   once `max_tokens` tokens are reached (whole documents).
+2. Each document is tokenized with the model's own tokenizer, without special tokens. Documents with no tokens
+   (empty text) are skipped and counted as `empty_documents`.
+3. The token stream is `S d1 S d2 S ... dn S`, S the separator: the model's EOS (how GPT-NeoX / Pythia were
+   trained) or BOS (Llama-style tokenizers that add a BOS themselves; `separator: auto` picks by that).
+4. The stream is cut into windows of `context_length` input tokens, each predicting the next `context_length`
+   tokens; consecutive windows share one boundary token, so every token after the first S is predicted
+   exactly once: every document token and the S that ends each document. Within a window documents attend to
+   earlier documents, as in packed pretraining. The last window is shorter.
+5. loss = total NLL / predicted tokens (nats); bpb = total NLL / (ln 2 * UTF-8 bytes of the documents).
+
+Batches of windows run through the model's base (transformer) with no KV cache; the output head and the
+cross-entropy run on chunks of at most `LOGITS_BYTES` of fp32 logits, so the batch x vocabulary logits are
+never held in fp32 at once. NLL is accumulated on the device in float64 and read once at the end.
+
+Tokenizing a corpus is cached under `<cache_dir>/corpus/`, keyed by the tokenizer's content (vocabulary,
+merges, normalisation) and the corpus selection, so a sweep over the checkpoints of one model family
+tokenizes it once; concurrent jobs wait on a file lock rather than tokenizing it in parallel.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from glob import glob, has_magic
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llm_line import store
+from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
+from llm_line.errors import CellError
+from llm_line.harness import load_model
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when what a cache file holds, or how it is made, changes
+LOGITS_BYTES = 1 << 30  # at most this much fp32 logits at once (per chunk of tokens)
+TOKENIZE_BATCH = 256  # documents per tokenizer call (fast tokenizers parallelise within a call)
+PACKING = "documents joined as S d1 S d2 ... dn S (S = separator); non-overlapping windows of context_length " \
+          "inputs, every token after the first S predicted once; causal attention across documents in a window"
+
+
+@dataclass
+class Documents:
+    """The selected documents, tokenized: concatenated token ids and per-document lengths and bytes."""
+
+    tokens: np.ndarray  # uint32, every document's tokens, concatenated
+    lengths: np.ndarray  # int64, tokens per document
+    nbytes: np.ndarray  # int64, UTF-8 bytes per document
+    empty: int  # documents skipped because they have no tokens
+
+    @property
+    def count(self) -> int:
+        return len(self.lengths)
+
+
+# --- reading documents -------------------------------------------------------------------------------------------
+
+
+def read_texts(corpus: CorpusConfig) -> Iterator[str]:
+    """The documents' texts, in selection order (after the shuffle, before any limit)."""
+    if (corpus.path is None) == (corpus.dataset is None):
+        raise CellError("a corpus needs exactly one of task.corpus.path (local files) or task.corpus.dataset (hub)")
+    if corpus.path is not None:
+        texts: Iterable[str] = itertools.chain.from_iterable(
+            _read_file(path, corpus.text_field) for path in local_files(corpus.path)
+        )
+        if corpus.shuffle_seed is not None:  # exact shuffle of the whole local corpus
+            texts = list(texts)
+            random.Random(corpus.shuffle_seed).shuffle(texts)
+        return iter(texts)
+    return _read_hub(corpus)
+
+
+def local_files(pattern: str) -> list[Path]:
+    """The files a local `path` names: itself, or the sorted matches of a glob."""
+    expanded = os.path.expanduser(pattern)
+    files = sorted(Path(p) for p in glob(expanded, recursive=True)) if has_magic(expanded) else [Path(expanded)]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise CellError(f"no corpus file at task.corpus.path={pattern}")
+    return files
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
+                                encoding="utf-8")
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _read_file(path: Path, field: str) -> Iterator[str]:
+    """The `field` of every record of a parquet or JSON-lines file; blank lines are not records."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        if field not in parquet.schema_arrow.names:
+            raise CellError(f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); "
+                            "set task.corpus.text_field")
+        for batch in parquet.iter_batches(columns=[field]):
+            yield from (_text(t, path, "?", field) for t in batch.column(0).to_pylist())
+        return
+    with _open_text(path) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CellError(f"{path}:{number} is not a JSON line ({e})") from None
+            if not isinstance(record, dict) or field not in record:
+                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise CellError(f"{path}:{number} has no field {field!r} ({keys}); set task.corpus.text_field")
+            yield _text(record[field], path, number, field)
+
+
+def _text(value: Any, where: Any, number: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CellError(f"{where}:{number}: field {field!r} is a {type(value).__name__}, not text")
+    return value
+
+
+def _read_hub(corpus: CorpusConfig) -> Iterator[str]:
+    import datasets
+
+    try:
+        data = datasets.load_dataset(corpus.dataset, corpus.dataset_config, split=corpus.split,
+                                     streaming=corpus.streaming, revision=corpus.dataset_revision,
+                                     data_files=corpus.data_files)
+    except Exception as e:
+        raise CellError(
+            f"could not load dataset {corpus.dataset} ({corpus.dataset_config}, split {corpus.split}): "
+            f"{type(e).__name__}: {e}. Streaming needs the hub; with task.corpus.streaming=false it is "
+            "downloaded once and HF_DATASETS_OFFLINE=1 reuses it. Or point task.corpus.path at local files."
+        ) from e
+    if corpus.shuffle_seed is not None:
+        data = (data.shuffle(seed=corpus.shuffle_seed, buffer_size=corpus.shuffle_buffer) if corpus.streaming
+                else data.shuffle(seed=corpus.shuffle_seed))
+    for number, row in enumerate(data):
+        if corpus.text_field not in row:
+            raise CellError(f"dataset {corpus.dataset} has no field {corpus.text_field!r} ({sorted(row)}); "
+                            "set task.corpus.text_field")
+        yield _text(row[corpus.text_field], corpus.dataset, number, corpus.text_field)
+
+
+# --- selection, tokenization and its cache -----------------------------------------------------------------------
+
+
+def tokenize(texts: Iterable[str], tokenizer: Any, max_documents: Optional[int], max_tokens: Optional[int]) -> Documents:
+    """Tokenize the first `max_documents` texts, stopping after the document that reaches `max_tokens`."""
+    chunks, lengths, nbytes, empty, total, read = [], [], [], 0, 0, 0
+    selected = itertools.islice(texts, max_documents)
+    while max_tokens is None or total < max_tokens:
+        batch = list(itertools.islice(selected, TOKENIZE_BATCH))
+        if not batch:
+            break
+        ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+        for text, doc in zip(batch, ids):
+            if max_tokens is not None and total >= max_tokens:
+                break
+            read += 1
+            if not doc:
+                empty += 1
+                continue
+            chunks.append(np.asarray(doc, dtype=np.uint32))
+            lengths.append(len(doc))
+            nbytes.append(len(text.encode("utf-8")))
+            total += len(doc)
+    if not lengths:
+        raise CellError(f"the corpus selection holds no text ({read} documents read, all empty)")
+    return Documents(np.concatenate(chunks), np.asarray(lengths, np.int64), np.asarray(nbytes, np.int64), empty)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of everything that decides how the tokenizer splits text: model, vocabulary, normalisation."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        for key in ("truncation", "padding"):  # set by whoever loaded it; they do not change the split
+            state.pop(key, None)
+        digest.update(json.dumps(state, sort_keys=True).encode())
+    else:  # a slow (Python) tokenizer: its vocabulary and settings
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+        digest.update(repr(sorted((k, repr(v)) for k, v in tokenizer.init_kwargs.items())).encode())
+    return digest.hexdigest()
+
+
+def source_fingerprint(corpus: CorpusConfig) -> dict[str, Any]:
+    """What identifies the documents: local files by path, size and modification time; a dataset by name."""
+    if corpus.path is not None:
+        return {"files": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in local_files(corpus.path)]}
+    return {k: getattr(corpus, k) for k in ("dataset", "dataset_config", "dataset_revision", "data_files", "split")}
+
+
+def selection(corpus: CorpusConfig, limit: Optional[int]) -> dict[str, Any]:
+    """How documents are chosen: with the source and the tokenizer, this decides the cached tokens."""
+    caps = [n for n in (corpus.max_documents, limit) if n is not None]  # task.limit caps the documents
+    shuffle = None
+    if corpus.shuffle_seed is not None:
+        shuffle = f"buffer {corpus.shuffle_buffer}" if corpus.dataset is not None and corpus.streaming else "exact"
+    return {"text_field": corpus.text_field, "max_documents": min(caps) if caps else None,
+            "max_tokens": corpus.max_tokens, "shuffle_seed": corpus.shuffle_seed, "shuffle": shuffle}
+
+
+def cached_documents(corpus: CorpusConfig, limit: Optional[int], tokenizer: Any, cache_dir: Path) -> tuple[Documents, dict]:
+    """The tokenized selection, from the cache or tokenized now (and cached, atomically, under a lock)."""
+    from filelock import FileLock
+
+    key = {"version": CACHE_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer),
+           "source": source_fingerprint(corpus), "selection": selection(corpus, limit)}
+    text = json.dumps(key, sort_keys=True)
+    path = Path(cache_dir).expanduser() / "corpus" / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.npz"
+    info = {"file": str(path), "hit": True, "tokenize_s": 0.0}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        docs = _load(path, text)
+        if docs is None:
+            info["hit"] = False
+            started = time.perf_counter()
+            sel = key["selection"]
+            docs = tokenize(read_texts(corpus), tokenizer, sel["max_documents"], sel["max_tokens"])
+            info["tokenize_s"] = round(time.perf_counter() - started, 3)
+            _save(path, text, docs)
+            log.info("Tokenized %d documents (%d tokens) in %.1f s -> %s",
+                     docs.count, len(docs.tokens), info["tokenize_s"], path)
+    return docs, info
+
+
+def _load(path: Path, key: str) -> Optional[Documents]:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            return Documents(f["tokens"], f["lengths"], f["nbytes"], int(f["empty"]))
+    except Exception as e:  # unreadable: tokenize again and replace it
+        log.warning("Ignoring unreadable corpus cache %s (%s)", path, e)
+        return None
+
+
+def _save(path: Path, key: str, docs: Documents) -> None:
+    with store.atomic_file(path, "wb") as f:
+        np.savez(f, key=np.array(key), tokens=docs.tokens, lengths=docs.lengths, nbytes=docs.nbytes,
+                 empty=np.array(docs.empty))
+
+
+# --- packing and the loss ----------------------------------------------------------------------------------------
+
+
+def pack(docs: Documents, separator_id: int) -> torch.Tensor:
+    """The token stream S d1 S d2 ... dn S as int64."""
+    total = int(docs.lengths.sum()) + docs.count + 1
+    stream = np.empty(total, dtype=np.int64)
+    boundaries = np.concatenate([[0], np.cumsum(docs.lengths + 1)])
+    is_token = np.ones(total, dtype=bool)
+    is_token[boundaries] = False
+    stream[boundaries] = separator_id
+    stream[is_token] = docs.tokens
+    return torch.from_numpy(stream)
+
+
+def resolve_separator(separator: str, tokenizer: Any) -> tuple[str, int]:
+    """(eos or bos, its token id). auto: bos if the tokenizer puts a BOS before text by itself, else eos."""
+    if separator == "auto":
+        bos = tokenizer.bos_token_id
+        adds_bos = bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+        separator = "bos" if adds_bos else "eos"
+    if separator not in ("eos", "bos"):
+        raise CellError(f"task.corpus.separator must be eos, bos or auto, not {separator!r}")
+    token_id = tokenizer.eos_token_id if separator == "eos" else tokenizer.bos_token_id
+    if token_id is None:
+        raise CellError(f"the tokenizer has no {separator.upper()} token; set task.corpus.separator to the other one")
+    return separator, int(token_id)
+
+
+def split_model(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the base model giving the final hidden states, the output head mapping them to logits)."""
+    base, head = model.base_model, model.get_output_embeddings()
+    if base is model or head is None:
+        raise CellError(f"{type(model).__name__} has no separate base model and output head; corpus loss needs both")
+    return base, head
+
+
+def check_head(model: torch.nn.Module, stream: torch.Tensor, device: str) -> None:
+    """Fail if the model's logits are not its head applied to its base's hidden states (e.g. logit soft-capping)."""
+    base, head = split_model(model)
+    sample = stream[: min(len(stream), 33)][None].to(device)
+    with torch.inference_mode():
+        full = model(input_ids=sample, use_cache=False).logits.float().log_softmax(-1)
+        ours = head(base(input_ids=sample, use_cache=False)[0]).float().log_softmax(-1)
+    tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    diff = (full - ours).abs().max().item()
+    if diff > tolerance:
+        raise CellError(f"{type(model).__name__}'s logits differ from its output head on its hidden states "
+                        f"(max |diff| {diff:.3g}): it post-processes logits, which corpus loss does not support")
+
+
+def window_nll(base: torch.nn.Module, head: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed NLL (float64, on the device) of `targets` given `inputs`, both (batch, tokens)."""
+    hidden = base(input_ids=inputs, use_cache=False)[0]
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    chunk = max(1, LOGITS_BYTES // (4 * head.weight.shape[0]))
+    total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+    for start in range(0, len(targets), chunk):
+        logits = head(hidden[start : start + chunk]).float()
+        total += F.cross_entropy(logits, targets[start : start + chunk], reduction="sum").double()
+    return total
+
+
+def packed_loss(model: torch.nn.Module, stream: torch.Tensor, context_length: int, batch_size: int,
+                device: str) -> dict[str, Any]:
+    """Total NLL of `stream[1:]` given what precedes each token within its window of `context_length` inputs."""
+    if context_length < 1 or batch_size < 1:
+        raise CellError(f"context_length ({context_length}) and batch_size ({batch_size}) must be positive")
+    base, head = split_model(model)
+    predicted = len(stream) - 1
+    full = predicted // context_length
+    n = full * context_length
+    inputs, targets = stream[:n].view(full, context_length), stream[1 : n + 1].view(full, context_length)
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for i in range(0, full, batch_size):
+            total += window_nll(base, head, inputs[i : i + batch_size].to(device, non_blocking=True),
+                                targets[i : i + batch_size].to(device, non_blocking=True))
+        if n < predicted:  # the last, shorter window
+            total += window_nll(base, head, stream[n:predicted][None].to(device), stream[n + 1 :][None].to(device))
+    nll = total.item()  # the one synchronisation
+    seconds = time.perf_counter() - started
+    return {"nll": nll, "tokens": predicted, "windows": full + (n < predicted), "seconds": seconds}
+
+
+# --- the cell ----------------------------------------------------------------------------------------------------
+
+
+def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[str, Any]:
+    """The validation loss of one model on one corpus: metrics, and what the result records about the run."""
+    corpus = task.corpus
+    loaded = load_model(model_cfg)
+    model, tokenizer = loaded.lm.model, loaded.lm.tokenizer
+    separator, separator_id = resolve_separator(corpus.separator, tokenizer)
+    context_length = corpus.context_length or loaded.lm.max_length
+    if corpus.context_length and corpus.context_length > loaded.lm.max_length:
+        log.warning("context_length %d exceeds the model's %d", corpus.context_length, loaded.lm.max_length)
+
+    docs, cache = cached_documents(corpus, task.limit, tokenizer, Path(cache_dir))
+    stream = pack(docs, separator_id)
+    model.eval()
+    check_head(model, stream, loaded.device)
+    out = packed_loss(model, stream, context_length, corpus.batch_size, loaded.device)
+    nbytes = int(docs.nbytes.sum())
+    log.info("%s: %d tokens in %d windows, %.1f s (%.0f tokens/s)", task.display, out["tokens"], out["windows"],
+             out["seconds"], out["tokens"] / out["seconds"])
+    metrics = {
+        "loss": out["nll"] / out["tokens"],
+        "bpb": out["nll"] / (math.log(2) * nbytes),
+        "nll": out["nll"],
+        "tokens": out["tokens"],
+        "bytes": nbytes,
+        "documents": docs.count,
+        "empty_documents": docs.empty,
+        "n_docs": docs.count,
+        "windows": out["windows"],
+        "context_length": context_length,
+        "separator": separator,
+        "separator_token_id": separator_id,
+        "packing": "packed",
+        "tokens_per_s": out["tokens"] / out["seconds"],
+        "forward_s": round(out["seconds"], 3),
+    }
+    details = {
+        "method": PACKING,
+        "source": source_fingerprint(corpus),
+        "selection": selection(corpus, task.limit),
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+        "context_length_from": "task.corpus.context_length" if corpus.context_length else "model",
+        "cache": cache,
+    }
+    return {"metrics": metrics, "details": details, "model": {**loaded.info(), "batch_size": corpus.batch_size}}

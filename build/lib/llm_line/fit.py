@@ -1,0 +1,584 @@
+"""Loss-to-loss scaling laws: irreducible losses, shifted power-law fits, bootstrap intervals, prediction.
+
+    python -m llm_line.fit --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" --group "Pretraining Data"
+
+For every group (by default: every pretraining dataset) the law
+
+    L_y = K * (L_x - E_x)^kappa + E_y
+
+is fitted by bounded least squares. The irreducible losses E_x, E_y of each (group, loss) come first, as
+in the paper, from a compute-to-loss fit
+
+    L(N, D) = E + ((A/N)^(alpha/beta) + B/D)^beta,   0 <= E <= min observed loss
+
+over the group's checkpoints (N = parameters, `Size`; D = training tokens, `Tokens`). When N or D is
+unknown, too few checkpoints have them, or the fit does not converge, E falls back to the minimum observed
+loss (the original analysis's fallback) and the report says so and why. `--irreducible free` fits E_x and
+E_y together with K and kappa instead; `min` uses the fallback for all.
+
+Confidence intervals for K and kappa come from a seeded bootstrap over checkpoints (E_x and E_y held at
+their estimates, unless they are free). A group whose law cannot be fitted is reported with its reason
+(too few points, no spread, ...); no number is ever a silent NaN.
+
+`predict(fit, x)` gives the y-loss the law predicts for a new x-loss, with the curve's confidence interval
+and a prediction interval for a new checkpoint (curve + residual scatter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+CI_LEVEL = 0.95
+
+
+# --------------------------------------------------------------------------------------------------
+# Irreducible loss from a compute-to-loss fit
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Irreducible:
+    """The irreducible loss E of one loss in one group, and how it was obtained."""
+
+    loss: str
+    group: str
+    E: float
+    method: str  # compute fit L(N, D) | compute fit L(D) (one model size) | min observed loss | free | given
+    fallback_reason: Optional[str] = None  # why the compute fit was not used, where it was not
+    n: int = 0  # checkpoints the estimate used
+    min_loss: Optional[float] = None
+    r2: Optional[float] = None  # of the compute fit
+    params: dict[str, float] = field(default_factory=dict)  # A, alpha, B, beta of the compute fit
+    at_bound: Optional[str] = None  # "upper (min observed loss)" or "lower (0)" when E sits on a bound
+
+    def describe(self) -> str:
+        text = f"{self.E:.4f} ({self.method}"
+        if self.r2 is not None:
+            text += f", R²={self.r2:.3f}"
+        if self.at_bound:
+            text += f", at {self.at_bound} bound"
+        if self.fallback_reason:
+            text += f"; fallback because {self.fallback_reason}"
+        return text + ")"
+
+
+def compute_law(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, reduced: bool) -> np.ndarray:
+    """L(N, D) in the fit's parameterisation (see `fit_irreducible`)."""
+    if reduced:  # one model size: (A/N)^(alpha/beta) is one constant, exp(a)
+        E, a, b, beta = theta
+        inner = np.exp(a) + np.exp(b - log_d)
+    else:
+        E, a, b, p, beta = theta
+        inner = np.exp(a - p * log_n) + np.exp(b - log_d)
+    return E + inner**beta
+
+
+def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
+                    D: Optional[Sequence[float]] = None, *, name: str = "loss", group: str = "all",
+                    min_points: Optional[int] = None) -> Irreducible:
+    """E of one (group, loss) from the compute-to-loss law; falls back to min(loss), saying why.
+
+    The fit runs in a well-conditioned form: with n = N / geomean(N), d = D / geomean(D),
+
+        L = E + (exp(a - p log n) + exp(b - log d))^beta,   p = alpha / beta,
+
+    so every parameter is O(1) (A = N0 exp(a / p), B = D0 exp(b)). With a single model size the N term is one
+    constant (alpha is not identifiable) and the law reduces to E + (exp(a) + exp(b - log d))^beta.
+    """
+    L = np.asarray(loss, dtype=float)
+    finite = np.isfinite(L)
+    L_all = L[finite]
+    if len(L_all) == 0:
+        raise ValueError(f"no finite values of {name!r} in group {group!r}")
+    lmin = float(L_all.min())
+
+    def fallback(reason: str) -> Irreducible:
+        return Irreducible(name, group, lmin, "min observed loss", reason, n=len(L_all), min_loss=lmin)
+
+    if N is None or D is None:
+        return fallback("model size N or training tokens D is not in the table")
+    N = np.asarray(N, dtype=float)
+    D = np.asarray(D, dtype=float)
+    known = finite & np.isfinite(N) & np.isfinite(D) & (N > 0) & (D > 0)
+    L, N, D = L[known], N[known], D[known]
+    one_size = len(np.unique(N)) == 1
+    n_params = 4 if one_size else 5
+    need = min_points or n_params + 2
+    if len(L) < need:
+        return fallback(f"N and D are known and > 0 for {len(L)} of {len(L_all)} checkpoints (need ≥ {need})")
+    if len(np.unique(D)) == 1 and one_size:
+        return fallback("N and D do not vary across the checkpoints")
+    if lmin <= 0:
+        return fallback("the minimum loss is not positive")
+    log_n0, log_d0 = np.log(N).mean(), np.log(D).mean()
+    log_n, log_d = np.log(N) - log_n0, np.log(D) - log_d0
+    upper_E = lmin  # over every checkpoint of the group, also those without N or D
+
+    def residuals(theta):
+        return compute_law(theta, log_n, log_d, one_size) - L
+
+    best, last_error = None, "no start point"
+    for e_frac in (0.5, 0.9):
+        for beta in (0.3, 1.0):
+            reducible = max(float(L.mean()) - e_frac * upper_E, 1e-3)
+            start = math.log(reducible ** (1 / beta) / 2)
+            for p in ((1.0,) if one_size else (0.5, 1.5)):
+                if one_size:
+                    x0 = [e_frac * upper_E, start, start, beta]
+                    lb, ub = [0, -50, -50, 0.01], [upper_E, 50, 50, 5]
+                else:
+                    x0 = [e_frac * upper_E, start, start, p, beta]
+                    lb, ub = [0, -50, -50, 0.01, 0.01], [upper_E, 50, 50, 10, 5]
+                try:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        res = least_squares(residuals, x0, bounds=(lb, ub), method="trf", x_scale="jac",
+                                            max_nfev=2000)
+                except (ValueError, FloatingPointError) as e:
+                    last_error = str(e)
+                    continue
+                if res.success and np.isfinite(res.cost) and (best is None or res.cost < best.cost):
+                    best = res
+                last_error = res.message
+    if best is None:
+        return fallback(f"the compute-to-loss fit did not converge ({last_error})")
+    theta = best.x
+    ss_res = float(np.sum(best.fun**2))
+    ss_tot = float(np.sum((L - L.mean()) ** 2))
+    r2 = 1 - ss_res / ss_tot if ss_tot > 0 else None
+    if r2 is None or not np.isfinite(r2) or r2 < 0:
+        return fallback(f"the compute-to-loss fit explains none of the variance (R²={r2})")
+    E = float(theta[0])
+    if one_size:
+        _, a, b, beta = theta
+        params = {"beta": float(beta), "B": float(math.exp(b + log_d0)), "(A/N)^(alpha/beta)": float(math.exp(a))}
+    else:
+        _, a, b, p, beta = theta
+        params = {"A": float(math.exp(a / p + log_n0)), "alpha": float(p * beta),
+                  "B": float(math.exp(b + log_d0)), "beta": float(beta)}
+    at_bound = None
+    if E >= upper_E * (1 - 1e-6):
+        at_bound = "upper (min observed loss)"
+    elif E <= 1e-6 * upper_E:
+        at_bound = "lower (0)"
+    method = "compute fit L(D) (one model size)" if one_size else "compute fit L(N, D)"
+    return Irreducible(name, group, E, method, None, n=len(L), min_loss=lmin, r2=r2, params=params,
+                       at_bound=at_bound)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loss-to-loss law
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossFit:
+    """L_y = K (L_x - E_x)^kappa + E_y for one group; `status` "failed" with a `reason` if not fitted."""
+
+    group: str
+    x: str
+    y: str
+    n: int
+    status: str  # ok | failed
+    reason: Optional[str] = None
+    K: Optional[float] = None
+    kappa: Optional[float] = None
+    E_x: Optional[Irreducible] = None
+    E_y: Optional[Irreducible] = None
+    r2: Optional[float] = None
+    rmse: Optional[float] = None
+    K_ci: Optional[tuple[float, float]] = None
+    kappa_ci: Optional[tuple[float, float]] = None
+    n_boot: int = 0  # bootstrap resamples that were fitted
+    x_range: Optional[tuple[float, float]] = None
+    boot: Optional[list[tuple[float, float, float, float]]] = None  # (K, kappa, E_x, E_y) per resample
+    residuals: Optional[list[float]] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def curve(self, x: Any) -> np.ndarray:
+        """The fitted law at x-losses `x` (NaN below E_x, where it is undefined)."""
+        if not self.ok:
+            raise ValueError(f"no fit for group {self.group!r}: {self.reason}")
+        return shifted_power_law(np.asarray(x, dtype=float), self.K, self.kappa, self.E_x.E, self.E_y.E)
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        if not samples:
+            out.pop("boot")
+            out.pop("residuals")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LossFit":
+        data = dict(data)
+        for key in ("E_x", "E_y"):
+            if data.get(key) is not None:
+                data[key] = Irreducible(**data[key])
+        for key in ("K_ci", "kappa_ci", "x_range"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        if data.get("boot") is not None:
+            data["boot"] = [tuple(b) for b in data["boot"]]
+        return cls(**data)
+
+
+def shifted_power_law(x: np.ndarray, K: float, kappa: float, E_x: float, E_y: float) -> np.ndarray:
+    base = np.asarray(x, dtype=float) - E_x
+    with np.errstate(invalid="ignore"):
+        return np.where(base >= 0, K * np.power(np.clip(base, 0, None), kappa) + E_y, np.nan)
+
+
+def fit_law(x: np.ndarray, y: np.ndarray, E_x: float, E_y: float, *, free: bool = False,
+            start: Optional[tuple[float, float]] = None) -> Optional[tuple[float, float, float, float, float]]:
+    """One bounded least-squares fit of the law; returns (K, kappa, E_x, E_y, cost) or None.
+
+    Parameterised as y = E_y + exp(c) * r^kappa with r = (x - E_x) / g, g the geometric mean of x - E_x at
+    the starting E_x; then K = exp(c) / g^kappa. Scaling by g decorrelates K and kappa, which are otherwise
+    nearly collinear when x - E_x is far from 1.
+    """
+    base0 = x - E_x
+    positive = base0 > 0
+    if positive.sum() < 2:
+        return None
+    g = float(np.exp(np.log(base0[positive]).mean()))
+    if start is None:  # linear fit in log-log space where both sides are above their E
+        ok = positive & (y - E_y > 0)
+        if ok.sum() >= 2 and np.ptp(np.log(base0[ok])) > 0:
+            kappa0, c0 = np.polyfit(np.log(base0[ok] / g), np.log(y[ok] - E_y), 1)
+        else:
+            kappa0, c0 = 1.0, math.log(max(float(np.mean(y - E_y)), 1e-6))
+    else:
+        K0, kappa0 = start
+        c0 = math.log(K0) + kappa0 * math.log(g)
+    kappa0 = float(np.clip(kappa0, 0.02, 19))
+    c0 = float(np.clip(c0, -49, 49))
+    if free:
+        x_upper, y_upper = float(x.min()), float(y.min())
+        x0 = [c0, kappa0, min(E_x, x_upper * 0.999), min(E_y, y_upper * 0.999)]
+        lb, ub = [-50, 0.01, 0.0, 0.0], [50, 20, x_upper, y_upper]
+    else:
+        x0, lb, ub = [c0, kappa0], [-50, 0.01], [50, 20]
+
+    def residuals(theta):
+        c, kappa = theta[0], theta[1]
+        ex, ey = (theta[2], theta[3]) if free else (E_x, E_y)
+        r = np.clip((x - ex) / g, 0, None)
+        return ey + np.exp(c) * np.power(r, kappa) - y
+
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            res = least_squares(residuals, x0, bounds=(lb, ub), method="trf", x_scale="jac", max_nfev=2000)
+    except ValueError:
+        return None
+    if not res.success or not np.all(np.isfinite(res.x)) or not np.isfinite(res.cost):
+        return None
+    c, kappa = float(res.x[0]), float(res.x[1])
+    ex, ey = (float(res.x[2]), float(res.x[3])) if free else (E_x, E_y)
+    K = math.exp(c - kappa * math.log(g))
+    if not math.isfinite(K):
+        return None
+    return K, kappa, ex, ey, float(res.cost)
+
+
+def fit_loss_to_loss(x: Sequence[float], y: Sequence[float], E_x: Irreducible, E_y: Irreducible, *,
+                     group: str = "all", x_name: str = "x", y_name: str = "y", free: bool = False,
+                     n_boot: int = 1000, seed: int = 0) -> LossFit:
+    """Fit L_y = K (L_x - E_x)^kappa + E_y to paired losses; bootstrap CIs for K and kappa.
+
+    Never raises for bad data: a fit that cannot be made comes back with status "failed" and its reason.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    both = np.isfinite(x) & np.isfinite(y)
+    x, y = x[both], y[both]
+    n = len(x)
+    result = LossFit(group=group, x=x_name, y=y_name, n=n, status="failed", E_x=E_x, E_y=E_y)
+    need = 5 if free else 3
+    if n < need:
+        result.reason = f"{n} checkpoint(s) with both losses (need ≥ {need})"
+        return result
+    if len(np.unique(x)) < 3 or np.ptp(x) <= 1e-9 * abs(float(np.mean(x))):
+        result.reason = f"no spread in {x_name} ({len(np.unique(x))} distinct value(s))"
+        return result
+    if np.ptp(y) <= 1e-12 * max(abs(float(np.mean(y))), 1.0):
+        result.reason = f"no spread in {y_name}: R² is undefined"
+        return result
+    if np.sum(x > E_x.E) < 2:
+        result.reason = f"fewer than 2 checkpoints have {x_name} above E_x = {E_x.E:.4g}"
+        return result
+    fitted = fit_law(x, y, E_x.E, E_y.E, free=free)
+    if fitted is None:
+        result.reason = "least squares did not converge"
+        return result
+    K, kappa, ex, ey, _ = fitted
+    if free:
+        E_x = Irreducible(x_name, group, ex, "free", None, n=n, min_loss=float(x.min()))
+        E_y = Irreducible(y_name, group, ey, "free", None, n=n, min_loss=float(y.min()))
+    predicted = shifted_power_law(x, K, kappa, ex, ey)
+    residuals = y - predicted
+    ss_res = float(np.sum(residuals**2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    result.status, result.reason = "ok", None
+    result.K, result.kappa, result.E_x, result.E_y = K, kappa, E_x, E_y
+    result.r2 = 1 - ss_res / ss_tot
+    result.rmse = math.sqrt(ss_res / n)
+    result.x_range = (float(x.min()), float(x.max()))
+    result.residuals = [float(r) for r in residuals]
+
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        boot = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            xb, yb = x[idx], y[idx]
+            if len(np.unique(xb)) < 3:
+                continue
+            # with free E, a resample's bounds (its own minima) can be tighter than the estimate
+            exb, eyb = (min(ex, float(xb.min())), min(ey, float(yb.min()))) if free else (ex, ey)
+            refit = fit_law(xb, yb, exb, eyb, free=free, start=(K, kappa))
+            if refit is not None:
+                boot.append(refit[:4])
+        result.n_boot = len(boot)
+        result.boot = [tuple(map(float, b)) for b in boot]
+        if len(boot) >= max(20, n_boot // 2):
+            arr = np.array(boot)
+            lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
+            result.K_ci = tuple(float(v) for v in np.percentile(arr[:, 0], [lo, hi]))
+            result.kappa_ci = tuple(float(v) for v in np.percentile(arr[:, 1], [lo, hi]))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Groups of a table
+# --------------------------------------------------------------------------------------------------
+
+
+def select(table: pd.DataFrame, where: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows matching every `COLUMN=VALUE[,VALUE...]` (string comparison) or `COLUMN!=VALUE[,...]`."""
+    mask = pd.Series(True, index=table.index)
+    for condition in where:
+        negate = "!=" in condition
+        column, _, values = condition.partition("!=" if negate else "=")
+        column = column.strip()
+        require_columns(table, [column])
+        hit = table[column].astype(str).isin([v.strip() for v in values.split(",")])
+        mask &= ~hit if negate else hit
+    return table[mask]
+
+
+def require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    import difflib
+
+    for column in columns:
+        if column not in table.columns:
+            close = difflib.get_close_matches(column, [str(c) for c in table.columns], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(f"no column {column!r} in the table{hint}")
+
+
+def irreducible_for(table: pd.DataFrame, loss: str, group: str, mode: str, size_col: str,
+                    tokens_col: str) -> Irreducible:
+    values = table[loss].to_numpy(dtype=float)
+    if mode in ("min", "free"):  # free: only the starting point; the fit replaces it
+        finite = values[np.isfinite(values)]
+        lmin = float(finite.min())
+        method = "min observed loss (--irreducible min)" if mode == "min" else "free"
+        return Irreducible(loss, group, lmin, method, n=len(finite), min_loss=lmin)
+    N = table[size_col].to_numpy(dtype=float) if size_col in table.columns else None
+    D = table[tokens_col].to_numpy(dtype=float) if tokens_col in table.columns else None
+    return fit_irreducible(values, N, D, name=loss, group=group)
+
+
+def fit_groups(table: pd.DataFrame, x: str, y: str, group: Optional[str] = "Pretraining Data", *,
+               irreducible: str = "compute", size_col: str = "Size", tokens_col: str = "Tokens",
+               n_boot: int = 1000, seed: int = 0) -> list[LossFit]:
+    """One loss-to-loss fit per group of `table` (all rows as one group if `group` is None).
+
+    E of each (group, loss) uses every checkpoint of the group with that loss, also those lacking the other.
+    """
+    if irreducible not in ("compute", "min", "free"):
+        raise ValueError(f"irreducible must be compute, min or free, not {irreducible!r}")
+    require_columns(table, [x, y] + ([group] if group else []))
+    groups = table.groupby(group, sort=True, dropna=False) if group else [("all", table)]
+    fits = []
+    for name, rows in groups:
+        name = str(name[0] if isinstance(name, tuple) else name)
+        both = rows[[x, y]].notna().all(axis=1)
+        if not both.any():
+            fits.append(LossFit(name, x, y, 0, "failed", f"no checkpoint has both {x!r} and {y!r}"))
+            continue
+        E_x = irreducible_for(rows, x, name, irreducible, size_col, tokens_col)
+        E_y = irreducible_for(rows, y, name, irreducible, size_col, tokens_col)
+        fits.append(fit_loss_to_loss(rows[x], rows[y], E_x, E_y, group=name, x_name=x, y_name=y,
+                                     free=irreducible == "free", n_boot=n_boot, seed=seed))
+    return fits
+
+
+# --------------------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    group: str
+    x: float
+    y: float
+    ci: Optional[tuple[float, float]]  # of the fitted curve at x (bootstrap)
+    pi: Optional[tuple[float, float]]  # for a new checkpoint at x: curve + residual scatter
+    extrapolated: bool  # x outside the range the law was fitted on
+    note: Optional[str] = None
+
+
+def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 0) -> Prediction:
+    """The y-loss the group's law predicts at x-loss `x_new`, with intervals from the bootstrap."""
+    if not fit.ok:
+        raise ValueError(f"group {fit.group!r} has no fit to predict from: {fit.reason}")
+    x_new = float(x_new)
+    if x_new < fit.E_x.E:
+        raise ValueError(f"{fit.x} = {x_new:.4g} is below the group's irreducible loss E_x = {fit.E_x.E:.4g}: "
+                         "the law is undefined there")
+    y = float(fit.curve(x_new))
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    ci = pi = None
+    note = None
+    if fit.boot:
+        b = np.array(fit.boot)
+        curves = shifted_power_law(np.full(len(b), x_new), b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+        curves = curves[np.isfinite(curves)]
+        if len(curves) >= 20:
+            ci = tuple(float(v) for v in np.percentile(curves, [lo, hi]))
+            rng = np.random.default_rng(seed)
+            resid = np.asarray(fit.residuals) * math.sqrt(fit.n / max(fit.n - 2, 1))
+            pi = tuple(float(v) for v in np.percentile(curves + rng.choice(resid, len(curves)), [lo, hi]))
+    if ci is None:
+        note = "no interval: the fit has no bootstrap (run it with n_boot > 0)"
+    lo_x, hi_x = fit.x_range
+    extrapolated = not (lo_x <= x_new <= hi_x)
+    if extrapolated:
+        note = ((note + "; ") if note else "") + f"extrapolated beyond the fitted range [{lo_x:.4g}, {hi_x:.4g}]"
+    return Prediction(fit.group, x_new, y, ci, pi, extrapolated, note)
+
+
+# --------------------------------------------------------------------------------------------------
+# Report and CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def _ci(ci: Optional[tuple[float, float]]) -> str:
+    return f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "[no CI]"
+
+
+def format_fits(fits: Sequence[LossFit]) -> str:
+    """A readable table of fits, then how each E was obtained (fallbacks named)."""
+    if not fits:
+        return "no groups"
+    lines = [f"{fits[0].y}  vs  {fits[0].x}:  L_y = K (L_x - E_x)^κ + E_y",
+             f"{'group':<22}{'n':>4}  {'K':>8} {'95% CI':<18}{'κ':>7} {'95% CI':<18}"
+             f"{'E_x':>8}{'E_y':>8}{'R²':>8}{'RMSE':>9}"]
+    for f in fits:
+        if f.ok:
+            lines.append(f"{f.group:<22}{f.n:>4}  {f.K:>8.4g} {_ci(f.K_ci):<18}{f.kappa:>7.4g} "
+                         f"{_ci(f.kappa_ci):<18}{f.E_x.E:>8.4g}{f.E_y.E:>8.4g}{f.r2:>8.4f}{f.rmse:>9.4g}")
+        else:
+            lines.append(f"{f.group:<22}{f.n:>4}  not fitted: {f.reason}")
+    notes = []
+    for f in fits:
+        for label, e in (("E_x", f.E_x), ("E_y", f.E_y)):
+            if e is not None:
+                notes.append(f"  {f.group}: {label} = {e.describe()}")
+    if notes:
+        lines += ["irreducible losses:"] + notes
+    boots = {f.n_boot for f in fits if f.ok and f.boot}
+    if boots:
+        lines.append(f"bootstrap: {', '.join(map(str, sorted(boots)))} resample(s) fitted per group; "
+                     "CIs are percentile intervals" + (" with E_x, E_y held fixed" if not any(
+                         f.E_x and f.E_x.method == "free" for f in fits) else ""))
+    return "\n".join(lines)
+
+
+def load_fits(path: Path) -> list[LossFit]:
+    """Fits written by `--json`, ready for `predict`."""
+    return [LossFit.from_dict(d) for d in json.loads(Path(path).read_text())["fits"]]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from llm_line.collect import read_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m llm_line.fit",
+        description="Fit the loss-to-loss law L_y = K (L_x - E_x)^kappa + E_y per group of a wide table "
+        "(written by llm_line.collect, or the paper's released CSV).",
+        epilog='example: python -m llm_line.fit --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" '
+        '--group "Pretraining Data" --where Architecture=Llama --predict 3.1',
+    )
+    parser.add_argument("--data", default="data/results.csv", type=Path,
+                        help="wide table (.csv or .parquet; default data/results.csv)")
+    parser.add_argument("--x", required=True, help='x-axis loss column, e.g. "FineWeb-Edu Validation Loss"')
+    parser.add_argument("--y", required=True, nargs="+", help='y-axis loss column(s), e.g. "HellaSwag Loss"')
+    parser.add_argument("--group", default="Pretraining Data",
+                        help='column whose values get one fit each (default "Pretraining Data"; "" = one fit)')
+    parser.add_argument("--where", action="append", default=[], metavar="COL=V[,V]",
+                        help="keep rows whose COL is one of the values (COL!=V drops them); repeatable")
+    parser.add_argument("--irreducible", choices=("compute", "min", "free"), default="compute",
+                        help="E from the compute-to-loss fit (default, falls back to min loss), the min "
+                        "loss, or fitted freely with K and kappa")
+    parser.add_argument("--size-col", default="Size", help="model size N column (default Size)")
+    parser.add_argument("--tokens-col", default="Tokens", help="training tokens D column (default Tokens)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--predict", type=float, nargs="+", default=[], metavar="X",
+                        help="predict the y-loss of every group at these x-losses")
+    parser.add_argument("--json", type=Path, help="also write the fits (with bootstrap samples) here")
+    args = parser.parse_args(argv)
+
+    try:
+        table = select(read_table(args.data), args.where)
+        runs = {y: fit_groups(table, args.x, y, args.group or None, irreducible=args.irreducible,
+                              size_col=args.size_col, tokens_col=args.tokens_col, n_boot=args.bootstrap,
+                              seed=args.seed) for y in args.y}
+    except (FileNotFoundError, KeyError) as e:
+        parser.error(str(e.args[0]) if e.args else str(e))
+    if table.empty:
+        parser.error(f"no rows left after --where {' '.join(args.where)}")
+    predictions = []
+    for y, fits in runs.items():
+        print(format_fits(fits))
+        for x_new in args.predict:
+            for f in fits:
+                if not f.ok:
+                    print(f"  predict {f.group} at {x_new}: no fit ({f.reason})")
+                    continue
+                try:
+                    p = predict(f, x_new, seed=args.seed)
+                except ValueError as e:
+                    print(f"  predict {f.group} at {x_new}: {e}")
+                    continue
+                predictions.append({"y": y, **asdict(p)})
+                print(f"  predict {f.group}: {args.x} = {x_new:.4g} -> {y} = {p.y:.4g}, 95% CI {_ci(p.ci)}, "
+                      f"95% prediction interval {_ci(p.pi)}" + (f" ({p.note})" if p.note else ""))
+        print()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"data": str(args.data), "where": args.where, "group": args.group,
+                   "irreducible": args.irreducible, "bootstrap": args.bootstrap, "seed": args.seed,
+                   "fits": [f.to_dict() for fits in runs.values() for f in fits], "predictions": predictions}
+        args.json.write_text(json.dumps(payload, indent=1, allow_nan=False))
+        print(f"wrote {args.json}")
+    return 0 if any(f.ok for fits in runs.values() for f in fits) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Running a cell through lm-evaluation-harness: the task index, the model, `simple_evaluate`.
+
+Everything heavy (torch, transformers, lm_eval) is imported here and only here, after the resume check.
+Two things are kept for the life of the process because they dominate small cells: lm-eval's task index
+(~5 s to build) and the loaded model, so a local sweep over one model loads it once.
+
+Failures that the user can fix (unknown task, missing revision, hub unreachable, ...) are raised as
+`CellError` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import lm_eval
+import torch
+from lm_eval.api.registry import get_model
+from lm_eval.tasks import TaskManager
+
+from llm_line import demo
+from llm_line.config import ModelConfig, TaskConfig
+from llm_line.errors import CellError
+
+log = logging.getLogger(__name__)
+
+BUILTIN_TASKS = Path(__file__).parent / "tasks"
+
+
+@dataclass
+class LoadedModel:
+    """An lm-eval LM and what was resolved while loading it."""
+
+    key: tuple
+    lm: Any
+    pretrained: str  # what was actually loaded (a local revision resolves to its subfolder)
+    revision: Optional[str]  # the hub revision asked for; None for a local folder
+    device: str
+    dtype: str
+
+    def info(self) -> dict[str, Any]:
+        """What the result records about the loaded model."""
+        model = self.lm.model
+        return {
+            "loaded_from": self.pretrained,
+            "resolved_commit": getattr(model.config, "_commit_hash", None) if self.revision else None,
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": getattr(self.lm, "batch_size", None),
+            "num_parameters": model.num_parameters(),
+            "num_parameters_non_embedding": non_embedding_parameters(model),
+        }
+
+    def count_tokens(self, context: str, continuation: str) -> int:
+        """Tokens of `continuation` after `context`, split exactly as lm-eval splits them for scoring."""
+        if not context:  # lm-eval scores an empty context after its prefix token
+            return len(self.lm.tok_encode(continuation))
+        return len(self.lm._encode_pair(context, continuation)[1])
+
+
+def non_embedding_parameters(model: Any) -> int:
+    """Parameters outside the token embedding and the output head (Kaplan et al.'s N).
+
+    transformers' `num_parameters(exclude_embeddings=True)` drops only nn.Embedding modules, so an untied
+    output head (GPT-NeoX/Pythia's embed_out) would still count: for Pythia-70m that is 26M of 45M.
+    """
+    embeddings = {id(p): p for p in model.get_input_embeddings().parameters()}
+    head = model.get_output_embeddings()
+    if head is not None:
+        embeddings.update({id(p): p for p in head.parameters()})
+    seen = {id(p): p for p in model.parameters()}
+    return sum(p.numel() for key, p in seen.items() if key not in embeddings)
+
+
+_task_managers: dict[Optional[str], TaskManager] = {}
+_model: Optional[LoadedModel] = None
+
+
+def task_manager(include_path: Optional[str]) -> TaskManager:
+    """lm-eval's task index with this project's tasks (and the user's folder) included; built once."""
+    if include_path not in _task_managers:
+        paths = [str(BUILTIN_TASKS)] + ([str(Path(include_path).expanduser())] if include_path else [])
+        _task_managers[include_path] = TaskManager(include_path=paths)
+    return _task_managers[include_path]
+
+
+def load_tasks(task: TaskConfig, shots: int) -> dict[str, Any]:
+    """Load a task or group by its lm-eval name; fail early on names and shot counts lm-eval would mangle."""
+    manager = task_manager(task.include_path)
+    known = set(manager.all_tasks)
+    if task.name not in known:
+        close = difflib.get_close_matches(task.name, sorted(known), n=5)
+        raise CellError(
+            f"lm-eval does not know the task {task.name!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else ".")
+            + " `python -m lm_eval ls tasks` lists them; a task of your own needs task.include_path=DIR."
+        )
+    try:
+        loaded = manager.load([task.name])
+    except Exception as e:  # the task's data: a hub dataset that is unreachable, a broken local file, ...
+        raise CellError(
+            f"could not load the data of task {task.name}: {type(e).__name__}: {e}. Hub datasets need the hub "
+            "once; afterwards HF_DATASETS_OFFLINE=1 uses the cache."
+        ) from e
+    for name, obj in loaded["tasks"].items():
+        if shots and obj.get_config("num_fewshot") == 0:
+            raise CellError(f"task {name} fixes num_fewshot=0 in its YAML; lm-eval would ignore shots={shots}")
+    return loaded
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """auto: bfloat16 on a GPU that supports it, float32 elsewhere (CPU half precision is slow and lossy)."""
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+def resolve_batch_size(batch_size: str, device: str) -> int | str:
+    """An int, or lm-eval's `auto`. On CPU `auto` becomes 8: lm-eval finds the batch size by provoking
+    out-of-memory errors, which on a CPU means the OOM killer rather than a caught CUDA error."""
+    if batch_size.isdigit():
+        return int(batch_size)
+    if batch_size.startswith("auto") and not device.startswith("cuda"):
+        log.info("batch_size=%s on %s: using 8 (set model.batch_size to change)", batch_size, device)
+        return 8
+    return batch_size
+
+
+def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
+    """(what to load, hub revision). A local folder's revision is a subfolder of it (`main`: the folder)."""
+    local = Path(model.pretrained).expanduser()
+    if model.demo_size:
+        demo.ensure(local, model.demo_size)
+    looks_local = model.pretrained.startswith(("/", "./", "../", "~")) or local.is_dir()
+    if not looks_local:
+        return model.pretrained, model.revision
+    if not local.is_dir():
+        raise CellError(f"local model folder {local} does not exist (model.pretrained={model.pretrained})")
+    if model.revision == "main":
+        if not (local / "config.json").exists():
+            steps = sorted((p.name for p in local.iterdir() if (p / "config.json").exists()), key=lambda n: (len(n), n))
+            if steps:  # a folder of checkpoints (e.g. a lingua export): it has no `main` of its own
+                raise CellError(
+                    f"local model {local} is a folder of checkpoints; pick one with model.revision=... or "
+                    f"model.step=... (available: {', '.join(steps)})"
+                )
+        return str(local), None
+    if not (local / model.revision).is_dir():
+        available = sorted(p.name for p in local.iterdir() if (p / "config.json").exists())
+        raise CellError(
+            f"revision {model.revision!r} does not exist in local model {local}; "
+            f"available: main, {', '.join(available) or '(none)'}"
+        )
+    return str(local / model.revision), None
+
+
+def load_model(model: ModelConfig) -> LoadedModel:
+    """The lm-eval LM for `model`, reusing the one already loaded when nothing about it changed."""
+    global _model
+    key = (model.backend, model.pretrained, model.revision, model.tokenizer, model.dtype, model.device,
+           model.batch_size, model.max_batch_size, model.max_length, model.trust_remote_code,
+           model.add_bos_token, model.parallelize, model.max_memory_per_gpu)
+    if _model is not None and _model.key == key:
+        return _model
+    _model = None  # free the previous model before loading the next
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+    pretrained, revision = resolve_source(model)
+    device = resolve_device(model.device)
+    dtype = resolve_dtype(model.dtype, device)
+    args = {"pretrained": pretrained, "dtype": dtype, "trust_remote_code": model.trust_remote_code}
+    if revision:
+        args["revision"] = revision
+    if model.tokenizer:
+        args["tokenizer"] = model.tokenizer
+    if model.max_length:
+        args["max_length"] = model.max_length
+    if model.add_bos_token is not None:
+        args["add_bos_token"] = model.add_bos_token
+    if model.parallelize:  # lm-eval places the model with device_map="auto" over every visible GPU
+        args["parallelize"] = True
+        if model.max_memory_per_gpu:
+            args["max_memory_per_gpu"] = model.max_memory_per_gpu
+    batch_size = resolve_batch_size(model.batch_size, device)
+    log.info("Loading %s%s (%s, %s)", pretrained, f"@{revision}" if revision else "", device, dtype)
+    try:
+        lm = get_model(model.backend).create_from_arg_obj(
+            args, {"batch_size": batch_size, "max_batch_size": model.max_batch_size, "device": device}
+        )
+    except Exception as e:  # translate the hub's and transformers' errors into what to do
+        raise CellError(explain_load_error(e, pretrained, revision)) from None
+    _model = LoadedModel(key, lm, pretrained, revision, device, dtype)
+    return _model
+
+
+def explain_load_error(error: BaseException, pretrained: str, revision: Optional[str]) -> str:
+    """A message that says why a model did not load and what to do about it."""
+    from huggingface_hub import errors as hub
+
+    chain, e = [], error
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " | ".join(f"{type(x).__name__}: {x}" for x in chain)
+    kinds = tuple(type(x) for x in chain)
+    where = f"{pretrained}" + (f" at revision {revision!r}" if revision else "")
+    if any(issubclass(k, hub.RevisionNotFoundError) for k in kinds) or "valid git identifier" in text:
+        return (
+            f"revision {revision!r} does not exist for {pretrained}. List its branches with "
+            f"`python -c \"from huggingface_hub import list_repo_refs; print(list_repo_refs('{pretrained}'))\"` "
+            f"and set model.revision=... (details: {text})"
+        )
+    if any(issubclass(k, hub.RepositoryNotFoundError) for k in kinds) or "not a valid model identifier" in text:
+        return (
+            f"model {pretrained!r} is neither a local folder nor a model on the Hugging Face hub; check "
+            f"model.name / model.pretrained (gated or private models need `hf auth login`). Details: {text}"
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    if any(issubclass(k, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled, ConnectionError)) for k in kinds) \
+            or "offline" in text.lower() or "connect" in text.lower():
+        return (
+            f"cannot load {where}: the Hugging Face hub is "
+            + ("disabled (HF_HUB_OFFLINE is set)" if offline else "unreachable")
+            + " and the model is not in the local cache. Download it once where the hub is reachable "
+            "(`hf download MODEL --revision REV`, then run with HF_HUB_OFFLINE=1), or point "
+            "model.pretrained at a local folder. The offline demo needs no hub: `python evaluate.py`. "
+            f"Details: {text}"
+        )
+    return f"failed to load {where}: {text}"
+
+
+def evaluate(model_cfg: ModelConfig, task_cfg: TaskConfig, shots: int, fewshot_seed: int) -> dict[str, Any]:
+    """Run one cell through `lm_eval.simple_evaluate` in memory; return its raw output and what it loaded."""
+    loaded = load_tasks(task_cfg, shots)
+    model = load_model(model_cfg)
+    roots = [loaded["groups"][task_cfg.name]] if task_cfg.name in loaded["groups"] else list(loaded["tasks"].values())
+    results = lm_eval.simple_evaluate(
+        model=model.lm,
+        tasks=roots,
+        num_fewshot=shots,
+        limit=task_cfg.limit,
+        log_samples=True,
+        fewshot_random_seed=fewshot_seed,
+        task_manager=task_manager(task_cfg.include_path),
+    )
+    wrong = {name: n for name, n in results["n-shot"].items() if name in loaded["tasks"] and n != shots}
+    if wrong:
+        raise CellError(f"lm-eval ran {wrong} shots instead of {shots}")
+    return {"results": results, "tasks": loaded["tasks"], "group_map": loaded["group_map"], "model": model}

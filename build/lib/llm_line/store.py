@@ -1,0 +1,127 @@
+"""The results store: one `result.json` (or `failure.json`) per cell run dir, written atomically.
+
+A result is either whole or absent: it is written to a temporary file in the same folder, fsynced and
+renamed over the final name, so a killed job, a full disk or a concurrent reader never sees half a file.
+A file that does not parse or lacks what a result must hold is set aside under a new name (never deleted)
+so that the cell is recomputed and the evidence kept.
+
+Cheap to import on purpose: the resume decision is made here before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator, Optional
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+FAILURE = "failure.json"
+RUNNING = "running.json"  # present while a cell computes; left behind by a killed job
+MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
+SCHEMA_VERSION = 1
+REQUIRED = ("schema", "cell", "metrics", "n_docs")
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class CorruptResult(ValueError):
+    """A result file exists but is not a complete result."""
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file that appears at `path` whole or not at all: a temp file in the same folder, fsynced, renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file the user writes
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str, allow_nan=True)
+    with atomic_file(path) as f:
+        f.write(text + "\n")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Read and validate a result file; raise CorruptResult if it is not a complete result."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptResult(f"{path}: unreadable ({e})") from e
+    if not isinstance(data, dict) or any(key not in data for key in REQUIRED):
+        raise CorruptResult(f"{path}: missing one of {REQUIRED}")
+    if data["schema"] != SCHEMA_VERSION:
+        raise CorruptResult(f"{path}: schema {data['schema']!r}, expected {SCHEMA_VERSION}")
+    return data
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a bad file to `<name>.corrupt-<timestamp>` so it is kept but no longer counts."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    os.replace(path, aside)
+    return aside
+
+
+def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The valid result of this cell in `run_dir`, or None if it must be (re)computed.
+
+    A corrupt file is set aside with a warning. A valid result of a *different* cell in this folder
+    means two identities map to one path: that is an error, not something to overwrite.
+    """
+    path = run_dir / RESULT
+    if not path.exists():
+        return None
+    try:
+        result = read_result(path)
+    except CorruptResult as e:
+        aside = set_aside(path)
+        log.warning("%s; moved to %s and recomputing", e, aside.name)
+        return None
+    if result["cell"] != cell:
+        raise RuntimeError(
+            f"{path} holds the result of another cell ({result['cell']}), not {cell}: "
+            "two cells map to one results folder; rename one model (model.name=...)"
+        )
+    return result
+
+
+def remove_stale(run_dir: Path) -> None:
+    """Drop what an earlier attempt may have left: temp files of interrupted writes, old failure and running records."""
+    for tmp in run_dir.glob(".*.json.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    (run_dir / FAILURE).unlink(missing_ok=True)
+    (run_dir / RUNNING).unlink(missing_ok=True)
