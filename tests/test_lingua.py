@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lingua import export, make_configs
+from llm_line.lingua import export, make_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,7 +206,7 @@ def runs(tmp_path_factory):
         write_consolidated(run / "checkpoints" / "0000000100", params, states[100], 100)
         write_distributed(run / "checkpoints" / "0000000200", params, states[200], 200)
         out = base / "exports" / f"tiny-{arch}"
-        proc = subprocess.run([sys.executable, "-m", "lingua.export", str(run), str(out), "--lingua-dir", str(base)],
+        proc = subprocess.run([sys.executable, "-m", "llm_line.lingua.export", str(run), str(out), "--lingua-dir", str(base)],
                               cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         built[arch] = {"args": args, "states": states, "out": out, "run": run}
@@ -324,7 +324,7 @@ def test_make_configs_are_the_committed_ones(tmp_path):
     committed = ROOT / "lingua" / "configs"
     generated = {p.name: p.read_text() for p in tmp_path.iterdir()}
     assert generated == {p.name: p.read_text() for p in committed.iterdir()}, \
-        "lingua/configs is stale: run python -m lingua.make_configs"
+        "lingua/configs is stale: run python -m llm_line.lingua.make_configs"
 
 
 def test_ladder_matches_the_paper_setup():
@@ -368,7 +368,7 @@ def test_prepare_data_writes_lingua_chunks(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lingua import prepare_data
+    from llm_line.lingua import prepare_data
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -1,7 +1,7 @@
 """Export lingua checkpoints to Hugging Face model folders, one subfolder per training step.
 
-    python -m lingua.export RUN_DIR OUT_DIR        # every checkpoint of a run -> OUT_DIR/step{N}/
-    python -m lingua.export RUN_DIR/checkpoints/0000016000 OUT_DIR   # one checkpoint
+    python -m llm_line.lingua.export RUN_DIR OUT_DIR        # every checkpoint of a run -> OUT_DIR/step{N}/
+    python -m llm_line.lingua.export RUN_DIR/checkpoints/0000016000 OUT_DIR   # one checkpoint
     python evaluate.py model=lingua model.path=OUT_DIR model.step=16000 task=piqa
 
 What lingua writes (its `lingua/checkpoint.py`): `RUN_DIR/checkpoints/<step, 10 digits>/` holds a
@@ -47,14 +47,14 @@ from typing import Any, Optional
 
 import torch
 
-log = logging.getLogger("lingua.export")
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FOLDER = re.compile(r"^\d{10}$")  # lingua names checkpoint folders by step, 10 digits
 CONSOLIDATED = Path("consolidated") / "consolidated.pth"
 PARAMS = "params.json"
 META = "llm_line.json"  # read by conf/model/lingua.yaml (llm_line.config.export_meta)
 
-# Names of the data sources in lingua/configs (lingua/make_configs.py) as the analysis calls them.
+# Names of the data sources in lingua/configs (make_configs.py) as the analysis calls them.
 DATA_NAMES = {"fineweb_edu_100bt": "FineWeb-Edu", "c4": "C4", "pile_uc": "The Pile UC"}
 
 # lingua's tiktoken setup: Llama-3's pre-tokenisation regex, and 256 special tokens whose ids follow the BPE

@@ -1,8 +1,8 @@
 """Download the ladder's three pretraining corpora and write them as lingua's training data.
 
-    python -m lingua.prepare_data fineweb_edu_100bt $LINGUA_DATA --max-files 40
-    python -m lingua.prepare_data c4 $LINGUA_DATA --max-files 120
-    python -m lingua.prepare_data pile_uc $LINGUA_DATA --max-files 3
+    python -m llm_line.lingua.prepare_data fineweb_edu_100bt $LINGUA_DATA --max-files 40
+    python -m llm_line.lingua.prepare_data c4 $LINGUA_DATA --max-files 120
+    python -m llm_line.lingua.prepare_data pile_uc $LINGUA_DATA --max-files 3
 
 lingua reads a data source as `<root_dir>/<source>/*.chunk.*.jsonl`, one {"text": ...} per line, each chunk
 read in order by world_size / n_chunks data-parallel ranks; chunks beyond the number of ranks are ignored, so
