@@ -3,6 +3,7 @@ reference forwards written here with lingua's conventions; the exports evaluated
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 TEXTS = ["the cat sat on the mat", "Is it? It's 12345 ingredients...\n\n  spaced\tout", "naïve café — 東京 🙂",
          " leading space", "they'll WE'RE ok"]
+# Special tokens' text inside a document: lingua's encode_ordinary treats it as ordinary text.
+SPECIAL_TEXT = "a <|begin_of_text|>b<|end_of_text|> <|reserved_special_token_9|>\n"
 
 
 def write_bpe(path: Path) -> dict:
@@ -278,13 +281,16 @@ def test_tokenizer_is_lingua_tiktoken(runs):
     lingua_like = tiktoken.core.Encoding(name="tiny", pat_str=LLAMA3_PATTERN, mergeable_ranks=runs["ranks"],
                                          special_tokens=specials)
     tokenizer = AutoTokenizer.from_pretrained(runs["llama"]["out"] / "step100")
-    for text in TEXTS:
+    for text in TEXTS + [SPECIAL_TEXT]:
         expected = lingua_like.encode_ordinary(text)
         assert tokenizer(text, add_special_tokens=False)["input_ids"] == expected, text
         assert tokenizer(text)["input_ids"] == [N_RANKS] + expected
         assert tokenizer.decode(expected) == text
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (N_RANKS, N_RANKS + 1)
     assert len(tokenizer) == VOCAB
+    ordinary = tokenizer(SPECIAL_TEXT, add_special_tokens=False)["input_ids"]
+    assert len(ordinary) == 59 and max(ordinary) < N_RANKS  # no special id, though the text names three
+    assert N_RANKS in lingua_like.encode(SPECIAL_TEXT, allowed_special="all")  # what matching specials would do
 
 
 def test_export_is_idempotent_and_refuses_what_it_cannot_express(runs, tmp_path):
@@ -360,6 +366,51 @@ def test_ladder_matches_the_paper_setup():
         assert model.num_parameters() == expected
         counts[(arch, dim)] = expected
     assert 65e6 < min(counts.values()) < 75e6 and 400e6 < max(counts.values()) < 430e6
+
+
+def lingua_wsd(step, warmup, n_steps, decay_fraction, min_ratio):
+    """lingua's wsd learning-rate factor (lingua/optim.py, one cycle, steps up to n_steps): linear warmup, 1.0,
+    then over the last decay_fraction of steps 1 / (p / min_ratio + 1 - p) with p going from 0 to 1."""
+    decay_steps = int(n_steps * decay_fraction)
+    if step < warmup:
+        return step / warmup
+    if step <= n_steps - decay_steps:
+        return 1.0
+    progress = (step - (n_steps - decay_steps)) / decay_steps
+    return 1 / (progress / min_ratio + 1 - progress)
+
+
+def test_wsd_runs_cool_down():
+    """The wsd runs' last 10% of steps train at a falling but real learning rate (mean 0.046 x peak, not 8e-6)."""
+    import yaml
+
+    wsd = [yaml.safe_load(make_configs.render(e)) for e in make_configs.runs() if e["name"].endswith("-wsd")]
+    assert len(wsd) == 3
+    for cfg in wsd:
+        optim, steps = cfg["optim"], cfg["steps"]
+        assert optim["scheduler"] == "wsd" and "cycle_length" not in optim  # lingua's default cycle: 1.0
+        factor = [lingua_wsd(s, optim["warmup"], steps, optim["decay_fraction"], optim["lr_min_ratio"])
+                  for s in range(steps + 1)]
+        assert factor[2500] == 0.5 and set(factor[5000:14401]) == {1.0}
+        decay = factor[14401:]
+        assert len(decay) == 1600
+        assert decay[0] == pytest.approx(0.9417, abs=1e-4) and decay[799] == pytest.approx(0.0198, abs=1e-4)
+        assert decay[-1] == pytest.approx(0.01)
+        assert sum(decay) / len(decay) == pytest.approx(0.0462, abs=1e-4)
+    # What the cosine runs' lr_min_ratio would do to a wsd run: 0.0016 x peak from the first decay step.
+    broken = [lingua_wsd(s, 5000, 16000, 0.1, 1e-6) for s in range(14401, 16001)]
+    assert broken[0] == pytest.approx(0.0016, abs=1e-4) and sum(broken) / len(broken) == pytest.approx(8e-6, abs=1e-6)
+
+
+def test_lingua_folder_does_not_shadow_meta_lingua(tmp_path):
+    """With this repository first on the path, `import lingua` still finds Meta's package (here a stand-in)."""
+    meta = tmp_path / "lingua"
+    meta.mkdir()
+    (meta / "__init__.py").write_text("WHO = 'meta'\n")
+    proc = subprocess.run([sys.executable, "-c", "import lingua; print(lingua.WHO)"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    assert proc.stdout.strip() == "meta", proc.stderr
+    assert not list((ROOT / "lingua").rglob("*.py"))
 
 
 def test_prepare_data_writes_lingua_chunks(tmp_path):

@@ -25,7 +25,8 @@ Architectures (state-dict key names as in lingua's `apps/main/transformer.py` an
 Tokenizer: lingua's `tiktoken` tokenizer is a tiktoken BPE file + lingua's pre-tokenisation regex (Llama-3's)
 + 256 special tokens after the BPE ranks (<|begin_of_text|> first): the exporter rebuilds exactly that as a
 Hugging Face tokenizer whose special-token mode prepends BOS, as lingua did for every training document
-(lm-eval adds it with add_bos_token, which conf/model/lingua.yaml sets). `bytes` is rebuilt too;
+(lm-eval adds it with add_bos_token, which conf/model/lingua.yaml sets), and that encodes text as lingua's
+`encode_ordinary` does: a special token's text in a document is ordinary text. `bytes` is rebuilt too;
 SentencePiece (`sp`) needs --hf-tokenizer. --hf-tokenizer copies any Hugging Face tokenizer instead.
 
 Each export folder also gets the run's `params.json` (as `lingua_params.json`), and OUT_DIR gets
@@ -324,7 +325,11 @@ def bytes_tokenizer(max_length: int):
 
 
 def wrap_with_bos(backend, post, bos: str, eos: str, max_length: int):
-    """A transformers tokenizer around `backend` that prepends BOS when asked for special tokens."""
+    """A transformers tokenizer around `backend` that prepends BOS when asked for special tokens.
+
+    Special tokens come only from that template: a special token's text inside a document (`<|begin_of_text|>`)
+    is split into ordinary tokens (`split_special_tokens`), as lingua's `encode_ordinary` did in training.
+    """
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
@@ -333,7 +338,8 @@ def wrap_with_bos(backend, post, bos: str, eos: str, max_length: int):
         post, processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]),
     ])
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos,
-                                   model_max_length=max_length, clean_up_tokenization_spaces=False)
+                                   model_max_length=max_length, clean_up_tokenization_spaces=False,
+                                   split_special_tokens=True)
 
 
 def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optional[str],

@@ -50,7 +50,11 @@ CHECKPOINT_EVERY = 1000  # every checkpoint is kept: the loss-to-loss curves use
 INTERVENTIONS = {
     "ctx1024": ({"seq_len": 1024}, "context length 1024"),
     "ctx4096": ({"seq_len": 4096}, "context length 4096"),
-    "wsd": ({"scheduler": "wsd"}, "warmup-stable-decay schedule (lingua's wsd: last 10% of steps decay)"),
+    # lingua's wsd decays as 1 / (p / lr_min_ratio + 1 - p) over the last decay_fraction of steps (p: 0 -> 1):
+    # with the cosine runs' lr_min_ratio 1e-6 the rate would be 0.0016 x peak from the first decay step on (mean
+    # factor 8e-6, no cooldown training at all); 0.01 ends at 1% of peak with a mean factor of 0.046.
+    "wsd": ({"scheduler": "wsd", "lr_min_ratio": 0.01, "decay_fraction": 0.1},
+            "warmup-stable-decay schedule (lingua's wsd: the last 10% of steps decay to 1% of peak lr)"),
     "lr1e-3": ({"lr": 1.0e-3}, "learning rate 1e-3"),
     "adam": ({"weight_decay": 0.0}, "no weight decay (Adam)"),
 }
@@ -75,7 +79,7 @@ def run(arch: str, size: tuple[int, int, int], data: str, tokenizer: str, interv
     dim, layers, heads = size
     changes = INTERVENTIONS[intervention][0] if intervention else {}
     seq_len = changes.get("seq_len", 2048)
-    optim = {**OPTIM, **{k: v for k, v in changes.items() if k in OPTIM}}
+    optim = {**OPTIM, **{k: v for k, v in changes.items() if k != "seq_len"}}  # the rest is optimizer
     name = f"{arch}-d{dim}-l{layers}-{data}-{tokenizer}" + (f"-{intervention}" if intervention else "")
     vocab = TOKENIZERS[tokenizer][1] + 256
     if arch == "llama":
