@@ -209,8 +209,8 @@ def runs(tmp_path_factory):
         write_consolidated(run / "checkpoints" / "0000000100", params, states[100], 100)
         write_distributed(run / "checkpoints" / "0000000200", params, states[200], 200)
         out = base / "exports" / f"tiny-{arch}"
-        proc = subprocess.run([sys.executable, "-m", "llm_line.lingua.export", str(run), str(out), "--lingua-dir", str(base)],
-                              cwd=ROOT, capture_output=True, text=True)
+        command = [sys.executable, "-m", "llm_line.lingua.export", str(run), str(out), "--lingua-dir", str(base)]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         built[arch] = {"args": args, "states": states, "out": out, "run": run}
     return built
@@ -336,7 +336,7 @@ def test_make_configs_are_the_committed_ones(tmp_path):
 def test_ladder_matches_the_paper_setup():
     """~70M-420M parameters (counted as transformers counts the exported models), 8.4B tokens, the optimizer."""
     import yaml
-    from transformers import LlamaConfig, Mamba2Config, Mamba2ForCausalLM, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM
 
     runs_ = make_configs.runs()
     assert len(runs_) == 2 * 3 * 3 * 2 + 5 * 3
@@ -438,3 +438,25 @@ def test_prepare_data_writes_lingua_chunks(tmp_path):
     assert all(set(d) == {"text"} for d in lines)
     texts = list(prepare_data.documents([raw / "000_00000.parquet"]))
     assert texts == [f"edu {i}" for i in range(20)]
+
+
+def test_prepare_data_reads_zst_and_writes_nothing_from_a_broken_file(tmp_path):
+    """The Pile's .jsonl.zst goes through the corpus reader; a bad line stops it with no chunk left behind."""
+    import zstandard
+
+    from llm_line.lingua import prepare_data
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = "".join(json.dumps({"text": f"pile {i}", "meta": {}}) + "\n" for i in range(12))
+    (raw / "00.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
+    prepare_data.main(["pile_uc", str(tmp_path / "data"), "--source-dir", str(raw), "--chunks", "2", "--val-docs", "2"])
+    out = tmp_path / "data" / "pile_uc"
+    assert [json.loads(line)["text"] for line in (out / "pile_uc.val.jsonl").read_text().splitlines()] == \
+        ["pile 0", "pile 1"]
+    assert sum(len(p.read_text().splitlines()) for p in out.glob("*.chunk.*.jsonl")) == 10
+
+    (raw / "01.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "fine"}\n{"text": \n'))
+    with pytest.raises(SystemExit, match=r"01.jsonl.zst:2 is not a JSON line"):
+        prepare_data.main(["pile_uc", str(tmp_path / "fresh"), "--source-dir", str(raw), "--chunks", "2"])
+    assert not [p for p in (tmp_path / "fresh").rglob("*") if p.is_file()]  # not even a temporary file
