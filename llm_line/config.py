@@ -191,7 +191,7 @@ def size_meta(table: Any, size: Optional[str], key: str) -> Any:
     return None if entry is None else entry.get(key)
 
 
-EXPORT_META = "llm_line.json"  # written by `lingua/export.py` at the root of an export folder
+EXPORT_META = "llm_line.json"  # written by `python -m llm_line.lingua.export` at the root of an export folder
 
 
 def export_meta(path: Optional[str], key: str) -> Any:

@@ -26,9 +26,7 @@ tokenizes it once; concurrent jobs wait on a file lock rather than tokenizing it
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import itertools
 import json
 import logging
@@ -47,6 +45,7 @@ import torch.nn.functional as F
 
 from llm_line import store
 from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
+from llm_line.documents import read_file, text_value
 from llm_line.errors import CellError
 from llm_line.harness import load_model
 
@@ -82,7 +81,7 @@ def read_texts(corpus: CorpusConfig) -> Iterator[str]:
         raise CellError("a corpus needs exactly one of task.corpus.path (local files) or task.corpus.dataset (hub)")
     if corpus.path is not None:
         texts: Iterable[str] = itertools.chain.from_iterable(
-            _read_file(path, corpus.text_field) for path in local_files(corpus.path)
+            read_file(path, corpus.text_field) for path in local_files(corpus.path)
         )
         if corpus.shuffle_seed is not None:  # exact shuffle of the whole local corpus
             texts = list(texts)
@@ -99,51 +98,6 @@ def local_files(pattern: str) -> list[Path]:
     if not files:
         raise CellError(f"no corpus file at task.corpus.path={pattern}")
     return files
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".zst"):
-        import zstandard
-
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
-                                encoding="utf-8")
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _read_file(path: Path, field: str) -> Iterator[str]:
-    """The `field` of every record of a parquet or JSON-lines file; blank lines are not records."""
-    if path.name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(path)
-        if field not in parquet.schema_arrow.names:
-            raise CellError(f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); "
-                            "set task.corpus.text_field")
-        for batch in parquet.iter_batches(columns=[field]):
-            yield from (_text(t, path, "?", field) for t in batch.column(0).to_pylist())
-        return
-    with _open_text(path) as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CellError(f"{path}:{number} is not a JSON line ({e})") from None
-            if not isinstance(record, dict) or field not in record:
-                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise CellError(f"{path}:{number} has no field {field!r} ({keys}); set task.corpus.text_field")
-            yield _text(record[field], path, number, field)
-
-
-def _text(value: Any, where: Any, number: Any, field: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise CellError(f"{where}:{number}: field {field!r} is a {type(value).__name__}, not text")
-    return value
 
 
 def _read_hub(corpus: CorpusConfig) -> Iterator[str]:
@@ -166,7 +120,7 @@ def _read_hub(corpus: CorpusConfig) -> Iterator[str]:
         if corpus.text_field not in row:
             raise CellError(f"dataset {corpus.dataset} has no field {corpus.text_field!r} ({sorted(row)}); "
                             "set task.corpus.text_field")
-        yield _text(row[corpus.text_field], corpus.dataset, number, corpus.text_field)
+        yield text_value(row[corpus.text_field], corpus.dataset, number, corpus.text_field)
 
 
 # --- selection, tokenization and its cache -----------------------------------------------------------------------

@@ -3,6 +3,7 @@ reference forwards written here with lingua's conventions; the exports evaluated
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lingua import export, make_configs
+from llm_line.lingua import export, make_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +26,8 @@ LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 TEXTS = ["the cat sat on the mat", "Is it? It's 12345 ingredients...\n\n  spaced\tout", "naïve café — 東京 🙂",
          " leading space", "they'll WE'RE ok"]
+# Special tokens' text inside a document: lingua's encode_ordinary treats it as ordinary text.
+SPECIAL_TEXT = "a <|begin_of_text|>b<|end_of_text|> <|reserved_special_token_9|>\n"
 
 
 def write_bpe(path: Path) -> dict:
@@ -206,8 +209,8 @@ def runs(tmp_path_factory):
         write_consolidated(run / "checkpoints" / "0000000100", params, states[100], 100)
         write_distributed(run / "checkpoints" / "0000000200", params, states[200], 200)
         out = base / "exports" / f"tiny-{arch}"
-        proc = subprocess.run([sys.executable, "-m", "lingua.export", str(run), str(out), "--lingua-dir", str(base)],
-                              cwd=ROOT, capture_output=True, text=True)
+        command = [sys.executable, "-m", "llm_line.lingua.export", str(run), str(out), "--lingua-dir", str(base)]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         built[arch] = {"args": args, "states": states, "out": out, "run": run}
     return built
@@ -278,13 +281,16 @@ def test_tokenizer_is_lingua_tiktoken(runs):
     lingua_like = tiktoken.core.Encoding(name="tiny", pat_str=LLAMA3_PATTERN, mergeable_ranks=runs["ranks"],
                                          special_tokens=specials)
     tokenizer = AutoTokenizer.from_pretrained(runs["llama"]["out"] / "step100")
-    for text in TEXTS:
+    for text in TEXTS + [SPECIAL_TEXT]:
         expected = lingua_like.encode_ordinary(text)
         assert tokenizer(text, add_special_tokens=False)["input_ids"] == expected, text
         assert tokenizer(text)["input_ids"] == [N_RANKS] + expected
         assert tokenizer.decode(expected) == text
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (N_RANKS, N_RANKS + 1)
     assert len(tokenizer) == VOCAB
+    ordinary = tokenizer(SPECIAL_TEXT, add_special_tokens=False)["input_ids"]
+    assert len(ordinary) == 59 and max(ordinary) < N_RANKS  # no special id, though the text names three
+    assert N_RANKS in lingua_like.encode(SPECIAL_TEXT, allowed_special="all")  # what matching specials would do
 
 
 def test_export_is_idempotent_and_refuses_what_it_cannot_express(runs, tmp_path):
@@ -324,13 +330,13 @@ def test_make_configs_are_the_committed_ones(tmp_path):
     committed = ROOT / "lingua" / "configs"
     generated = {p.name: p.read_text() for p in tmp_path.iterdir()}
     assert generated == {p.name: p.read_text() for p in committed.iterdir()}, \
-        "lingua/configs is stale: run python -m lingua.make_configs"
+        "lingua/configs is stale: run python -m llm_line.lingua.make_configs"
 
 
 def test_ladder_matches_the_paper_setup():
     """~70M-420M parameters (counted as transformers counts the exported models), 8.4B tokens, the optimizer."""
     import yaml
-    from transformers import LlamaConfig, Mamba2Config, Mamba2ForCausalLM, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM
 
     runs_ = make_configs.runs()
     assert len(runs_) == 2 * 3 * 3 * 2 + 5 * 3
@@ -362,13 +368,58 @@ def test_ladder_matches_the_paper_setup():
     assert 65e6 < min(counts.values()) < 75e6 and 400e6 < max(counts.values()) < 430e6
 
 
+def lingua_wsd(step, warmup, n_steps, decay_fraction, min_ratio):
+    """lingua's wsd learning-rate factor (lingua/optim.py, one cycle, steps up to n_steps): linear warmup, 1.0,
+    then over the last decay_fraction of steps 1 / (p / min_ratio + 1 - p) with p going from 0 to 1."""
+    decay_steps = int(n_steps * decay_fraction)
+    if step < warmup:
+        return step / warmup
+    if step <= n_steps - decay_steps:
+        return 1.0
+    progress = (step - (n_steps - decay_steps)) / decay_steps
+    return 1 / (progress / min_ratio + 1 - progress)
+
+
+def test_wsd_runs_cool_down():
+    """The wsd runs' last 10% of steps train at a falling but real learning rate (mean 0.046 x peak, not 8e-6)."""
+    import yaml
+
+    wsd = [yaml.safe_load(make_configs.render(e)) for e in make_configs.runs() if e["name"].endswith("-wsd")]
+    assert len(wsd) == 3
+    for cfg in wsd:
+        optim, steps = cfg["optim"], cfg["steps"]
+        assert optim["scheduler"] == "wsd" and "cycle_length" not in optim  # lingua's default cycle: 1.0
+        factor = [lingua_wsd(s, optim["warmup"], steps, optim["decay_fraction"], optim["lr_min_ratio"])
+                  for s in range(steps + 1)]
+        assert factor[2500] == 0.5 and set(factor[5000:14401]) == {1.0}
+        decay = factor[14401:]
+        assert len(decay) == 1600
+        assert decay[0] == pytest.approx(0.9417, abs=1e-4) and decay[799] == pytest.approx(0.0198, abs=1e-4)
+        assert decay[-1] == pytest.approx(0.01)
+        assert sum(decay) / len(decay) == pytest.approx(0.0462, abs=1e-4)
+    # What the cosine runs' lr_min_ratio would do to a wsd run: 0.0016 x peak from the first decay step.
+    broken = [lingua_wsd(s, 5000, 16000, 0.1, 1e-6) for s in range(14401, 16001)]
+    assert broken[0] == pytest.approx(0.0016, abs=1e-4) and sum(broken) / len(broken) == pytest.approx(8e-6, abs=1e-6)
+
+
+def test_lingua_folder_does_not_shadow_meta_lingua(tmp_path):
+    """With this repository first on the path, `import lingua` still finds Meta's package (here a stand-in)."""
+    meta = tmp_path / "lingua"
+    meta.mkdir()
+    (meta / "__init__.py").write_text("WHO = 'meta'\n")
+    proc = subprocess.run([sys.executable, "-c", "import lingua; print(lingua.WHO)"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    assert proc.stdout.strip() == "meta", proc.stderr
+    assert not list((ROOT / "lingua").rglob("*.py"))
+
+
 def test_prepare_data_writes_lingua_chunks(tmp_path):
     import gzip
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lingua import prepare_data
+    from llm_line.lingua import prepare_data
 
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -387,3 +438,25 @@ def test_prepare_data_writes_lingua_chunks(tmp_path):
     assert all(set(d) == {"text"} for d in lines)
     texts = list(prepare_data.documents([raw / "000_00000.parquet"]))
     assert texts == [f"edu {i}" for i in range(20)]
+
+
+def test_prepare_data_reads_zst_and_writes_nothing_from_a_broken_file(tmp_path):
+    """The Pile's .jsonl.zst goes through the corpus reader; a bad line stops it with no chunk left behind."""
+    import zstandard
+
+    from llm_line.lingua import prepare_data
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = "".join(json.dumps({"text": f"pile {i}", "meta": {}}) + "\n" for i in range(12))
+    (raw / "00.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
+    prepare_data.main(["pile_uc", str(tmp_path / "data"), "--source-dir", str(raw), "--chunks", "2", "--val-docs", "2"])
+    out = tmp_path / "data" / "pile_uc"
+    assert [json.loads(line)["text"] for line in (out / "pile_uc.val.jsonl").read_text().splitlines()] == \
+        ["pile 0", "pile 1"]
+    assert sum(len(p.read_text().splitlines()) for p in out.glob("*.chunk.*.jsonl")) == 10
+
+    (raw / "01.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "fine"}\n{"text": \n'))
+    with pytest.raises(SystemExit, match=r"01.jsonl.zst:2 is not a JSON line"):
+        prepare_data.main(["pile_uc", str(tmp_path / "fresh"), "--source-dir", str(raw), "--chunks", "2"])
+    assert not [p for p in (tmp_path / "fresh").rglob("*") if p.is_file()]  # not even a temporary file

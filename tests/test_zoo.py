@@ -32,7 +32,7 @@ def resolved_model(*overrides):
 
 @pytest.fixture
 def lingua_export(tmp_path):
-    """An export folder as lingua/export.py leaves it (metadata only; nothing is loaded here)."""
+    """An export folder as llm_line/lingua/export.py leaves it (metadata only; nothing is loaded here)."""
     (tmp_path / "step1000").mkdir()
     (tmp_path / "llm_line.json").write_text(json.dumps({
         "name": "llama-d512-l8-fineweb_edu-llama3", "family": "lingua-llama", "architecture": "Llama",

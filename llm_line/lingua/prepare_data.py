@@ -1,8 +1,8 @@
 """Download the ladder's three pretraining corpora and write them as lingua's training data.
 
-    python -m lingua.prepare_data fineweb_edu_100bt $LINGUA_DATA --max-files 40
-    python -m lingua.prepare_data c4 $LINGUA_DATA --max-files 120
-    python -m lingua.prepare_data pile_uc $LINGUA_DATA --max-files 3
+    python -m llm_line.lingua.prepare_data fineweb_edu_100bt $LINGUA_DATA --max-files 40
+    python -m llm_line.lingua.prepare_data c4 $LINGUA_DATA --max-files 120
+    python -m llm_line.lingua.prepare_data pile_uc $LINGUA_DATA --max-files 3
 
 lingua reads a data source as `<root_dir>/<source>/*.chunk.*.jsonl`, one {"text": ...} per line, each chunk
 read in order by world_size / n_chunks data-parallel ranks; chunks beyond the number of ranks are ignored, so
@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import gzip
-import io
+import itertools
 import json
 import os
 import random
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Iterator, Optional
+from typing import Iterator, Optional
+
+from llm_line.documents import read_file
+from llm_line.errors import CellError
+from llm_line.store import atomic_file
 
 SOURCES = {
     "fineweb_edu_100bt": ("HuggingFaceFW/fineweb-edu", "sample/100BT/*.parquet"),
@@ -50,57 +54,32 @@ def download(source: str, raw_dir: Path, max_files: Optional[int]) -> list[Path]
     return [Path(hf_hub_download(repo, name, repo_type="dataset", local_dir=raw_dir)) for name in names]
 
 
-def open_text(path: Path) -> IO[str]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    if path.name.endswith(".zst"):
-        import zstandard
-
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8")
-    return path.open(encoding="utf-8")
-
-
 def documents(files: list[Path]) -> Iterator[str]:
     """The text of every document in the files, in order (parquet, jsonl, jsonl.gz, jsonl.zst)."""
-    for path in files:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=4096):
-                yield from batch.column(0).to_pylist()
-        else:
-            with open_text(path) as lines:
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)["text"]
+    return itertools.chain.from_iterable(read_file(path, "text") for path in files)
 
 
 def split(texts: Iterator[str], out_dir: Path, source: str, chunks: int, val_docs: int, seed: int) -> dict[str, int]:
-    """Write `texts` as `<source>.chunk.NN.jsonl` (random chunk per document) and `<source>.val.jsonl`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write `texts` as `<source>.chunk.NN.jsonl` (random chunk per document) and `<source>.val.jsonl`.
+
+    Every file appears whole once all are written, or (on an error) none of them does.
+    """
     rng = random.Random(seed)
     names = [f"{source}.chunk.{i:02d}.jsonl" for i in range(chunks)]
-    partial = [out_dir / (name + ".partial") for name in names]
-    val_path = out_dir / f"{source}.val.jsonl"
-    counts = {name: 0 for name in names} | {val_path.name: 0}
-    outputs = [p.open("w", encoding="utf-8") for p in partial]
-    try:
-        with (val_path.with_suffix(".jsonl.partial")).open("w", encoding="utf-8") as val:
-            for text in texts:
-                line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
-                if counts[val_path.name] < val_docs:
-                    val.write(line)
-                    counts[val_path.name] += 1
-                    continue
-                i = rng.randrange(chunks)
-                outputs[i].write(line)
-                counts[names[i]] += 1
-    finally:
-        for f in outputs:
-            f.close()
-    for p, name in zip(partial, names):
-        p.rename(out_dir / name)
-    val_path.with_suffix(".jsonl.partial").rename(val_path)
+    val_name = f"{source}.val.jsonl"
+    counts = {name: 0 for name in names} | {val_name: 0}
+    with ExitStack() as files:
+        outputs = [files.enter_context(atomic_file(out_dir / name)) for name in names]
+        val = files.enter_context(atomic_file(out_dir / val_name))
+        for text in texts:
+            line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
+            if counts[val_name] < val_docs:
+                val.write(line)
+                counts[val_name] += 1
+                continue
+            i = rng.randrange(chunks)
+            outputs[i].write(line)
+            counts[names[i]] += 1
     return counts
 
 
@@ -108,10 +87,8 @@ def shuffle_chunks(out_dir: Path, terashuf: str, memory_gb: float, seed: int) ->
     """Shuffle every chunk file in place with terashuf (reads stdin, writes stdout, uses $MEMORY GB)."""
     env = {**os.environ, "MEMORY": str(memory_gb), "SEED": str(seed)}
     for chunk in sorted(out_dir.glob("*.chunk.*.jsonl")):
-        shuffled = chunk.with_suffix(".jsonl.shuffled")
-        with chunk.open("rb") as src, shuffled.open("wb") as dst:
+        with chunk.open("rb") as src, atomic_file(chunk, "wb") as dst:
             subprocess.run([terashuf], stdin=src, stdout=dst, env=env, check=True)
-        shuffled.rename(chunk)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -136,7 +113,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     if not files:
         raise SystemExit(f"no {args.source} files found")
     out = args.root / args.source
-    counts = split(documents(files), out, args.source, args.chunks, args.val_docs, args.seed)
+    try:
+        counts = split(documents(files), out, args.source, args.chunks, args.val_docs, args.seed)
+    except CellError as e:  # a source file that is not what its name says
+        raise SystemExit(f"error: {e}") from None
     if args.terashuf:
         shuffle_chunks(out, args.terashuf, args.memory, args.seed)
     print(f"{sum(counts.values())} documents from {len(files)} files -> {out}: {counts}")

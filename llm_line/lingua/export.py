@@ -1,7 +1,7 @@
 """Export lingua checkpoints to Hugging Face model folders, one subfolder per training step.
 
-    python -m lingua.export RUN_DIR OUT_DIR        # every checkpoint of a run -> OUT_DIR/step{N}/
-    python -m lingua.export RUN_DIR/checkpoints/0000016000 OUT_DIR   # one checkpoint
+    python -m llm_line.lingua.export RUN_DIR OUT_DIR        # every checkpoint of a run -> OUT_DIR/step{N}/
+    python -m llm_line.lingua.export RUN_DIR/checkpoints/0000016000 OUT_DIR   # one checkpoint
     python evaluate.py model=lingua model.path=OUT_DIR model.step=16000 task=piqa
 
 What lingua writes (its `lingua/checkpoint.py`): `RUN_DIR/checkpoints/<step, 10 digits>/` holds a
@@ -25,7 +25,8 @@ Architectures (state-dict key names as in lingua's `apps/main/transformer.py` an
 Tokenizer: lingua's `tiktoken` tokenizer is a tiktoken BPE file + lingua's pre-tokenisation regex (Llama-3's)
 + 256 special tokens after the BPE ranks (<|begin_of_text|> first): the exporter rebuilds exactly that as a
 Hugging Face tokenizer whose special-token mode prepends BOS, as lingua did for every training document
-(lm-eval adds it with add_bos_token, which conf/model/lingua.yaml sets). `bytes` is rebuilt too;
+(lm-eval adds it with add_bos_token, which conf/model/lingua.yaml sets), and that encodes text as lingua's
+`encode_ordinary` does: a special token's text in a document is ordinary text. `bytes` is rebuilt too;
 SentencePiece (`sp`) needs --hf-tokenizer. --hf-tokenizer copies any Hugging Face tokenizer instead.
 
 Each export folder also gets the run's `params.json` (as `lingua_params.json`), and OUT_DIR gets
@@ -42,19 +43,22 @@ import logging
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-log = logging.getLogger("lingua.export")
+from llm_line.store import atomic_file, write_json
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FOLDER = re.compile(r"^\d{10}$")  # lingua names checkpoint folders by step, 10 digits
 CONSOLIDATED = Path("consolidated") / "consolidated.pth"
 PARAMS = "params.json"
 META = "llm_line.json"  # read by conf/model/lingua.yaml (llm_line.config.export_meta)
 
-# Names of the data sources in lingua/configs (lingua/make_configs.py) as the analysis calls them.
+# Names of the data sources in lingua/configs (make_configs.py) as the analysis calls them.
 DATA_NAMES = {"fineweb_edu_100bt": "FineWeb-Edu", "c4": "C4", "pile_uc": "The Pile UC"}
 
 # lingua's tiktoken setup: Llama-3's pre-tokenisation regex, and 256 special tokens whose ids follow the BPE
@@ -134,9 +138,8 @@ def consolidate(folder: Path) -> None:
     target = folder / CONSOLIDATED
     target.parent.mkdir(exist_ok=True)
     log.info("Consolidating %s", folder)
-    partial = target.with_suffix(".pth.partial")
-    dcp_to_torch_save(str(folder), str(partial))
-    partial.rename(target)
+    with atomic_file(target, "wb") as f:
+        dcp_to_torch_save(folder, f)  # type: ignore[arg-type]  # it torch.saves to the path or file it is given
     if (folder / PARAMS).exists():
         shutil.copyfile(folder / PARAMS, target.parent / PARAMS)
 
@@ -190,7 +193,7 @@ def rope_pairs_to_halves(weight: torch.Tensor, n_heads: int, head_dim: int) -> t
     return rows.transpose(1, 2).reshape(n_heads * head_dim, -1)
 
 
-def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int]):
+def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, Optional[int]]):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     args = params["model"]
@@ -211,7 +214,8 @@ def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
         max_position_embeddings=int(args.get("max_seqlen") or params.get("data", {}).get("seq_len") or 2048),
         rms_norm_eps=float(args.get("norm_eps", 1e-5)),
         rope_parameters={"rope_type": "default", "rope_theta": float(args.get("rope_theta", 10000.0))},
-        tie_word_embeddings=tied, attention_bias=False, mlp_bias=False, **special_ids,
+        tie_word_embeddings=tied, attention_bias=False, mlp_bias=False, bos_token_id=special_ids["bos_token_id"],
+        eos_token_id=special_ids["eos_token_id"], pad_token_id=special_ids["pad_token_id"],
     )
     weights = {"model.embed_tokens.weight": embeddings}
     for i in range(n_layers):
@@ -237,7 +241,7 @@ def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
 
 # ----------------------------------------------------------------------------------------------------- mamba
 
-def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int]):
+def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, Optional[int]]):
     from transformers import Mamba2Config, Mamba2ForCausalLM
 
     args = params["model"]
@@ -272,7 +276,9 @@ def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
         head_dim=hidden // n_heads, expand=hidden // dim, state_size=state_dim, n_groups=n_groups,
         conv_kernel=int(args["conv_size"]), use_conv_bias=False, use_bias=False, hidden_act="silu",
         layer_norm_epsilon=1e-5, chunk_size=int(args.get("ssm_chunk_size", 256)),
-        time_step_limit=(0.0, float("inf")), residual_in_fp32=True, tie_word_embeddings=tied, **special_ids,
+        time_step_limit=(0.0, float("inf")), residual_in_fp32=True, tie_word_embeddings=tied,
+        bos_token_id=special_ids["bos_token_id"], eos_token_id=special_ids["eos_token_id"],
+        pad_token_id=special_ids["pad_token_id"],
     )
     weights = {"backbone.embeddings.weight": embeddings}
     for i in range(n_layers):
@@ -324,16 +330,22 @@ def bytes_tokenizer(max_length: int):
 
 
 def wrap_with_bos(backend, post, bos: str, eos: str, max_length: int):
-    """A transformers tokenizer around `backend` that prepends BOS when asked for special tokens."""
+    """A transformers tokenizer around `backend` that prepends BOS when asked for special tokens.
+
+    Special tokens come only from that template: a special token's text inside a document (`<|begin_of_text|>`)
+    is split into ordinary tokens (`split_special_tokens`), as lingua's `encode_ordinary` did in training.
+    """
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
     bos_id = backend.token_to_id(bos)
     backend.post_processor = processors.Sequence([
-        post, processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]),
+        post,
+        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]),
     ])
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos,
-                                   model_max_length=max_length, clean_up_tokenization_spaces=False)
+                                   model_max_length=max_length, clean_up_tokenization_spaces=False,
+                                   split_special_tokens=True)
 
 
 def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optional[str],
@@ -342,7 +354,7 @@ def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optio
     data = params.get("data", {})
     max_length = int(data.get("seq_len") or params["model"].get("max_seqlen") or 2048)
     spec = data.get("tokenizer", {}) or {}
-    name, path = spec.get("name", "bytes"), spec.get("path")
+    name, path = spec.get("name", "bytes"), str(spec.get("path") or "")
     if hf_tokenizer:
         from transformers import AutoTokenizer
 
@@ -352,6 +364,8 @@ def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optio
     if name == "tiktoken":
         if tokenizer_file:
             candidates = [Path(tokenizer_file)]
+        elif not path:
+            raise ExportError("the run records no tokenizer file (data.tokenizer.path): pass --tokenizer-file FILE")
         else:  # lingua resolves the path from where it ran: try there, then the run dir and its parents
             bases = ([Path(lingua_dir)] if lingua_dir else []) + [Path.cwd(), run_dir, *run_dir.parents]
             candidates = [Path(path)] if Path(path).is_absolute() else [base / path for base in bases]
@@ -361,7 +375,7 @@ def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optio
                 f"the run's tokenizer file {path!r} (data.tokenizer.path, relative to where lingua ran) was not "
                 "found; pass --lingua-dir DIR (where lingua ran) or --tokenizer-file FILE"
             )
-        return tiktoken_tokenizer(found, max_length), tokenizer_label(str(path))
+        return tiktoken_tokenizer(found, max_length), tokenizer_label(path)
     raise ExportError(f"lingua tokenizer {name!r}: pass the matching Hugging Face tokenizer with --hf-tokenizer")
 
 
@@ -421,14 +435,18 @@ def export_checkpoint(folder: Path, target: Path, run_dir: Path, dtype: str = "f
                           f"unexpected {sorted(result.unexpected_keys)}")
     if config.tie_word_embeddings:
         model.tie_weights()
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    (partial / "lingua_params.json").write_text(json.dumps(params, indent=1))
-    if target.exists():
-        shutil.rmtree(target)
-    partial.rename(target)
+    # Written whole into a fresh temporary folder next to the target, then renamed: a step folder is complete or absent.
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        write_json(partial / "lingua_params.json", params)
+        if target.exists():
+            shutil.rmtree(target)
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return run_meta(params, arch, model.num_parameters(), tokenizer_name)
 
 
@@ -461,9 +479,7 @@ def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
         if old.get("name") != meta.get("name"):
             raise ExportError(f"{out_dir} holds exports of run {old.get('name')!r}; export {meta.get('name')!r} "
                               "to its own folder (the folder is the model's identity)")
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(meta, indent=1) + "\n")
-    partial.rename(path)
+    write_json(path, meta)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

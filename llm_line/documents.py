@@ -1,0 +1,62 @@
+"""Reading documents' text from local parquet and JSON-lines files (plain, .gz or .zst), streaming.
+
+One reader for every place that reads local document files: the validation corpora of `llm_line.corpus` and the
+pretraining data `llm_line.lingua.prepare_data` writes for lingua. Light on purpose (no torch).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from llm_line.errors import CellError
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """A text stream of the file, decompressed by its suffix (.zst needs the `zstandard` package)."""
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
+                                encoding="utf-8")
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_file(path: Path, field: str) -> Iterator[str]:
+    """The `field` of every record of a parquet or JSON-lines file; blank lines are not records."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        if field not in parquet.schema_arrow.names:
+            raise CellError(f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); "
+                            "set task.corpus.text_field")
+        for batch in parquet.iter_batches(columns=[field]):
+            yield from (text_value(t, path, "?", field) for t in batch.column(0).to_pylist())
+        return
+    with open_text(path) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CellError(f"{path}:{number} is not a JSON line ({e})") from None
+            if not isinstance(record, dict) or field not in record:
+                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise CellError(f"{path}:{number} has no field {field!r} ({keys}); set task.corpus.text_field")
+            yield text_value(record[field], path, number, field)
+
+
+def text_value(value: Any, where: Any, number: Any, field: str) -> str:
+    """A record's text: None (a missing value) is empty text; anything else that is not a string is an error."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CellError(f"{where}:{number}: field {field!r} is a {type(value).__name__}, not text")
+    return value
