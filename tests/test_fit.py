@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import fit
+from llm_line import fit, table
 from llm_line.collect import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_cli_fits_writes_json_and_predicts(tmp_path):
 def llamas():
     if not RELEASED.exists():
         pytest.skip(f"the paper's released table is not at {RELEASED}")
-    return fit.select(read_table(RELEASED), ["Architecture=Llama"])
+    return table.select(read_table(RELEASED), ["Architecture=Llama"])
 
 
 def test_paper_table_fineweb_ablation_llamas_give_three_tight_laws(llamas):
