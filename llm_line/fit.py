@@ -401,9 +401,9 @@ def trust_warnings(fit: LossFit, x: np.ndarray, y: np.ndarray, free: bool) -> li
         warnings.append(f"R² = {fit.r2:.3f} < 0: the law fits worse than a constant")
     if free:
         for label, e, upper in (("E_x", fit.E_x.E, x.min()), ("E_y", fit.E_y.E, y.min())):
-            if e <= 1e-6 * upper:
+            if e <= 1e-4 * upper:  # least squares stops just inside a bound
                 warnings.append(f"free {label} sits on its lower bound 0")
-            elif e >= upper * (1 - 1e-6):
+            elif e >= upper * (1 - 1e-4):
                 warnings.append(f"free {label} sits on its upper bound (the minimum loss {upper:.4g})")
     return warnings
 
@@ -529,7 +529,7 @@ def format_fits(fits: Sequence[LossFit]) -> str:
             f"{f.K:.4g}", _ci(f.K_ci), f"{f.kappa:.4g}", _ci(f.kappa_ci), f"{f.E_x.E:.4g}", f"{f.E_y.E:.4g}",
             f"{f.r2:.4f}", f"{f.rmse:.3g}"] if f.fitted else [f"not fitted: {f.reason}"]))
     fitted_rows = [row for row in cells if len(row) == len(header)]
-    widths = [max(len(h), *(len(row[i]) for row in (cells if i < 3 else fitted_rows))) for i, h in enumerate(header)]
+    widths = [max([len(h)] + [len(row[i]) for row in (cells if i < 3 else fitted_rows)]) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
         """Text left-aligned, numbers right-aligned; a failed fit's reason runs on after its status."""
