@@ -36,11 +36,11 @@ class Offset:
     """One group's residuals from the base law."""
 
     group: str
-    n: int  # checkpoints scored (both losses, x above the base law's E_x)
+    n: int  # checkpoints scored (both losses, x at or above the base law's E_x)
     mean: Optional[float] = None  # mean residual y - law(x)
     ci: Optional[tuple[float, float]] = None  # bootstrap interval of `mean`
     rmse: Optional[float] = None
-    below_E_x: int = 0  # checkpoints left out: x at or below the base law's E_x
+    below_E_x: int = 0  # checkpoints left out: x below the base law's E_x
 
 
 @dataclass
@@ -81,7 +81,7 @@ def offsets(table: pd.DataFrame, x: str, y: str, column: str, base: str, *, irre
     for name, rows in groups.items():
         rows = rows.dropna(subset=[x, y])
         xs, ys = rows[x].to_numpy(float), rows[y].to_numpy(float)
-        above = xs > law.E_x.E
+        above = xs >= law.E_x.E
         xs, ys = xs[above], ys[above]
         residual = ys - law.curve(xs)
         result.residuals[name] = pd.DataFrame({x: xs, "residual": residual})
@@ -111,7 +111,7 @@ def format_intervention(result: Intervention) -> str:
         result.column: o.group + (" (base)" if o.group == law.group else ""), "n": o.n,
         "mean residual": "" if o.mean is None else f"{o.mean:+.4f}",
         f"{CI_LEVEL:.0%} CI": fitting._ci(o.ci) if o.n else "", "RMSE": "" if o.rmse is None else f"{o.rmse:.4f}",
-        "left out (x ≤ E_x)": o.below_E_x or ""} for o in result.offsets])
+        "left out (x < E_x)": o.below_E_x or ""} for o in result.offsets])
     lines.append(frame.to_string(index=False))
     lines.append("mean residual > 0: the group reaches a given x-loss with a higher y-loss than the base; its "
                  "interval carries the base law's bootstrap and the group's checkpoints resampled")
