@@ -563,9 +563,10 @@ def fits_frame(fits: Sequence[LossFit]) -> pd.DataFrame:
                "K": f.K, "K_lo": K_ci[0], "K_hi": K_ci[1], "kappa": f.kappa, "kappa_lo": kappa_ci[0],
                "kappa_hi": kappa_ci[1], "r2": f.r2, "rmse": f.rmse, "n_boot": f.n_boot}
         for label, e in (("E_x", f.E_x), ("E_y", f.E_y)):
+            bound = f"at {e.at_bound} bound" if e and e.at_bound else None
             row[label] = e.E if e else None
             row[f"{label}_method"] = e.method if e else None
-            row[f"{label}_note"] = (e.fallback_reason or (f"at {e.at_bound} bound" if e.at_bound else None)) if e else None
+            row[f"{label}_note"] = (e.fallback_reason or bound) if e else None
         row["warnings"] = "; ".join(f.warnings) or None
         rows.append(row)
     return pd.DataFrame(rows)

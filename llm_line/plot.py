@@ -192,8 +192,8 @@ def law_box(ax, fits: Sequence[fitting.LossFit], colours: dict[str, tuple]) -> N
     """Each drawn group's K, κ and R² in the panel's lower right corner, in the group's colour."""
     drawn = [f for f in fits if f.ok]
     for i, f in enumerate(reversed(drawn)):
-        ax.text(0.98, 0.03 + 0.055 * i, f"{f.group}: K={f.K:.3g}  κ={f.kappa:.3g}  R²={f.r2:.3f}", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=7, color=colours.get(f.group, "black"))
+        ax.text(0.98, 0.03 + 0.055 * i, f"{f.group}: K={f.K:.3g}  κ={f.kappa:.3g}  R²={f.r2:.3f}",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color=colours.get(f.group, "black"))
 
 
 def _limits(values: pd.Series) -> tuple[float, float]:

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from llm_line import fit
-from llm_line.table import select
 from llm_line.collect import read_table
+from llm_line.table import select
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
