@@ -84,3 +84,34 @@ def test_cli_averages_losses_writes_table_csv_and_figure(tmp_path):
     other = offsets[(offsets["group"] == "Other data") & (offsets["y"] == "Test")].iloc[0]
     assert other["mean_residual"] == pytest.approx(0.1, abs=0.01) and other["ci_lo"] > 0.05
     assert out.with_suffix(".png").read_bytes()[:8] == PNG and out.with_suffix(".pdf").exists()
+
+
+def test_the_readme_commands_run_on_the_released_table(tmp_path, monkeypatch, capsys):
+    """The three analysis commands a researcher pastes from the README: laws, figure, intervention table."""
+    import shlex
+
+    from llm_line import fit
+
+    released = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
+    if not released.exists():
+        pytest.skip(f"the paper's released table is not at {released}")
+    readme = (ROOT / "README.md").read_text()
+    commands = [line for line in readme.splitlines()
+                if line.startswith(("python -m llm_line.fit ", "python -m llm_line.plot ",
+                                    "python -m llm_line.intervention "))]
+    assert len(commands) == 3
+    monkeypatch.chdir(tmp_path)
+    mains = {"llm_line.fit": fit.main, "llm_line.plot": plot.main, "llm_line.intervention": intervention.main}
+    for command in commands:
+        argv = shlex.split(command.replace("$D", str(released)))
+        fast = ["--bootstrap", "100"] if argv[2] != "llm_line.plot" else []
+        assert mains[argv[2]](argv[3:] + fast) == 0
+    out = capsys.readouterr().out
+    laws = pd.read_csv(tmp_path / "laws.csv")
+    assert laws["group"].tolist() == ["C4", "FineWeb-Edu", "The Pile Deduped"] and (laws["status"] == "ok").all()
+    assert laws["n"].tolist() == [24, 17, 17] and laws["kappa"].round(2).tolist() == [0.99, 1.25, 1.0]
+    assert (tmp_path / "figures" / "llamas.png").read_bytes()[:8] == PNG
+    offsets = pd.read_csv(tmp_path / "architecture.csv").set_index("group")
+    assert offsets.loc["Mamba", "mean_residual"] == pytest.approx(0.0088, abs=0.0005)
+    assert offsets.loc["Mamba", "ci_lo"] < 0 < offsets.loc["Mamba", "ci_hi"]
+    assert (tmp_path / "figures" / "architecture.pdf").exists() and "GPT (base)" in out
