@@ -108,7 +108,7 @@ def figure(table: pd.DataFrame, x: str, ys: Sequence[str], group: Optional[str] 
     for ax in list(axes.flat)[len(ys):]:
         ax.set_visible(False)
 
-    # one legend for the whole figure: colours (with each group's law), markers, the lines
+    # the groups (each panel names its laws), "(not drawn)" where no panel has a good law
     handles = []
     for name in groups:
         label = name if any(f.ok for fs in fits.values() for f in fs if f.group == name) else f"{name}  (not drawn)"

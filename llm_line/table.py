@@ -47,10 +47,11 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def _matches(column: pd.Series, value: str) -> pd.Series:
-    """Where `column` equals `value`: `nan` (or empty) matches missing values; numbers compare as numbers."""
+    """Where `column` equals `value`: `nan` (or empty) matches missing values; numbers compare as numbers,
+    the rest (text, True/False) as text."""
     if value.lower() in ("nan", ""):
         return column.isna()
-    if pd.api.types.is_numeric_dtype(column):
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         try:
             return column == float(value)
         except ValueError:

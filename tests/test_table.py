@@ -37,6 +37,8 @@ def test_where_compares_numbers_as_numbers_and_nan_means_missing():
     assert table.select(rows, ["Steps=nan"])["Name"].tolist() == ["m2", "m4"]
     assert table.select(rows, dropna=["Steps"])["Name"].tolist() == ["m0", "m1", "m3", "m5"]
     assert table.select(rows, ["Architecture!=Llama"]).empty
+    flags = rows.assign(**{"Intervention: Size": [True, False] * 3})
+    assert table.select(flags, ["Intervention: Size=True"])["Name"].tolist() == ["m0", "m2", "m4"]
     with pytest.raises(KeyError, match="not COLUMN=VALUE"):
         table.select(rows, ["Steps"])
 
