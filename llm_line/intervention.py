@@ -96,7 +96,8 @@ def offsets(table: pd.DataFrame, x: str, y: str, column: str, base: str, *, irre
                 idx = rng.integers(0, len(xs), len(xs))
                 means.append(np.mean(ys[idx] - fitting.shifted_power_law(xs[idx], K, kappa, E_x, E_y)))
             lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
-            offset.ci = tuple(float(v) for v in np.nanpercentile(means, [lo, hi]))
+            ci_lo, ci_hi = np.nanpercentile(means, [lo, hi])
+            offset.ci = (float(ci_lo), float(ci_hi))
         result.offsets.append(offset)
     return result
 
