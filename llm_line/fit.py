@@ -18,7 +18,9 @@ E_y together with K and kappa instead; `min` uses the fallback for all.
 
 Confidence intervals for K and kappa come from a seeded bootstrap over checkpoints (E_x and E_y held at
 their estimates, unless they are free). A group whose law cannot be fitted is reported with its reason
-(too few points, no spread, ...); no number is ever a silent NaN.
+(too few points, no spread, ...); no number is ever a silent NaN. A law that was fitted but cannot be
+trusted (no degrees of freedom left, κ on its bound, R² < 0, a free E on its bound) has status "flagged"
+and its warnings: its numbers are shown, never as a good fit.
 
 `predict(fit, x)` gives the y-loss the law predicts for a new x-loss, with the curve's confidence interval
 and a prediction interval for a new checkpoint (curve + residual scatter).
@@ -37,8 +39,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
+from tqdm.auto import tqdm
+
+from llm_line.table import DataError, add_arguments, check_convention, load_from_args, loss_values, require_columns
 
 CI_LEVEL = 0.95
+KAPPA_BOUNDS = (0.01, 20.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,13 +188,17 @@ def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
 
 @dataclass
 class LossFit:
-    """L_y = K (L_x - E_x)^kappa + E_y for one group; `status` "failed" with a `reason` if not fitted."""
+    """L_y = K (L_x - E_x)^kappa + E_y for one group.
+
+    `status` is "ok", "flagged" (fitted, but see `warnings`: not to be trusted as it stands) or "failed"
+    (no law; `reason` says why).
+    """
 
     group: str
     x: str
     y: str
     n: int
-    status: str  # ok | failed
+    status: str  # ok | flagged | failed
     reason: Optional[str] = None
     K: Optional[float] = None
     kappa: Optional[float] = None
@@ -202,14 +212,20 @@ class LossFit:
     x_range: Optional[tuple[float, float]] = None
     boot: Optional[list[tuple[float, float, float, float]]] = None  # (K, kappa, E_x, E_y) per resample
     residuals: Optional[list[float]] = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def fitted(self) -> bool:
+        """A law was fitted (it may still be flagged)."""
+        return self.status != "failed"
+
     def curve(self, x: Any) -> np.ndarray:
         """The fitted law at x-losses `x` (NaN below E_x, where it is undefined)."""
-        if not self.ok:
+        if not self.fitted:
             raise ValueError(f"no fit for group {self.group!r}: {self.reason}")
         return shifted_power_law(np.asarray(x, dtype=float), self.K, self.kappa, self.E_x.E, self.E_y.E)
 
@@ -267,9 +283,9 @@ def fit_law(x: np.ndarray, y: np.ndarray, E_x: float, E_y: float, *, free: bool 
     if free:
         x_upper, y_upper = float(x.min()), float(y.min())
         x0 = [c0, kappa0, min(E_x, x_upper * 0.999), min(E_y, y_upper * 0.999)]
-        lb, ub = [-50, 0.01, 0.0, 0.0], [50, 20, x_upper, y_upper]
+        lb, ub = [-50, KAPPA_BOUNDS[0], 0.0, 0.0], [50, KAPPA_BOUNDS[1], x_upper, y_upper]
     else:
-        x0, lb, ub = [c0, kappa0], [-50, 0.01], [50, 20]
+        x0, lb, ub = [c0, kappa0], [-50, KAPPA_BOUNDS[0]], [50, KAPPA_BOUNDS[1]]
 
     def residuals(theta):
         c, kappa = theta[0], theta[1]
@@ -294,10 +310,12 @@ def fit_law(x: np.ndarray, y: np.ndarray, E_x: float, E_y: float, *, free: bool 
 
 def fit_loss_to_loss(x: Sequence[float], y: Sequence[float], E_x: Irreducible, E_y: Irreducible, *,
                      group: str = "all", x_name: str = "x", y_name: str = "y", free: bool = False,
-                     n_boot: int = 1000, seed: int = 0) -> LossFit:
+                     n_boot: int = 1000, seed: int = 0, progress: bool = False) -> LossFit:
     """Fit L_y = K (L_x - E_x)^kappa + E_y to paired losses; bootstrap CIs for K and kappa.
 
-    Never raises for bad data: a fit that cannot be made comes back with status "failed" and its reason.
+    Never raises for bad data: a fit that cannot be made comes back with status "failed" and its reason, one
+    that cannot be trusted with status "flagged" and its warnings. `progress` shows a bar for the bootstrap
+    (on a terminal).
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -330,17 +348,20 @@ def fit_loss_to_loss(x: Sequence[float], y: Sequence[float], E_x: Irreducible, E
     residuals = y - predicted
     ss_res = float(np.sum(residuals**2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
-    result.status, result.reason = "ok", None
+    result.reason = None
     result.K, result.kappa, result.E_x, result.E_y = K, kappa, E_x, E_y
     result.r2 = 1 - ss_res / ss_tot
     result.rmse = math.sqrt(ss_res / n)
     result.x_range = (float(x.min()), float(x.max()))
     result.residuals = [float(r) for r in residuals]
+    result.warnings = trust_warnings(result, x, y, free)
+    result.status = "flagged" if result.warnings else "ok"
 
     if n_boot > 0:
         rng = np.random.default_rng(seed)
         boot = []
-        for _ in range(n_boot):
+        for _ in tqdm(range(n_boot), desc=f"bootstrap {group}", unit="fit", leave=False,
+                      disable=None if progress else True):
             idx = rng.integers(0, n, n)
             xb, yb = x[idx], y[idx]
             if len(np.unique(xb)) < 3:
@@ -360,37 +381,41 @@ def fit_loss_to_loss(x: Sequence[float], y: Sequence[float], E_x: Irreducible, E
     return result
 
 
+def trust_warnings(fit: LossFit, x: np.ndarray, y: np.ndarray, free: bool) -> list[str]:
+    """Why a fitted law should not be trusted as it stands (empty if nothing is wrong).
+
+    Each E on its upper bound (the minimum observed loss, e.g. the fallback) pins the curve through that
+    checkpoint, using it up like a fitted parameter; with no checkpoint left over, the curve goes through
+    (nearly) every point by construction and R² ≈ 1, RMSE ≈ 0 say nothing.
+    """
+    warnings = []
+    pinned = sum(e.E >= m * (1 - 1e-9) for e, m in ((fit.E_x, x.min()), (fit.E_y, y.min())))
+    parameters = 4 if free else 2 + pinned
+    if fit.n - parameters < 1:
+        what = "K, κ, E_x, E_y" if free else "K, κ" + (f" and {pinned} E at the minimum loss" if pinned else "")
+        warnings.append(f"nothing left to estimate: {fit.n} checkpoints for {what}, so R² and RMSE do not "
+                        "measure how well the law fits")
+    if fit.kappa <= KAPPA_BOUNDS[0] * (1 + 1e-6) or fit.kappa >= KAPPA_BOUNDS[1] * (1 - 1e-6):
+        warnings.append(f"κ = {fit.kappa:.4g} sits on its bound {KAPPA_BOUNDS}")
+    if fit.r2 < 0:
+        warnings.append(f"R² = {fit.r2:.3f} < 0: the law fits worse than a constant")
+    if free:
+        for label, e, upper in (("E_x", fit.E_x.E, x.min()), ("E_y", fit.E_y.E, y.min())):
+            if e <= 1e-4 * upper:  # least squares stops just inside a bound
+                warnings.append(f"free {label} sits on its lower bound 0")
+            elif e >= upper * (1 - 1e-4):
+                warnings.append(f"free {label} sits on its upper bound (the minimum loss {upper:.4g})")
+    return warnings
+
+
 # --------------------------------------------------------------------------------------------------
 # Groups of a table
 # --------------------------------------------------------------------------------------------------
 
 
-def select(table: pd.DataFrame, where: Sequence[str] = ()) -> pd.DataFrame:
-    """Rows matching every `COLUMN=VALUE[,VALUE...]` (string comparison) or `COLUMN!=VALUE[,...]`."""
-    mask = pd.Series(True, index=table.index)
-    for condition in where:
-        negate = "!=" in condition
-        column, _, values = condition.partition("!=" if negate else "=")
-        column = column.strip()
-        require_columns(table, [column])
-        hit = table[column].astype(str).isin([v.strip() for v in values.split(",")])
-        mask &= ~hit if negate else hit
-    return table[mask]
-
-
-def require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
-    import difflib
-
-    for column in columns:
-        if column not in table.columns:
-            close = difflib.get_close_matches(column, [str(c) for c in table.columns], n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(f"no column {column!r} in the table{hint}")
-
-
 def irreducible_for(table: pd.DataFrame, loss: str, group: str, mode: str, size_col: str,
                     tokens_col: str) -> Irreducible:
-    values = table[loss].to_numpy(dtype=float)
+    values = loss_values(table, loss).to_numpy()
     if mode in ("min", "free"):  # free: only the starting point; the fit replaces it
         finite = values[np.isfinite(values)]
         lmin = float(finite.min())
@@ -403,18 +428,20 @@ def irreducible_for(table: pd.DataFrame, loss: str, group: str, mode: str, size_
 
 def fit_groups(table: pd.DataFrame, x: str, y: str, group: Optional[str] = "Pretraining Data", *,
                irreducible: str = "compute", size_col: str = "Size", tokens_col: str = "Tokens",
-               n_boot: int = 1000, seed: int = 0) -> list[LossFit]:
+               n_boot: int = 1000, seed: int = 0, progress: bool = False) -> list[LossFit]:
     """One loss-to-loss fit per group of `table` (all rows as one group if `group` is None).
 
     E of each (group, loss) uses every checkpoint of the group with that loss, also those lacking the other.
+    Rows without a group value form the group "(no <group>)". Raises DataError for a loss that is not a
+    non-negative number and for a group that mixes loss conventions.
     """
     if irreducible not in ("compute", "min", "free"):
         raise ValueError(f"irreducible must be compute, min or free, not {irreducible!r}")
     require_columns(table, [x, y] + ([group] if group else []))
-    groups = table.groupby(group, sort=True, dropna=False) if group else [("all", table)]
+    table = table.assign(**{x: loss_values(table, x), y: loss_values(table, y)})
     fits = []
-    for name, rows in groups:
-        name = str(name[0] if isinstance(name, tuple) else name)
+    for name, rows in group_rows(table, group):
+        check_convention(rows, name)
         both = rows[[x, y]].notna().all(axis=1)
         if not both.any():
             fits.append(LossFit(name, x, y, 0, "failed", f"no checkpoint has both {x!r} and {y!r}"))
@@ -422,8 +449,16 @@ def fit_groups(table: pd.DataFrame, x: str, y: str, group: Optional[str] = "Pret
         E_x = irreducible_for(rows, x, name, irreducible, size_col, tokens_col)
         E_y = irreducible_for(rows, y, name, irreducible, size_col, tokens_col)
         fits.append(fit_loss_to_loss(rows[x], rows[y], E_x, E_y, group=name, x_name=x, y_name=y,
-                                     free=irreducible == "free", n_boot=n_boot, seed=seed))
+                                     free=irreducible == "free", n_boot=n_boot, seed=seed, progress=progress))
     return fits
+
+
+def group_rows(table: pd.DataFrame, group: Optional[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per value of `group`, sorted; missing values labelled "(no <group>)"."""
+    if not group:
+        return [("all", table)]
+    labels = table[group].astype(str).where(table[group].notna(), f"(no {group})")
+    return [(str(label), rows) for label, rows in table.groupby(labels, sort=True)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -444,7 +479,7 @@ class Prediction:
 
 def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 0) -> Prediction:
     """The y-loss the group's law predicts at x-loss `x_new`, with intervals from the bootstrap."""
-    if not fit.ok:
+    if not fit.fitted:
         raise ValueError(f"group {fit.group!r} has no fit to predict from: {fit.reason}")
     x_new = float(x_new)
     if x_new < fit.E_x.E:
@@ -465,6 +500,8 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
             pi = tuple(float(v) for v in np.percentile(curves + rng.choice(resid, len(curves)), [lo, hi]))
     if ci is None:
         note = "no interval: the fit has no bootstrap (run it with n_boot > 0)"
+    if fit.warnings:
+        note = ((note + "; ") if note else "") + "flagged law: " + "; ".join(fit.warnings)
     lo_x, hi_x = fit.x_range
     extrapolated = not (lo_x <= x_new <= hi_x)
     if extrapolated:
@@ -482,31 +519,57 @@ def _ci(ci: Optional[tuple[float, float]]) -> str:
 
 
 def format_fits(fits: Sequence[LossFit]) -> str:
-    """A readable table of fits, then how each E was obtained (fallbacks named)."""
+    """An aligned table of fits (columns separated by " | "), then every warning and how each E was found."""
     if not fits:
         return "no groups"
-    lines = [f"{fits[0].y}  vs  {fits[0].x}:  L_y = K (L_x - E_x)^κ + E_y",
-             f"{'group':<22}{'n':>4}  {'K':>8} {'95% CI':<18}{'κ':>7} {'95% CI':<18}"
-             f"{'E_x':>8}{'E_y':>8}{'R²':>8}{'RMSE':>9}"]
+    header = ["group", "n", "status", "K", "K 95% CI", "κ", "κ 95% CI", "E_x", "E_y", "R²", "RMSE"]
+    cells = []
     for f in fits:
-        if f.ok:
-            lines.append(f"{f.group:<22}{f.n:>4}  {f.K:>8.4g} {_ci(f.K_ci):<18}{f.kappa:>7.4g} "
-                         f"{_ci(f.kappa_ci):<18}{f.E_x.E:>8.4g}{f.E_y.E:>8.4g}{f.r2:>8.4f}{f.rmse:>9.4g}")
-        else:
-            lines.append(f"{f.group:<22}{f.n:>4}  not fitted: {f.reason}")
-    notes = []
-    for f in fits:
-        for label, e in (("E_x", f.E_x), ("E_y", f.E_y)):
-            if e is not None:
-                notes.append(f"  {f.group}: {label} = {e.describe()}")
+        cells.append([f.group, str(f.n), f.status] + ([
+            f"{f.K:.4g}", _ci(f.K_ci), f"{f.kappa:.4g}", _ci(f.kappa_ci), f"{f.E_x.E:.4g}", f"{f.E_y.E:.4g}",
+            f"{f.r2:.4f}", f"{f.rmse:.3g}"] if f.fitted else [f"not fitted: {f.reason}"]))
+    fitted_rows = [row for row in cells if len(row) == len(header)]
+    widths = [max([len(h)] + [len(row[i]) for row in (cells if i < 3 else fitted_rows)]) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        """Text left-aligned, numbers right-aligned; a failed fit's reason runs on after its status."""
+        return " | ".join(v.ljust(w) if i < 3 or len(values) < len(header) else v.rjust(w)
+                          for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    lines = [f"{fits[0].y}  vs  {fits[0].x}:  L_y = K (L_x - E_x)^κ + E_y", line(header),
+             "-+-".join("-" * w for w in widths)]
+    lines += [line(row) for row in cells]
+    flagged = [f"  {f.group}: {w}" for f in fits for w in f.warnings]
+    if flagged:
+        lines += ["warnings (flagged laws are not to be trusted as they stand):"] + flagged
+    notes = [f"  {f.group}: {label} = {e.describe()}" for f in fits
+             for label, e in (("E_x", f.E_x), ("E_y", f.E_y)) if e is not None]
     if notes:
         lines += ["irreducible losses:"] + notes
-    boots = {f.n_boot for f in fits if f.ok and f.boot}
+    boots = {f.n_boot for f in fits if f.fitted and f.boot}
     if boots:
         lines.append(f"bootstrap: {', '.join(map(str, sorted(boots)))} resample(s) fitted per group; "
                      "CIs are percentile intervals" + (" with E_x, E_y held fixed" if not any(
                          f.E_x and f.E_x.method == "free" for f in fits) else ""))
     return "\n".join(lines)
+
+
+def fits_frame(fits: Sequence[LossFit]) -> pd.DataFrame:
+    """The fits as a tidy table, one row per (group, x, y): parameters, intervals, E methods, warnings."""
+    rows = []
+    for f in fits:
+        K_ci, kappa_ci = f.K_ci or (None, None), f.kappa_ci or (None, None)
+        row = {"group": f.group, "x": f.x, "y": f.y, "n": f.n, "status": f.status, "reason": f.reason,
+               "K": f.K, "K_lo": K_ci[0], "K_hi": K_ci[1], "kappa": f.kappa, "kappa_lo": kappa_ci[0],
+               "kappa_hi": kappa_ci[1], "r2": f.r2, "rmse": f.rmse, "n_boot": f.n_boot}
+        for label, e in (("E_x", f.E_x), ("E_y", f.E_y)):
+            bound = f"at {e.at_bound} bound" if e and e.at_bound else None
+            row[label] = e.E if e else None
+            row[f"{label}_method"] = e.method if e else None
+            row[f"{label}_note"] = (e.fallback_reason or bound) if e else None
+        row["warnings"] = "; ".join(f.warnings) or None
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def load_fits(path: Path) -> list[LossFit]:
@@ -515,7 +578,7 @@ def load_fits(path: Path) -> list[LossFit]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from llm_line.collect import read_table
+    from llm_line.store import atomic_file, write_json
 
     parser = argparse.ArgumentParser(
         prog="python -m llm_line.fit",
@@ -524,14 +587,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         epilog='example: python -m llm_line.fit --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" '
         '--group "Pretraining Data" --where Architecture=Llama --predict 3.1',
     )
-    parser.add_argument("--data", default="data/results.csv", type=Path,
-                        help="wide table (.csv or .parquet; default data/results.csv)")
+    add_arguments(parser)
     parser.add_argument("--x", required=True, help='x-axis loss column, e.g. "FineWeb-Edu Validation Loss"')
     parser.add_argument("--y", required=True, nargs="+", help='y-axis loss column(s), e.g. "HellaSwag Loss"')
     parser.add_argument("--group", default="Pretraining Data",
                         help='column whose values get one fit each (default "Pretraining Data"; "" = one fit)')
-    parser.add_argument("--where", action="append", default=[], metavar="COL=V[,V]",
-                        help="keep rows whose COL is one of the values (COL!=V drops them); repeatable")
     parser.add_argument("--irreducible", choices=("compute", "min", "free"), default="compute",
                         help="E from the compute-to-loss fit (default, falls back to min loss), the min "
                         "loss, or fitted freely with K and kappa")
@@ -542,23 +602,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--predict", type=float, nargs="+", default=[], metavar="X",
                         help="predict the y-loss of every group at these x-losses")
     parser.add_argument("--json", type=Path, help="also write the fits (with bootstrap samples) here")
+    parser.add_argument("--csv", type=Path, help="also write the fitted parameters as a tidy CSV here")
     args = parser.parse_args(argv)
 
     try:
-        table = select(read_table(args.data), args.where)
+        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
         runs = {y: fit_groups(table, args.x, y, args.group or None, irreducible=args.irreducible,
                               size_col=args.size_col, tokens_col=args.tokens_col, n_boot=args.bootstrap,
-                              seed=args.seed) for y in args.y}
-    except (FileNotFoundError, KeyError) as e:
+                              seed=args.seed, progress=True) for y in args.y}
+    except (FileNotFoundError, KeyError, DataError) as e:
         parser.error(str(e.args[0]) if e.args else str(e))
-    if table.empty:
-        parser.error(f"no rows left after --where {' '.join(args.where)}")
     predictions = []
     for y, fits in runs.items():
         print(format_fits(fits))
         for x_new in args.predict:
             for f in fits:
-                if not f.ok:
+                if not f.fitted:
                     print(f"  predict {f.group} at {x_new}: no fit ({f.reason})")
                     continue
                 try:
@@ -570,14 +629,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"  predict {f.group}: {args.x} = {x_new:.4g} -> {y} = {p.y:.4g}, 95% CI {_ci(p.ci)}, "
                       f"95% prediction interval {_ci(p.pi)}" + (f" ({p.note})" if p.note else ""))
         print()
+    fits = [f for group_fits in runs.values() for f in group_fits]
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"data": str(args.data), "where": args.where, "group": args.group,
-                   "irreducible": args.irreducible, "bootstrap": args.bootstrap, "seed": args.seed,
-                   "fits": [f.to_dict() for fits in runs.values() for f in fits], "predictions": predictions}
-        args.json.write_text(json.dumps(payload, indent=1, allow_nan=False))
+        write_json(args.json, {"data": [str(d) for d in args.data], "where": args.where, "group": args.group,
+                               "irreducible": args.irreducible, "bootstrap": args.bootstrap, "seed": args.seed,
+                               "fits": [f.to_dict() for f in fits], "predictions": predictions})
         print(f"wrote {args.json}")
-    return 0 if any(f.ok for fits in runs.values() for f in fits) else 1
+    if args.csv:
+        with atomic_file(args.csv) as out:
+            fits_frame(fits).to_csv(out, index=False)
+        print(f"wrote {args.csv}")
+    return 0 if any(f.ok for f in fits) else 1
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ def test_cli_help_and_errors(tmp_path):
 
 
 def test_analysis_modules_do_not_import_torch():
-    code = ("import sys; sys.modules['torch'] = None; import llm_line.collect, llm_line.fit, llm_line.plot; "
+    code = ("import sys; sys.modules['torch'] = None; "
+            "import llm_line.collect, llm_line.fit, llm_line.plot, llm_line.intervention; "
             "assert 'transformers' not in sys.modules and 'lm_eval' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

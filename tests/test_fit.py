@@ -12,6 +12,7 @@ import pytest
 
 from llm_line import fit
 from llm_line.collect import read_table
+from llm_line.table import select
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -133,29 +134,102 @@ def test_free_irreducible_losses_stay_in_bounds():
     assert f.r2 > 0.99
 
 
-def test_cli_fits_writes_json_and_predicts(tmp_path):
-    data = tmp_path / "table.csv"
-    pd.concat([synthetic(1, group="C4"), synthetic(2, K=0.9, kappa=1.2, group="The Pile")]).to_csv(data, index=False)
-    out = tmp_path / "fits.json"
-    cmd = [sys.executable, "-m", "llm_line.fit", "--data", str(data), "--x", "x", "--y", "y", "--bootstrap", "50",
-           "--predict", "2.3", "--json", str(out)]
+def test_cli_fits_writes_json_csv_and_predicts(tmp_path):
+    """Two --data files (columns line up), the fits as JSON and as a tidy CSV, predictions."""
+    c4, pile = tmp_path / "c4.csv", tmp_path / "pile.csv"
+    synthetic(1, group="C4").to_csv(c4, index=False)
+    synthetic(2, K=0.9, kappa=1.2, group="The Pile").to_csv(pile, index=False)
+    out, tidy = tmp_path / "fits.json", tmp_path / "fits.csv"
+    cmd = [sys.executable, "-m", "llm_line.fit", "--data", str(c4), str(pile), "--x", "x", "--y", "y",
+           "--bootstrap", "50", "--predict", "2.3", "--json", str(out), "--csv", str(tidy)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    params = pd.read_csv(tidy)
+    assert params["group"].tolist() == ["C4", "The Pile"] and params["status"].tolist() == ["ok", "ok"]
+    assert {"x", "y", "n", "K", "K_lo", "K_hi", "kappa", "kappa_lo", "kappa_hi", "E_x", "E_x_method", "E_y",
+            "E_y_method", "r2", "rmse", "warnings"} <= set(params.columns)
+    assert params["kappa"].tolist() == pytest.approx([0.8, 1.2], rel=0.05) and params["n"].tolist() == [40, 40]
+    assert (params["K_lo"] <= params["K"]).all() and params["warnings"].isna().all()
     assert "C4" in proc.stdout and "The Pile" in proc.stdout and "predict C4: x = 2.3 -> y =" in proc.stdout
     assert "E_x = " in proc.stdout and "compute fit L(N, D)" in proc.stdout
     fits = fit.load_fits(out)
     assert [f.group for f in fits] == ["C4", "The Pile"] and all(f.ok for f in fits)
     assert fit.predict(fits[0], 2.3).ci is not None
     assert len(json.loads(out.read_text())["predictions"]) == 2
-    bad = subprocess.run(cmd[:5] + ["--x", "z", "--y", "y"], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(cmd[:6] + ["--x", "z", "--y", "y"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "no column 'z'" in bad.stderr
+
+
+def columns_of(report: str, group: str) -> dict[str, str]:
+    """The cells of one group's line in `format_fits`, by column name."""
+    lines = report.splitlines()
+    header = [c.strip() for c in lines[1].split("|")]
+    (line,) = [line for line in lines[3:] if line.startswith(group + " ")]
+    return dict(zip(header, (c.strip() for c in line.split("|"))))
+
+
+def test_report_columns_never_run_together():
+    """E_x next to a tiny E_y, R² next to a zero RMSE: every value stands in its own column."""
+    f = fit.LossFit("C4", "x", "y", 3, "flagged", K=8.864, kappa=0.1782, E_x=given(3.1928), E_y=given(7.398e-12),
+                    r2=1.0, rmse=2.564e-16, K_ci=(8.5, 9.12), kappa_ci=(0.15, 0.2), warnings=["nothing left"])
+    failed = fit.LossFit("The Pile Deduped", "x", "y", 2, "failed", reason="2 checkpoint(s) with both losses")
+    report = fit.format_fits([f, failed])
+    cells = columns_of(report, "C4")
+    assert cells["E_x"] == "3.193" and cells["E_y"] == "7.398e-12" and cells["R²"] == "1.0000"
+    assert cells["RMSE"] == "2.56e-16" and cells["status"] == "flagged" and cells["K 95% CI"] == "[8.5, 9.12]"
+    assert "The Pile Deduped | 2 | failed  | not fitted: 2 checkpoint(s) with both losses" in report
+    assert "  C4: nothing left" in report
+
+
+def test_a_fit_with_nothing_left_to_estimate_is_flagged_not_perfect():
+    """3 checkpoints, E at the minimum loss: the curve passes through every point; never reported as ok."""
+    rows = synthetic().iloc[[0, 15, 30]].drop(columns=["Size", "Tokens"])
+    (f,) = fit.fit_groups(rows, "x", "y", n_boot=0)
+    assert f.status == "flagged" and not f.ok and f.fitted and f.r2 == pytest.approx(1.0)
+    assert f.warnings == ["nothing left to estimate: 3 checkpoints for K, κ and 2 E at the minimum loss, so R² "
+                          "and RMSE do not measure how well the law fits"]
+    assert "flagged law" in fit.predict(f, 2.5).note
+    (five,) = fit.fit_groups(synthetic().iloc[::8].drop(columns=["Size", "Tokens"]), "x", "y", n_boot=0)
+    assert five.n == 5 and five.ok and five.warnings == []
+
+
+def test_kappa_on_its_bound_and_negative_r2_are_flagged_and_a_missing_group_named():
+    """A falling y (no shifted power law fits it) in a group whose label is missing."""
+    x = np.linspace(3.0, 4.0, 12)
+    rows = pd.DataFrame({"x": x, "y": 5.0 - x + 0.01 * np.sin(7 * x), "Pretraining Data": np.nan})
+    (f,) = fit.fit_groups(rows, "x", "y", irreducible="min", n_boot=0)
+    assert f.group == "(no Pretraining Data)" and f.status == "flagged"
+    assert any(w.startswith("κ = 0.01 sits on its bound") for w in f.warnings)
+    assert any(w.startswith("R² = ") and "< 0" in w for w in f.warnings) and f.r2 < 0
+
+
+def test_free_irreducible_loss_on_its_bound_is_flagged():
+    x = np.linspace(2.0, 4.0, 20)
+    rows = pd.DataFrame({"x": x, "y": 0.5 * (x + 1) ** 1.2, "g": "a"})  # E_x = -1 < 0: the fit hits 0
+    (f,) = fit.fit_groups(rows, "x", "y", "g", irreducible="free", n_boot=0)
+    assert f.status == "flagged" and "free E_x sits on its lower bound 0" in f.warnings
+
+
+def test_bootstrap_shows_a_progress_bar(monkeypatch):
+    bars = []
+
+    def recording_tqdm(iterable, **kwargs):
+        bars.append(kwargs)
+        return iterable
+
+    monkeypatch.setattr(fit, "tqdm", recording_tqdm)
+    table = synthetic(noise=0.01)
+    fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), group="C4", n_boot=5, progress=True)
+    fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=5)
+    assert bars[0]["desc"] == "bootstrap C4" and bars[0]["disable"] is None  # shown on a terminal
+    assert bars[1]["disable"] is True
 
 
 @pytest.fixture(scope="module")
 def llamas():
     if not RELEASED.exists():
         pytest.skip(f"the paper's released table is not at {RELEASED}")
-    return fit.select(read_table(RELEASED), ["Architecture=Llama"])
+    return select(read_table(RELEASED), ["Architecture=Llama"])
 
 
 def test_paper_table_fineweb_ablation_llamas_give_three_tight_laws(llamas):

@@ -81,3 +81,39 @@ def test_cli_on_the_paper_table(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "llm_line.plot", "--help"], cwd=ROOT, capture_output=True,
                                text=True).stdout
     assert "--x" in help_text and "png" in help_text.lower()
+
+
+def test_library_never_switches_the_backend(monkeypatch):
+    """A notebook keeps its backend: figure() and residual_figure() must not call matplotlib.use."""
+    import matplotlib
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("library code called matplotlib.use")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    plot.figure(three_groups(points=20), "C4 Validation Loss", ["HellaSwag Loss"])
+
+
+def test_laws_are_faint_behind_the_points_and_every_panel_names_each_law():
+    table = three_groups(points=40)
+    fig, fits = plot.figure(table, "C4 Validation Loss", ["HellaSwag Loss", "PIQA Loss"])
+    for ax, y in zip(fig.axes[:2], ["HellaSwag Loss", "PIQA Loss"]):
+        points = min(c.get_zorder() for c in ax.collections if len(c.get_offsets()))
+        laws = [line for line in ax.lines if line.get_linestyle() in ("-", ":")]
+        assert len(laws) == 6 and all(line.get_zorder() < points and line.get_alpha() < 1 for line in laws)
+        texts = [t.get_text() for t in ax.texts]
+        for f in fits[y]:
+            assert f"{f.group}: K={f.K:.3g}  κ={f.kappa:.3g}  R²={f.r2:.3f}" in texts
+
+
+def test_a_flagged_law_is_named_not_drawn():
+    table = three_groups(points=30)
+    few = pd.DataFrame({"Pretraining Data": "Dolma", "Architecture": "OLMo", "C4 Validation Loss": [3.0, 3.1, 3.3],
+                        "HellaSwag Loss": [2.5, 2.6, 2.65]})
+    fig, fits = plot.figure(pd.concat([table, few], ignore_index=True), "C4 Validation Loss", ["HellaSwag Loss"])
+    dolma = [f for f in fits["HellaSwag Loss"] if f.group == "Dolma"][0]
+    assert dolma.status == "flagged"
+    ax = fig.axes[0]
+    assert sum(line.get_linestyle() == "-" for line in ax.lines) == 3  # the three good laws only
+    assert any("Dolma (flagged): nothing left to estimate" in t.get_text() for t in ax.texts)
+    assert "Dolma  (not drawn)" in [t.get_text() for t in fig.legends[0].get_texts()]

@@ -1,0 +1,168 @@
+"""The paper's intervention view: how far each group's checkpoints sit from a base group's law.
+
+    python -m llm_line.intervention --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" \\
+        --group "Pretraining Data" --base C4 --where Architecture=Llama -o figures/data_intervention
+
+The law L_y = K (L_x - E_x)^kappa + E_y is fitted on the base group's checkpoints only (as `llm_line.fit`
+does). Every group, the base included, is then scored by its residuals y - law(x): their mean (the offset:
+> 0 means the group reaches a given x-loss with a higher y-loss than the base) and RMSE, with a bootstrap
+interval for the mean that carries both the base law's uncertainty (its bootstrap resamples) and the
+group's (its checkpoints resampled). An intervention that does not move the line (architecture, in the
+paper) gives offsets whose interval holds 0; one that does (pretraining data) gives offsets far from 0.
+Checkpoints below the base law's E_x, where the law is undefined, are left out and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from llm_line import fit as fitting
+from llm_line.table import DataError, add_arguments, check_convention, load_from_args
+
+CI_LEVEL = fitting.CI_LEVEL
+
+
+@dataclass
+class Offset:
+    """One group's residuals from the base law."""
+
+    group: str
+    n: int  # checkpoints scored (both losses, x at or above the base law's E_x)
+    mean: Optional[float] = None  # mean residual y - law(x)
+    ci: Optional[tuple[float, float]] = None  # bootstrap interval of `mean`
+    rmse: Optional[float] = None
+    below_E_x: int = 0  # checkpoints left out: x below the base law's E_x
+
+
+@dataclass
+class Intervention:
+    """The base group's law and every group's offset from it; `residuals` holds x and residual per group."""
+
+    column: str
+    base: fitting.LossFit
+    offsets: list[Offset]
+    residuals: dict[str, pd.DataFrame]
+
+    def frame(self) -> pd.DataFrame:
+        """The offsets as a tidy table (one row per group)."""
+        return pd.DataFrame([{
+            "column": self.column, "base": self.base.group, "x": self.base.x, "y": self.base.y,
+            "group": o.group, "n": o.n, "mean_residual": o.mean, "ci_lo": o.ci[0] if o.ci else None,
+            "ci_hi": o.ci[1] if o.ci else None, "rmse": o.rmse, "below_E_x": o.below_E_x,
+            "base_K": self.base.K, "base_kappa": self.base.kappa, "base_E_x": self.base.E_x.E,
+            "base_E_y": self.base.E_y.E, "base_r2": self.base.r2} for o in self.offsets])
+
+
+def offsets(table: pd.DataFrame, x: str, y: str, column: str, base: str, *, irreducible: str = "compute",
+            n_boot: int = 1000, seed: int = 0, progress: bool = False) -> Intervention:
+    """Fit the law on the rows whose `column` is `base`; score every group of `column` against it."""
+    check_convention(table, f"all rows of this intervention on {column!r}")
+    groups = dict(fitting.group_rows(table, column))
+    if base not in groups:
+        raise KeyError(f"no rows with {column} = {base!r}; the groups are {', '.join(map(repr, groups))}")
+    (law,) = fitting.fit_groups(groups[base], x, y, None, irreducible=irreducible, n_boot=n_boot, seed=seed,
+                                progress=progress)
+    law.group = base
+    if not law.ok:
+        why = law.reason or "; ".join(law.warnings)
+        raise DataError(f"the base group {base!r} has no law to compare against ({law.status}): {why}")
+    boot = np.array(law.boot) if law.boot else np.empty((0, 4))
+    rng = np.random.default_rng(seed)
+    result = Intervention(column, law, [], {})
+    for name, rows in groups.items():
+        rows = rows.dropna(subset=[x, y])
+        xs, ys = rows[x].to_numpy(float), rows[y].to_numpy(float)
+        above = xs >= law.E_x.E
+        xs, ys = xs[above], ys[above]
+        residual = ys - law.curve(xs)
+        result.residuals[name] = pd.DataFrame({x: xs, "residual": residual})
+        offset = Offset(name, len(xs), below_E_x=int((~above).sum()))
+        if len(xs):
+            offset.mean = float(residual.mean())
+            offset.rmse = float(math.sqrt(np.mean(residual**2)))
+        if len(xs) >= 2 and len(boot) >= 20:
+            means = []
+            for K, kappa, E_x, E_y in tqdm(boot, desc=f"offset {name}", leave=False,
+                                           disable=None if progress else True):
+                idx = rng.integers(0, len(xs), len(xs))
+                means.append(np.mean(ys[idx] - fitting.shifted_power_law(xs[idx], K, kappa, E_x, E_y)))
+            lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
+            ci_lo, ci_hi = np.nanpercentile(means, [lo, hi])
+            offset.ci = (float(ci_lo), float(ci_hi))
+        result.offsets.append(offset)
+    return result
+
+
+def format_intervention(result: Intervention) -> str:
+    """The base law, then one aligned line per group: n, mean residual with its interval, RMSE."""
+    law = result.base
+    lines = [f"{law.y}  vs  {law.x}: residuals from the law of {result.column} = {law.group!r} "
+             f"(K={law.K:.4g}, κ={law.kappa:.4g}, E_x={law.E_x.E:.4g}, E_y={law.E_y.E:.4g}, R²={law.r2:.4f}, "
+             f"n={law.n})"]
+    frame = pd.DataFrame([{
+        result.column: o.group + (" (base)" if o.group == law.group else ""), "n": o.n,
+        "mean residual": "" if o.mean is None else f"{o.mean:+.4f}",
+        f"{CI_LEVEL:.0%} CI": fitting._ci(o.ci) if o.n else "", "RMSE": "" if o.rmse is None else f"{o.rmse:.4f}",
+        "left out (x < E_x)": o.below_E_x or ""} for o in result.offsets])
+    lines.append(frame.to_string(index=False))
+    lines.append("mean residual > 0: the group reaches a given x-loss with a higher y-loss than the base; its "
+                 "interval carries the base law's bootstrap and the group's checkpoints resampled")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import matplotlib
+
+    from llm_line import plot
+    from llm_line.store import atomic_file
+
+    parser = argparse.ArgumentParser(
+        prog="python -m llm_line.intervention",
+        description="Fit the loss-to-loss law on a base group, then report every group's offset from it "
+        "(mean residual with a bootstrap interval, RMSE) and draw residual panels.",
+        epilog='example: python -m llm_line.intervention --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" '
+        '--group Architecture --base GPT --where "Pretraining Data=The Pile"',
+    )
+    add_arguments(parser)
+    parser.add_argument("--x", required=True, help="x-axis loss column")
+    parser.add_argument("--y", required=True, nargs="+", help="y-axis loss column(s): one panel each")
+    parser.add_argument("--group", required=True, help="the intervention: the column whose values are compared")
+    parser.add_argument("--base", required=True, help="the value of --group whose law the others are scored on")
+    parser.add_argument("--irreducible", choices=("compute", "min", "free"), default="compute",
+                        help="how the base law's E_x, E_y are found (see python -m llm_line.fit --help)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--csv", type=Path, help="also write the offsets as a tidy CSV here")
+    parser.add_argument("-o", "--out", type=Path, help="write the residual panels here (.png and .pdf)")
+    args = parser.parse_args(argv)
+    try:
+        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        results = [offsets(table, args.x, y, args.group, args.base, irreducible=args.irreducible,
+                           n_boot=args.bootstrap, seed=args.seed, progress=True) for y in args.y]
+    except (FileNotFoundError, KeyError, DataError) as e:
+        parser.error(str(e.args[0]) if e.args else str(e))
+    for result in results:
+        print(format_intervention(result))
+        print()
+    if args.csv:
+        with atomic_file(args.csv) as out:
+            pd.concat([r.frame() for r in results], ignore_index=True).to_csv(out, index=False)
+        print(f"wrote {args.csv}")
+    if args.out:
+        matplotlib.use("Agg")  # the command line only writes files
+        for path in plot.save(plot.residual_figure(results), args.out):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

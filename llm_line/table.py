@@ -1,0 +1,195 @@
+"""The rows an analysis fits: several tables side by side, row selection, averaged losses, data checks.
+
+`fit`, `plot` and `intervention` read their input through `load`, so every analysis sees the same rows:
+
+- several files (the user's collected results beside the paper's released table) stacked, each row tagged
+  with the file it came from in a `Source` column;
+- `--average "NAME=A Loss,B Loss"`: a new column, the mean of several losses (the paper's intervention
+  figures use the average validation loss and the average test loss);
+- `--where COL=V` / `COL!=V`: numbers compared as numbers, `nan` meaning a missing value; `--dropna COL`;
+- duplicate checkpoints (identical in every measured column) dropped and reported, since a repeated row
+  doubles its weight in a fit and narrows its bootstrap intervals.
+
+The checks a fit needs on its own columns (`loss_values`, `check_convention`) raise `DataError`, one line
+naming the column and the row, which the command lines print as their error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Sequence
+
+import pandas as pd
+
+MEASURED = (" Loss", " BPB", " Accuracy")  # column name endings that hold measurements
+CONVENTION = "Convention"  # paper | corrected: how a loss was computed (collect writes it)
+
+
+class DataError(ValueError):
+    """The table cannot be analysed as asked; the message names the column and row."""
+
+
+def read_tables(paths: Sequence[os.PathLike]) -> pd.DataFrame:
+    """Every table in `paths` (collected or the released CSV) stacked, with a `Source` column (the path)."""
+    from llm_line.collect import read_table
+
+    frames = [read_table(path).assign(Source=str(path)) for path in paths]
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    for column in columns:
+        if column not in table.columns:
+            close = difflib.get_close_matches(column, [str(c) for c in table.columns], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(f"no column {column!r} in the table{hint}")
+
+
+def _matches(column: pd.Series, value: str) -> pd.Series:
+    """Where `column` equals `value`: `nan` (or empty) matches missing values; numbers compare as numbers,
+    the rest (text, True/False) as text."""
+    if value.lower() in ("nan", ""):
+        return column.isna()
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        try:
+            return column == float(value)
+        except ValueError:
+            return pd.Series(False, index=column.index)
+    return column.astype(str) == value
+
+
+def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows matching every `COLUMN=VALUE[,VALUE...]` and none of `COLUMN!=VALUE[,...]`, with `dropna` filled."""
+    mask = pd.Series(True, index=table.index)
+    for condition in where:
+        negate = "!=" in condition
+        column, sep, values = condition.partition("!=" if negate else "=")
+        if not sep:
+            raise KeyError(f"--where {condition!r} is not COLUMN=VALUE or COLUMN!=VALUE")
+        column = column.strip()
+        require_columns(table, [column])
+        hit = pd.Series(False, index=table.index)
+        for value in values.split(","):
+            hit |= _matches(table[column], value.strip())
+        mask &= ~hit if negate else hit
+    require_columns(table, list(dropna))
+    mask &= table[list(dropna)].notna().all(axis=1)
+    return table[mask]
+
+
+def add_average(table: pd.DataFrame, spec: str) -> tuple[pd.DataFrame, str]:
+    """A column holding the mean of several loss columns: `spec` is `NAME=A,B,...` or just `A,B,...`.
+
+    The mean is taken only where every averaged column has a value, so no row is an average of fewer losses.
+    """
+    name, sep, columns_text = spec.partition("=")
+    if not sep:
+        name, columns_text = "", spec
+    columns = [c.strip() for c in columns_text.split(",") if c.strip()]
+    if len(columns) < 2:
+        raise KeyError(f"--average {spec!r} names {len(columns)} column(s); give two or more, comma-separated")
+    require_columns(table, columns)
+    name = name.strip() or f"Mean({', '.join(columns)})"
+    values = pd.concat([loss_values(table, c) for c in columns], axis=1)
+    return table.assign(**{name: values.mean(axis=1, skipna=False)}), name
+
+
+def drop_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table without repeated checkpoints, and the rows dropped.
+
+    Two rows are one checkpoint when they agree in every measured column (losses, BPB, accuracies) and
+    measure something. Of a repeated checkpoint the row with the most filled-in columns is kept (the
+    released table's FineWeb-Edu row without `Steps` repeats the step-130000 row, which is kept).
+    """
+    measured = [c for c in table.columns if str(c).endswith(MEASURED)]
+    if not measured:
+        return table, table.iloc[0:0]
+    has_values = table[measured].notna().any(axis=1)
+    filled = table.notna().sum(axis=1)
+    order = filled.sort_values(ascending=False, kind="stable").index
+    repeated = table.loc[order, measured].duplicated(keep="first") & has_values.loc[order]
+    dropped = repeated[repeated].index
+    return table.drop(index=dropped), table.loc[sorted(dropped)]
+
+
+def describe_row(table: pd.DataFrame, index) -> str:
+    """How an error names a row: its position and, where the table has them, its name and steps."""
+    row = table.loc[index]
+    label = f"row {index}"
+    for column in ("Name", "Steps", "Source"):
+        if column in table.columns and pd.notna(row[column]):
+            label += f" ({column} {row[column]})" if column != "Name" else f" ({row[column]})"
+    return label
+
+
+def loss_values(table: pd.DataFrame, column: str) -> pd.Series:
+    """The column as non-negative floats (missing = NaN); a text value or a negative loss is a DataError."""
+    require_columns(table, [column])
+    values = pd.to_numeric(table[column], errors="coerce")
+    text = values.isna() & table[column].notna()
+    if text.any():
+        index = text[text].index[0]
+        raise DataError(f"column {column!r} holds the text {table.at[index, column]!r} in "
+                        f"{describe_row(table, index)}: a loss must be a number ({int(text.sum())} such row(s))")
+    negative = values < 0
+    if negative.any():
+        index = negative[negative].index[0]
+        raise DataError(f"column {column!r} holds the negative loss {values[index]:g} in "
+                        f"{describe_row(table, index)}: losses are ≥ 0 ({int(negative.sum())} such row(s))")
+    return values.astype(float)
+
+
+def check_convention(rows: pd.DataFrame, group: str) -> None:
+    """Refuse a group whose rows mix loss conventions (`paper` and `corrected`): their losses differ by design.
+
+    Rows without a convention (no column, or empty) are unknown and allowed.
+    """
+    if CONVENTION not in rows.columns:
+        return
+    known = sorted(rows[CONVENTION].dropna().astype(str).unique())
+    if len(known) > 1:
+        raise DataError(f"group {group!r} mixes rows of {CONVENTION} {' and '.join(known)}: their losses are "
+                        f"computed differently; fit them apart (--where {CONVENTION}={known[0]}, or "
+                        f"--group {CONVENTION})")
+
+
+def load(paths: Sequence[os.PathLike], *, where: Sequence[str] = (), dropna: Sequence[str] = (),
+         average: Sequence[str] = (), keep_duplicates: bool = False,
+         report=print) -> pd.DataFrame:
+    """The rows an analysis uses (with the `average` columns built); reports the duplicates it drops."""
+    table = read_tables(paths)
+    for spec in average:
+        table, _ = add_average(table, spec)
+    table = select(table, where, dropna)
+    if table.empty:
+        raise KeyError(f"no rows left after --where {' '.join(where)} --dropna {' '.join(dropna)}".strip())
+    if not keep_duplicates:
+        table, dropped = drop_duplicates(table)
+        if len(dropped):
+            report(f"dropped {len(dropped)} duplicate row(s) (same values in every measured column as a row "
+                   f"kept; --keep-duplicates keeps them): "
+                   + "; ".join(describe_row(dropped, i) for i in dropped.index))
+    return table
+
+
+def add_arguments(parser) -> None:
+    """The table options every analysis command shares."""
+    parser.add_argument("--data", nargs="+", default=["data/results.csv"],
+                        help="wide table(s) (.csv or .parquet; collected, or the paper's released CSV); several "
+                        "are stacked with a Source column (default data/results.csv)")
+    parser.add_argument("--where", action="append", default=[], metavar="COL=V[,V]",
+                        help="keep rows whose COL is one of the values (COL!=V drops them; V=nan means "
+                        "missing; numbers compare as numbers); repeatable")
+    parser.add_argument("--dropna", action="append", default=[], metavar="COL",
+                        help="drop rows with no value in COL; repeatable")
+    parser.add_argument("--average", action="append", default=[], metavar="[NAME=]A,B,...",
+                        help='add a column NAME holding the mean of the loss columns A, B, ... (default name '
+                        '"Mean(A, B)"); use it as --x or --y; repeatable')
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep rows that repeat another row's measurements (dropped and reported by default)")
+
+
+def load_from_args(args, report=print) -> pd.DataFrame:
+    return load(args.data, where=args.where, dropna=args.dropna, average=args.average,
+                keep_duplicates=args.keep_duplicates, report=report)
