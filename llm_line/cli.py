@@ -21,6 +21,7 @@ COMMANDS = {
     "collect": ("llm_line.collect", "collect result files into a wide and a long table"),
     "fit": ("llm_line.fit", "fit loss-to-loss laws per group of a table"),
     "plot": ("llm_line.plot", "plot losses against each other with their fitted laws"),
+    "intervention": ("llm_line.intervention", "offsets of every group from a base group's law"),
     "export": ("llm_line.lingua.export", "export lingua checkpoints as transformers models to evaluate"),
     "prepare-data": ("llm_line.lingua.prepare_data", "cut a corpus into lingua's training chunks"),
 }
