@@ -179,3 +179,23 @@ def test_chunks_equal_the_original_loop(demo_model, bos_tokenizer, tmp_path, tok
     m = out["metrics"]
     assert m["tokens"] == count and m["packing"] == "chunks" and "bpb" not in m
     assert m["loss"] == pytest.approx(loss, abs=1e-6)
+
+
+def test_paper_hf_computes_the_released_tables_validation_losses():
+    """+experiment=paper_hf runs the corpora as the original did: chunks of 50 tokens, 16 for SlimPajama,
+    5,000 documents, under the released table's display names (so collect --convention paper fills them)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_config import load
+
+    cfg = load("+experiment=paper_hf")
+    tasks = [t for t in cfg.hydra.sweeper.params.task.split(",") if t.startswith("val_")]
+    assert len(tasks) == 5
+    for task in tasks:
+        paper, corrected = load(f"task={task}").task, load(f"task={task.removesuffix('_paper')}").task
+        assert task.endswith("_paper") and paper.display == corrected.display
+        assert paper.corpus.method == "chunks" and corrected.corpus.method == "packed"
+        assert paper.corpus.chunk_length == (16 if task == "val_slimpajama_paper" else 50)
+        assert paper.corpus.max_documents == 5000 and paper.corpus.dataset == corrected.corpus.dataset
