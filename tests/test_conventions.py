@@ -199,3 +199,37 @@ def test_paper_hf_computes_the_released_tables_validation_losses():
         assert paper.corpus.method == "chunks" and corrected.corpus.method == "packed"
         assert paper.corpus.chunk_length == (16 if task == "val_slimpajama_paper" else 50)
         assert paper.corpus.max_documents == 5000 and paper.corpus.dataset == corrected.corpus.dataset
+
+
+def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, cache_dir):
+    """A user's own sweep collected in the paper convention, concatenated with the released table's rows, fits:
+    demo checkpoints (task and corpus named as the paper's HellaSwag and C4) beside the paper's families."""
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+
+    from conftest import SHARED
+    from llm_line import collect, fit
+    from llm_line.cell import run_cell
+    from llm_line.config import cell_dir
+
+    released_csv = SHARED / "data" / "llm-line-hf-models.csv"
+    if not released_csv.exists():
+        pytest.skip(f"the paper's released table is not at {released_csv}")
+    root = tmp_path / "results"
+    tasks = [["task=demo_sounds", "task.display=HellaSwag"],
+             ["task=val_demo", "task.display=C4", "task.corpus.method=chunks"]]
+    with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
+        for revision in ("step0", "step100", "step200", "step300"):
+            for task in tasks:
+                cfg = compose("config", overrides=["model=demo", f"model.revision={revision}", *task,
+                                                   f"results_dir={root}"])
+                run_cell(cfg, root / cell_dir(cfg.model.name, revision, cfg.task.name, 0))
+    ours = collect.collect([root], "paper").wide
+    assert len(ours) == 4 and set(ours["Convention"]) == {"paper"} and ours["C4 Validation Loss"].notna().all()
+    assert ours["HellaSwag Loss"].notna().all() and set(ours["Tokens"]) == {0, 102400, 204800, 307200}
+    released = collect.read_table(released_csv)
+    table = pd.concat([released, ours], ignore_index=True)
+    assert set(table["Convention"]) == {"paper"}
+    fits = {f.group: f for f in fit.fit_groups(table, "C4 Validation Loss", "HellaSwag Loss", n_boot=20)}
+    assert fits["The Pile"].ok and fits["The Pile"].n > 10
+    assert fits["demo"].n == 4 and fits["demo"].status in ("ok", "failed")  # four points: it runs, fitted or not
