@@ -48,11 +48,19 @@ from llm_line.config import step_of
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
 # `{display} Validation Loss|BPB`; these are the metric keys of a result file they come from.
 CORPUS_METRICS = {"loss": "Validation Loss", "bpb": "Validation BPB"}
-# Per convention: the metric keys of an lm-eval cell behind each column, and the corpus method of the cells
-# behind the validation columns.
+
+
+@dataclass(frozen=True)
+class Convention:
+    """Which numbers fill the wide table's columns."""
+
+    task_metrics: dict[str, str]  # metric key of an lm-eval cell -> its column (`HellaSwag <column>`)
+    corpus_method: str  # corpus cells of this method fill `<Corpus> Validation Loss/BPB`
+
+
 CONVENTIONS = {
-    "corrected": {"task_metrics": {"acc": "Accuracy", "loss": "Loss", "bpb": "BPB"}, "corpus_method": "packed"},
-    "paper": {"task_metrics": {"acc": "Accuracy", "loss_paper": "Loss", "bpb": "BPB"}, "corpus_method": "chunks"},
+    "corrected": Convention({"acc": "Accuracy", "loss": "Loss", "bpb": "BPB"}, "packed"),
+    "paper": Convention({"acc": "Accuracy", "loss_paper": "Loss", "bpb": "BPB"}, "chunks"),
 }
 RELEASED_CONVENTION = "paper"  # the paper's released table was written by its original code
 
@@ -227,9 +235,9 @@ def column_name(record: dict[str, Any], subtask: str, metric: str, convention: s
     place for it."""
     display, task = record["display"], record["task"]
     wanted = CONVENTIONS[convention]
-    task_metrics = wanted["task_metrics"]
+    task_metrics = wanted.task_metrics
     if record["kind"] == "corpus":
-        in_layout = subtask == task and metric in CORPUS_METRICS and record["corpus_method"] == wanted["corpus_method"]
+        in_layout = subtask == task and metric in CORPUS_METRICS and record["corpus_method"] == wanted.corpus_method
         name = f"{display} {CORPUS_METRICS[metric]}" if in_layout else None
     elif metric not in task_metrics:
         name = None
@@ -253,7 +261,7 @@ def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame, convention: str 
     if long.empty:
         return pd.DataFrame(columns=META_COLUMNS + EXTRA_COLUMNS)
     keep = [c for c in cells if c["limit"] is None]  # debugging runs (task.limit) stay in the long table
-    other = [c for c in keep if c["kind"] == "corpus" and c["corpus_method"] != CONVENTIONS[convention]["corpus_method"]]
+    other = [c for c in keep if c["kind"] == "corpus" and c["corpus_method"] != CONVENTIONS[convention].corpus_method]
     if other:
         print(f"note: {len(other)} corpus cells of method {other[0]['corpus_method']} are not {convention}-convention "
               f"validation losses; they are in the long table only (e.g. {other[0]['path']})", file=sys.stderr)
