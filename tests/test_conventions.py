@@ -233,3 +233,21 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     fits = {f.group: f for f in fit.fit_groups(table, "C4 Validation Loss", "HellaSwag Loss", n_boot=20)}
     assert fits["The Pile"].ok and fits["The Pile"].n > 10
     assert fits["demo"].n == 4 and fits["demo"].status in ("ok", "failed")  # four points: it runs, fitted or not
+
+
+def test_corpus_method_is_part_of_the_settings_that_must_not_mix(tmp_path):
+    """A packed result (also one written before methods existed) is reused for packed, refused for chunks."""
+    from hydra import compose, initialize_config_dir
+
+    from llm_line.cell import check_settings, corpus_settings
+
+    with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
+        packed = compose("config", overrides=["task=val_demo"])
+        chunks = compose("config", overrides=["task=val_demo", "task.corpus.method=chunks"])
+    assert corpus_settings(packed)["method"] == "packed" and "chunk_length" not in corpus_settings(packed)
+    assert corpus_settings(chunks)["chunk_length"] == 50
+    older = {k: v for k, v in corpus_settings(packed).items() if k != "method"}
+    for settings in (corpus_settings(packed), older):
+        check_settings(packed, {"task": {"settings": settings}}, tmp_path)
+        with pytest.raises(RuntimeError, match="method"):
+            check_settings(chunks, {"task": {"settings": settings}}, tmp_path)
