@@ -401,9 +401,10 @@ def paper_chunks(docs: Documents, prefix: list[int], suffix: list[int], max_leng
         raise CellError(f"chunks need context_length ({max_length}) above the tokenizer's {len(prefix) + len(suffix)} "
                         f"special tokens and chunk_length ({chunk_length}) of at least 2")
     rows = []
+    before, after = np.asarray(prefix, dtype=np.int64), np.asarray(suffix, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(docs.lengths)[:-1]])
     for start, length in zip(starts, docs.lengths):
-        ids = np.concatenate([prefix, docs.tokens[start : start + min(int(length), keep)], suffix]).astype(np.int64)
+        ids = np.concatenate([before, docs.tokens[start : start + min(int(length), keep)].astype(np.int64), after])
         rows += [ids[i : i + chunk_length] for i in range(0, len(ids) - 1, chunk_length)
                  if len(ids[i : i + chunk_length]) >= 2]
     chunks = np.full((len(rows), chunk_length), -1, dtype=np.int64)
