@@ -251,3 +251,19 @@ def test_corpus_method_is_part_of_the_settings_that_must_not_mix(tmp_path):
         check_settings(packed, {"task": {"settings": settings}}, tmp_path)
         with pytest.raises(RuntimeError, match="method"):
             check_settings(chunks, {"task": {"settings": settings}}, tmp_path)
+
+
+def test_paper_convention_matches_the_released_tables_commonsense_qa_ratio():
+    """CommonSenseQA's answers (" A" ... " E") are one token of two bytes: in the paper convention Loss / BPB is
+    2 ln 2 for every row, as in the released table."""
+    from conftest import SHARED
+    from llm_line import collect
+
+    ours = metrics.summarize([metrics.AnswerLoss(nll=nll, tokens=1, bytes=2, paper_tokens=1) for nll in (0.7, 1.9)])
+    assert ours["loss_paper"] / ours["bpb"] == pytest.approx(2 * math.log(2))
+    released_csv = SHARED / "data" / "llm-line-hf-models.csv"
+    if not released_csv.exists():
+        pytest.skip(f"the paper's released table is not at {released_csv}")
+    released = collect.read_table(released_csv).dropna(subset=["CommonSenseQA Loss", "CommonSenseQA BPB"])
+    ratio = released["CommonSenseQA Loss"] / released["CommonSenseQA BPB"]
+    assert len(ratio) > 100 and ratio.to_numpy() == pytest.approx(2 * math.log(2), rel=1e-9)
