@@ -84,7 +84,7 @@ def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, 
 
     out = harness.evaluate(cfg.model, cfg.task, cfg.shots, cfg.fewshot_seed)
     results, model = out["results"], out["model"]
-    cell_metrics = metrics.cell_metrics(results, out["tasks"], out["group_map"], model.count_tokens)
+    cell_metrics = metrics.cell_metrics(results, out["tasks"], out["group_map"], model)
     task = {
         "kind": "lm_eval",
         "display": cfg.task.display,
@@ -130,6 +130,8 @@ def corpus_settings(cfg: DictConfig) -> Optional[dict[str, Any]]:
         return None
     settings = OmegaConf.to_container(cfg.task.corpus, resolve=True)
     settings.pop("batch_size")
+    if settings["method"] == "packed":  # the chunk length plays no part in packed windows
+        settings.pop("chunk_length")
     return settings
 
 
@@ -139,6 +141,8 @@ def check_settings(cfg: DictConfig, result: dict[str, Any], run_dir: Path) -> No
     if wanted is None:
         return
     found = result.get("task", {}).get("settings")
+    if found is not None and "method" not in found:  # written before corpus methods existed: packed
+        found = {**found, "method": "packed"}
     if found != wanted:
         changed = sorted(k for k in set(wanted) | set(found or {}) if (found or {}).get(k) != wanted.get(k))
         raise RuntimeError(

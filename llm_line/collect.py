@@ -13,9 +13,17 @@ walks the results roots for `result.json` (and `failure.json`) files and writes
   shots, subtask, metric) with all model metadata, so nothing a cell measured is lost (mmlu's subjects,
   acc_norm, stderrs, token counts ...).
 
+Two conventions (docs/conventions.md) choose which numbers fill the wide table's loss columns, and every row
+names its convention in the `Convention` column (the long table keeps every number, both conventions):
+
+- `--convention corrected` (default): "X Loss" is the answer's loss per token it was scored as (`loss`),
+  "X Validation Loss" comes from corpus cells of method `packed`;
+- `--convention paper`: the released table's conventions, "X Loss" from `loss_paper` and "X Validation Loss"
+  from corpus cells of method `chunks` (`+experiment=paper_hf`), so rows line up with the released table.
+
 Corrupt result files and failed cells are skipped and reported (path and reason) on stderr, never silently.
-`read_table` reads a wide table written here *and* the paper's released CSV (two header lines) into the
-same form, so the analysis runs on either.
+`read_table` reads a wide table written here *and* the paper's released CSV (two header lines, convention
+`paper`) into the same form, so the analysis runs on either.
 
 Only json parsing per file; the tables are built column-wise at the end, so 10,000 files take seconds.
 """
@@ -35,27 +43,39 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from llm_line import store
+from llm_line.config import step_of
 
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
 # `{display} Validation Loss|BPB`; these are the metric keys of a result file they come from.
-TASK_METRICS = {"acc": "Accuracy", "loss": "Loss", "bpb": "BPB"}
 CORPUS_METRICS = {"loss": "Validation Loss", "bpb": "Validation BPB"}
+
+
+@dataclass(frozen=True)
+class Convention:
+    """Which numbers fill the wide table's columns."""
+
+    task_metrics: dict[str, str]  # metric key of an lm-eval cell -> its column (`HellaSwag <column>`)
+    corpus_method: str  # corpus cells of this method fill `<Corpus> Validation Loss/BPB`
+
+
+CONVENTIONS = {
+    "corrected": Convention({"acc": "Accuracy", "loss": "Loss", "bpb": "BPB"}, "packed"),
+    "paper": Convention({"acc": "Accuracy", "loss_paper": "Loss", "bpb": "BPB"}, "chunks"),
+}
+RELEASED_CONVENTION = "paper"  # the paper's released table was written by its original code
 
 # Column order of the released table (the ones a collected table can fill), then ours.
 META_COLUMNS = ["Name", "Architecture", "Size", "Pretraining Data", "Steps", "Tokenizer", "Tokens"]
-EXTRA_COLUMNS = ["Revision", "Family", "Parameters", "Non-embedding Parameters", "Resolved Commit"]
+EXTRA_COLUMNS = ["Convention", "Revision", "Family", "Parameters", "Non-embedding Parameters", "Resolved Commit"]
 PAPER_CORPORA = ["C4", "The Pile UC", "RefineWeb", "Slimpajama", "FineWeb-Edu"]
 PAPER_TASKS = ["ARC-Challenge", "ARC-Easy", "HellaSwag", "MMLU", "Winogrande", "PIQA", "Social IQa",
                "CommonSenseQA", "COPA", "OpenBookQA"]
 
 # Long-table columns that describe the checkpoint and the cell (every metric row repeats them).
 CELL_FIELDS = ["model", "revision", "step", "task", "kind", "display", "shots", "limit", "family",
-               "architecture", "size", "pretraining_data", "tokenizer", "tokens_per_step", "tokens",
+               "corpus_method", "architecture", "size", "pretraining_data", "tokenizer", "tokens_per_step", "tokens",
                "num_parameters", "num_parameters_non_embedding", "resolved_commit", "dtype", "device",
                "finished", "path"]
-
-STEP = re.compile(r"^step(\d+)$")
-
 
 @dataclass
 class Skipped:
@@ -72,12 +92,6 @@ class Collection:
     wide: pd.DataFrame
     skipped: list[Skipped]
     n_results: int
-
-
-def parse_step(revision: Any) -> Optional[int]:
-    """`step3000` -> 3000; any other revision (main, a commit hash) -> None."""
-    match = STEP.match(str(revision))
-    return int(match.group(1)) if match else None
 
 
 def find_run_dirs(roots: Iterable[os.PathLike]) -> Iterable[tuple[Path, set[str]]]:
@@ -105,25 +119,31 @@ def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
     model = result.get("model") or {}
     meta = model.get("meta") or {}
     task = result.get("task") or {}
-    step = parse_step(cell["revision"])
+    step = step_of(cell["revision"])
     tokens_per_step = meta.get("tokens_per_step")
+    tokens = meta.get("tokens")  # what the cell's config resolved; older results: from the step
+    if tokens is None and step is not None and tokens_per_step:
+        tokens = step * tokens_per_step
+    kind = task.get("kind", "lm_eval")
     size = meta.get("parameters") or model.get("num_parameters")
     return {
         "model": cell["model"],
         "revision": str(cell["revision"]),
         "step": step,
         "task": cell["task"],
-        "kind": task.get("kind", "lm_eval"),
+        "kind": kind,
         "display": task.get("display") or cell["task"],
         "shots": int(cell["shots"]),
         "limit": cell.get("limit"),
+        # results from before corpus methods existed were packed
+        "corpus_method": (task.get("settings") or {}).get("method", "packed") if kind == "corpus" else None,
         "family": meta.get("family"),
         "architecture": meta.get("architecture"),
         "size": size,
         "pretraining_data": meta.get("pretraining_data"),
         "tokenizer": meta.get("tokenizer"),
         "tokens_per_step": tokens_per_step,
-        "tokens": step * tokens_per_step if step is not None and tokens_per_step else None,
+        "tokens": tokens,
         "num_parameters": model.get("num_parameters"),
         "num_parameters_non_embedding": model.get("num_parameters_non_embedding"),
         "resolved_commit": model.get("resolved_commit"),
@@ -144,7 +164,7 @@ def failure_reason(path: Path) -> str:
         return f"failed; failure record unreadable ({e})"
 
 
-def collect(roots: Iterable[os.PathLike]) -> Collection:
+def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Collection:
     """Read every result below `roots` into the long and wide tables; skipped files are listed, not raised."""
     cells: list[dict[str, Any]] = []
     by_identity: dict[tuple, int] = {}
@@ -194,7 +214,7 @@ def collect(roots: Iterable[os.PathLike]) -> Collection:
                     rows_value.append(float(value))
 
     long = long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value)
-    return Collection(long=long, wide=wide_table(cells, long), skipped=skipped, n_results=len(cells))
+    return Collection(long=long, wide=wide_table(cells, long, convention), skipped=skipped, n_results=len(cells))
 
 
 def long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value) -> pd.DataFrame:
@@ -210,18 +230,22 @@ def long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value) -> pd.Da
     return long
 
 
-def column_name(record: dict[str, Any], subtask: str, metric: str) -> Optional[str]:
-    """The wide-table column of one metric value, or None if the released layout has no place for it."""
+def column_name(record: dict[str, Any], subtask: str, metric: str, convention: str) -> Optional[str]:
+    """The wide-table column of one metric value, or None if the released layout (in this convention) has no
+    place for it."""
     display, task = record["display"], record["task"]
+    wanted = CONVENTIONS[convention]
+    task_metrics = wanted.task_metrics
     if record["kind"] == "corpus":
-        name = f"{display} {CORPUS_METRICS[metric]}" if subtask == task and metric in CORPUS_METRICS else None
-    elif metric not in TASK_METRICS:
+        in_layout = subtask == task and metric in CORPUS_METRICS and record["corpus_method"] == wanted.corpus_method
+        name = f"{display} {CORPUS_METRICS[metric]}" if in_layout else None
+    elif metric not in task_metrics:
         name = None
     elif subtask == task:
-        name = f"{display} {TASK_METRICS[metric]}"
+        name = f"{display} {task_metrics[metric]}"
     elif subtask in record["_subgroups"]:  # mmlu_stem -> MMLU_stem Loss, as in the released table
         suffix = subtask[len(task) + 1:] if subtask.startswith(task + "_") else subtask
-        name = f"{display}_{suffix} {TASK_METRICS[metric]}"
+        name = f"{display}_{suffix} {task_metrics[metric]}"
     else:
         name = None  # leaf subtasks (mmlu's 57 subjects) stay in the long table
     if name is not None and record["shots"] != 0:
@@ -229,16 +253,24 @@ def column_name(record: dict[str, Any], subtask: str, metric: str) -> Optional[s
     return name
 
 
-def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame) -> pd.DataFrame:
-    """One row per checkpoint (model, revision), named and ordered like the paper's released table."""
+def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame, convention: str = "corrected") -> pd.DataFrame:
+    """One row per checkpoint (model, revision), named and ordered like the paper's released table, its loss
+    columns in `convention` (corrected or paper)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, not {convention!r}")
     if long.empty:
         return pd.DataFrame(columns=META_COLUMNS + EXTRA_COLUMNS)
     keep = [c for c in cells if c["limit"] is None]  # debugging runs (task.limit) stay in the long table
+    other = [c for c in keep if c["kind"] == "corpus" and c["corpus_method"] != CONVENTIONS[convention].corpus_method]
+    if other:
+        print(f"note: {len(other)} corpus cells of method {other[0]['corpus_method']} are not {convention}-convention "
+              f"validation losses; they are in the long table only (e.g. {other[0]['path']})", file=sys.stderr)
     by_path = {c["path"]: c for c in keep}
     # name every (cell, subtask, metric) combination once, then join names onto the long rows
     combos = long[["path", "subtask", "metric"]].drop_duplicates()
     combos = combos[combos["path"].isin(by_path)]
-    combos["column"] = [column_name(by_path[p], str(s), str(m)) for p, s, m in combos.itertuples(index=False)]
+    combos["column"] = [column_name(by_path[p], str(s), str(m), convention)
+                        for p, s, m in combos.itertuples(index=False)]
     named = long.merge(combos.dropna(subset=["column"]), on=["path", "subtask", "metric"])
     named = named[["model", "revision", "column", "value", "path"]]
     clashes = named.duplicated(["model", "revision", "column"], keep="first")
@@ -252,6 +284,7 @@ def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame) -> pd.DataFrame:
     meta = checkpoint_meta(keep).set_index(["model", "revision"])
     wide = meta.join(values, how="left").reset_index()
     wide = wide.rename(columns={"model": "Name", "revision": "Revision"})
+    wide["Convention"] = convention
     metric_columns = sorted(values.columns, key=metric_order)
     return wide[META_COLUMNS + metric_columns + EXTRA_COLUMNS].reset_index(drop=True)
 
@@ -321,6 +354,7 @@ def read_table(path: os.PathLike) -> pd.DataFrame:
         return pd.read_csv(path)
     columns = [f"{top}: {sub}" if sub else top for top, sub in zip(first, second)]
     table = pd.read_csv(path, header=None, skiprows=2, names=columns)
+    table["Convention"] = RELEASED_CONVENTION
     return table
 
 
@@ -369,10 +403,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="wide table path (default: data/results.csv)")
     parser.add_argument("--no-long-csv", dest="long_csv", action="store_false",
                         help="write the long table as Parquet only (it can be large)")
+    parser.add_argument("--convention", choices=list(CONVENTIONS), default="corrected",
+                        help="which numbers fill the wide table's Loss and Validation Loss columns: corrected "
+                        "(per scored token, packed corpus cells; default) or paper (the released table's: loss_paper, "
+                        "chunks corpus cells); the long table keeps both. See docs/conventions.md")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any file was skipped")
     args = parser.parse_args(argv)
     try:
-        collection = collect(args.roots)
+        collection = collect(args.roots, args.convention)
     except FileNotFoundError as e:
         parser.error(str(e))
     report_skipped(collection.skipped)

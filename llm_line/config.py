@@ -93,6 +93,11 @@ class CorpusConfig:
     max_tokens: Optional[int] = None  # stop after the document that reaches N tokens; None: no limit
     shuffle_seed: Optional[int] = None  # None: source order; local files: exact shuffle; streaming: buffered
     shuffle_buffer: int = 10000  # buffer of a streaming shuffle
+    # packed: documents packed into full windows, every token scored once (llm_line/corpus.py). chunks: the
+    # paper's original protocol, each document truncated to the model's length and cut into independent chunks
+    # of `chunk_length` tokens (docs/conventions.md); its numbers line up with the released table.
+    method: str = "packed"
+    chunk_length: int = 50  # tokens per chunk of the chunks method (the original: 50; 16 for SlimPajama)
     context_length: Optional[int] = None  # tokens per window; None: the model's own (model.max_length if set)
     separator: str = "auto"  # token around every document: eos, bos, or auto (bos if the tokenizer adds one)
     batch_size: int = 8  # windows per forward pass; does not change the numbers
@@ -173,13 +178,21 @@ def step_revision(revision_format: Optional[str], step: Optional[int], tokens_pe
     return revision_format.format(step=int(step), billions=billions)
 
 
+def step_of(revision: Any) -> Optional[int]:
+    """The training step a revision name holds, for every family's naming: `step3000` (Pythia),
+    `step20000-tokens84B` (OLMo), `step-001000-2BT` (HuggingFaceFW ablations) -> 3000, 20000, 1000.
+    None for any other revision (`main`, a commit hash): its step is not in its name."""
+    match = _STEP_IN_REVISION.search(str(revision))
+    return int(match.group(1)) if match else None
+
+
 def tokens_at(revision: str, tokens_per_step: Optional[int], final_step: Optional[int]) -> Optional[int]:
     """Training tokens seen at `revision` (step x tokens per step); None where that is unknown."""
     if tokens_per_step is None:
         return None
-    match = _STEP_IN_REVISION.search(str(revision))
-    if match:
-        return int(match.group(1)) * int(tokens_per_step)
+    step = step_of(revision)
+    if step is not None:
+        return step * int(tokens_per_step)
     if str(revision) == "main" and final_step is not None:
         return int(final_step) * int(tokens_per_step)
     return None

@@ -1,6 +1,6 @@
 """Validation loss on a pretraining corpus: documents packed into full context windows, every token scored once.
 
-The method (the x-axis of loss-to-loss scaling laws):
+The method (the x-axis of loss-to-loss scaling laws; `task.corpus.method: packed`, the default):
 
 1. Documents are read in a deterministic order (a local jsonl / jsonl.gz / jsonl.zst / parquet file or glob, or
    a Hugging Face dataset, optionally shuffled with a seed) and selected: the first `max_documents`, stopping
@@ -14,6 +14,14 @@ The method (the x-axis of loss-to-loss scaling laws):
    exactly once: every document token and the S that ends each document. Within a window documents attend to
    earlier documents, as in packed pretraining. The last window is shorter.
 5. loss = total NLL / predicted tokens (nats); bpb = total NLL / (ln 2 * UTF-8 bytes of the documents).
+
+`task.corpus.method: chunks` is the protocol of the paper's original code, whose numbers fill its released
+table: each document is tokenized as `tokenizer(text, truncation=True, max_length=L)` (special tokens as the
+tokenizer adds them, L = context_length), its ids cut into consecutive chunks of `chunk_length` tokens
+starting at 0, `chunk_length`, ... (while more than one token remains), chunks shorter than 2 dropped, and
+every chunk scored on its own: tokens 2..k of a chunk predicted from the chunk only. loss = total NLL /
+predicted tokens. Bits per byte is not reported: the first token of every chunk and everything past L is
+never predicted, so no byte count matches the NLL. Steps 1-2 (selection, cached tokens) are shared.
 
 Batches of windows run through the model's base (transformer) with no KV cache; the output head and the
 cross-entropy run on chunks of at most `LOGITS_BYTES` of fp32 logits, so the batch x vocabulary logits are
@@ -42,6 +50,7 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from llm_line import store
 from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
@@ -54,6 +63,8 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when what a cache file holds, or how it is made, changes
 LOGITS_BYTES = 1 << 30  # at most this much fp32 logits at once (per chunk of tokens)
 TOKENIZE_BATCH = 256  # documents per tokenizer call (fast tokenizers parallelise within a call)
+CHUNKS = "each document truncated to context_length tokens (special tokens as the tokenizer adds them), cut " \
+         "into consecutive chunks of chunk_length tokens, each chunk scored on its own (the paper's original code)"
 PACKING = "documents joined as S d1 S d2 ... dn S (S = separator); non-overlapping windows of context_length " \
           "inputs, every token after the first S predicted once; causal attention across documents in a window"
 
@@ -130,10 +141,12 @@ def tokenize(texts: Iterable[str], tokenizer: Any, max_documents: Optional[int],
     """Tokenize the first `max_documents` texts, stopping after the document that reaches `max_tokens`."""
     chunks, lengths, nbytes, empty, total, read = [], [], [], 0, 0, 0
     selected = itertools.islice(texts, max_documents)
+    progress = tqdm(total=max_documents, unit="doc", desc="Tokenizing", disable=None)  # silent when not a tty
     while max_tokens is None or total < max_tokens:
         batch = list(itertools.islice(selected, TOKENIZE_BATCH))
         if not batch:
             break
+        progress.update(len(batch))
         ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
         for text, doc in zip(batch, ids):
             if max_tokens is not None and total >= max_tokens:
@@ -146,6 +159,7 @@ def tokenize(texts: Iterable[str], tokenizer: Any, max_documents: Optional[int],
             lengths.append(len(doc))
             nbytes.append(len(text.encode("utf-8")))
             total += len(doc)
+    progress.close()
     if not lengths:
         raise CellError(f"the corpus selection holds no text ({read} documents read, all empty)")
     return Documents(np.concatenate(chunks), np.asarray(lengths, np.int64), np.asarray(nbytes, np.int64), empty)
@@ -307,7 +321,7 @@ def packed_loss(model: torch.nn.Module, stream: torch.Tensor, context_length: in
     started = time.perf_counter()
     total = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
-        for i in range(0, full, batch_size):
+        for i in tqdm(range(0, full, batch_size), unit="batch", desc="Scoring", disable=None):
             total += window_nll(base, head, inputs[i : i + batch_size].to(device, non_blocking=True),
                                 targets[i : i + batch_size].to(device, non_blocking=True))
         if n < predicted:  # the last, shorter window
@@ -317,46 +331,113 @@ def packed_loss(model: torch.nn.Module, stream: torch.Tensor, context_length: in
     return {"nll": nll, "tokens": predicted, "windows": full + (n < predicted), "seconds": seconds}
 
 
+def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """(ids the tokenizer puts before a text, ids it puts after it) when it adds special tokens (BOS, EOS)."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    raise CellError(f"cannot tell the special tokens {type(tokenizer).__name__} adds around a text; "
+                    "use task.corpus.method=packed")
+
+
+def paper_chunks(docs: Documents, prefix: list[int], suffix: list[int], max_length: int,
+                 chunk_length: int) -> torch.Tensor:
+    """The chunks of the original protocol, one per row, right-padded with -1 to `chunk_length`.
+
+    A document is `prefix + tokens + suffix` truncated to `max_length` as the tokenizer truncates (the text's
+    tokens are cut, the special tokens kept); chunks start every `chunk_length` ids while more than one id
+    remains, and chunks shorter than 2 are dropped.
+    """
+    keep = max_length - len(prefix) - len(suffix)
+    if keep < 1 or chunk_length < 2:
+        raise CellError(f"chunks need context_length ({max_length}) above the tokenizer's {len(prefix) + len(suffix)} "
+                        f"special tokens and chunk_length ({chunk_length}) of at least 2")
+    rows = []
+    before, after = np.asarray(prefix, dtype=np.int64), np.asarray(suffix, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(docs.lengths)[:-1]])
+    for start, length in zip(starts, docs.lengths):
+        ids = np.concatenate([before, docs.tokens[start : start + min(int(length), keep)].astype(np.int64), after])
+        rows += [ids[i : i + chunk_length] for i in range(0, len(ids) - 1, chunk_length)
+                 if len(ids[i : i + chunk_length]) >= 2]
+    chunks = np.full((len(rows), chunk_length), -1, dtype=np.int64)
+    for row, ids in enumerate(rows):
+        chunks[row, : len(ids)] = ids
+    return torch.from_numpy(chunks)
+
+
+def chunks_loss(model: torch.nn.Module, chunks: torch.Tensor, batch_size: int, device: str) -> dict[str, Any]:
+    """Total NLL of tokens 2..k of every chunk given the tokens before them in that chunk only.
+
+    Padding sits at the end of a row and attention is causal, so it changes no scored position; its targets
+    are -100, which cross-entropy ignores.
+    """
+    base, head = split_model(model)
+    inputs = chunks[:, :-1].clamp(min=0)
+    targets = chunks[:, 1:].masked_fill(chunks[:, 1:] < 0, -100)
+    started = time.perf_counter()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(chunks), batch_size), unit="batch", desc="Scoring", disable=None):
+            total += window_nll(base, head, inputs[i : i + batch_size].to(device), targets[i : i + batch_size].to(device))
+    nll = total.item()
+    seconds = time.perf_counter() - started
+    return {"nll": nll, "tokens": int((targets >= 0).sum()), "windows": len(chunks), "seconds": seconds}
+
+
 # --- the cell ----------------------------------------------------------------------------------------------------
+
+
+METHODS = ("packed", "chunks")
 
 
 def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[str, Any]:
     """The validation loss of one model on one corpus: metrics, and what the result records about the run."""
     corpus = task.corpus
+    if corpus.method not in METHODS:
+        raise CellError(f"task.corpus.method must be one of {', '.join(METHODS)}, not {corpus.method!r}")
     loaded = load_model(model_cfg)
     model, tokenizer = loaded.lm.model, loaded.lm.tokenizer
-    separator, separator_id = resolve_separator(corpus.separator, tokenizer)
     context_length = corpus.context_length or loaded.lm.max_length
     if corpus.context_length and corpus.context_length > loaded.lm.max_length:
         log.warning("context_length %d exceeds the model's %d", corpus.context_length, loaded.lm.max_length)
 
     docs, cache = cached_documents(corpus, task.limit, tokenizer, Path(cache_dir))
-    stream = pack(docs, separator_id)
     model.eval()
-    check_head(model, stream, loaded.device)
-    out = packed_loss(model, stream, context_length, corpus.batch_size, loaded.device)
-    nbytes = int(docs.nbytes.sum())
-    log.info("%s: %d tokens in %d windows, %.1f s (%.0f tokens/s)", task.display, out["tokens"], out["windows"],
-             out["seconds"], out["tokens"] / out["seconds"])
+    if corpus.method == "packed":
+        separator, separator_id = resolve_separator(corpus.separator, tokenizer)
+        stream = pack(docs, separator_id)
+        check_head(model, stream, loaded.device)
+        out = packed_loss(model, stream, context_length, corpus.batch_size, loaded.device)
+        nbytes = int(docs.nbytes.sum())
+        method = {"bpb": out["nll"] / (math.log(2) * nbytes), "bytes": nbytes, "separator": separator,
+                  "separator_token_id": separator_id}
+    else:
+        prefix, suffix = special_tokens(tokenizer)
+        chunks = paper_chunks(docs, prefix, suffix, context_length, corpus.chunk_length)
+        check_head(model, chunks[0][chunks[0] >= 0], loaded.device)
+        per_batch = corpus.batch_size * max(1, context_length // corpus.chunk_length)  # batch_size windows' tokens
+        out = chunks_loss(model, chunks, per_batch, loaded.device)
+        method = {"chunk_length": corpus.chunk_length, "special_tokens": len(prefix) + len(suffix)}
+    log.info("%s: %d tokens in %d %s, %.1f s (%.0f tokens/s)", task.display, out["tokens"], out["windows"],
+             "windows" if corpus.method == "packed" else "chunks", out["seconds"], out["tokens"] / out["seconds"])
     metrics = {
         "loss": out["nll"] / out["tokens"],
-        "bpb": out["nll"] / (math.log(2) * nbytes),
         "nll": out["nll"],
         "tokens": out["tokens"],
-        "bytes": nbytes,
+        **method,
         "documents": docs.count,
         "empty_documents": docs.empty,
         "n_docs": docs.count,
         "windows": out["windows"],
         "context_length": context_length,
-        "separator": separator,
-        "separator_token_id": separator_id,
-        "packing": "packed",
+        "packing": corpus.method,
         "tokens_per_s": out["tokens"] / out["seconds"],
         "forward_s": round(out["seconds"], 3),
     }
     details = {
-        "method": PACKING,
+        "method": PACKING if corpus.method == "packed" else CHUNKS,
         "source": source_fingerprint(corpus),
         "selection": selection(corpus, task.limit),
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),

@@ -56,11 +56,26 @@ class LoadedModel:
             "num_parameters_non_embedding": non_embedding_parameters(model),
         }
 
-    def count_tokens(self, context: str, continuation: str) -> int:
-        """Tokens of `continuation` after `context`, split exactly as lm-eval splits them for scoring."""
-        if not context:  # lm-eval scores an empty context after its prefix token
-            return len(self.lm.tok_encode(continuation))
-        return len(self.lm._encode_pair(context, continuation)[1])
+    def scored_answer(self, context: str, continuation: str) -> tuple[str, int]:
+        """(the text lm-eval scored as the continuation, its token count), split exactly as lm-eval splits it.
+
+        lm-eval moves a context's trailing whitespace into the continuation (`_encode_pair`), so the scored
+        text is that whitespace plus the continuation. An empty context is scored after lm-eval's prefix token,
+        the continuation encoded without special tokens (a tokenizer's own BOS is not scored); if the
+        continuation itself starts with that token, lm-eval uses it as the context instead.
+        """
+        if context:
+            trailing = context[len(context.rstrip()):]
+            return trailing + continuation, len(self.lm._encode_pair(context, continuation)[1])
+        ids = self.lm.tok_encode(continuation, add_special_tokens=False)
+        if ids and ids[0] == self.lm.prefix_token_id:
+            return continuation.removeprefix(self.lm.tokenizer.decode(ids[:1])), len(ids) - 1
+        return continuation, len(ids)
+
+    def paper_tokens(self, continuation: str) -> int:
+        """`len(tokenizer.encode(continuation))`: the answer tokenized alone with the tokenizer's default special
+        tokens, as the paper's original code counted it (metrics.loss_paper divides by this minus one)."""
+        return len(self.lm.tokenizer.encode(continuation))
 
 
 def non_embedding_parameters(model: Any) -> int:

@@ -6,23 +6,37 @@ is computed here from lm-eval's per-document samples, the same way for every tas
 
 - the gold choice is found exactly as lm-eval's `ConfigurableTask.process_results` finds it;
 - its log-likelihood is lm-eval's own (`filtered_resps`), so the loss is the one lm-eval scored;
-- its token count is the one lm-eval's tokenisation gives the continuation in context.
+- its token count is the one lm-eval's tokenisation gives the continuation in context, and its bytes are
+  those of the text lm-eval scored (a context's trailing space moves into the continuation).
 
 Per document: `nll` (summed over the answer's tokens, nats), `loss` = nll / tokens, `nll_per_byte` =
-nll / UTF-8 bytes of the answer (leading space included) and `bpb` = nll / (ln 2 * bytes). Each is averaged
-over documents; a group (mmlu, its categories) averages over all documents of its leaf tasks, i.e. weighted
-by sample count.
+nll / UTF-8 bytes of the scored answer (leading space included) and `bpb` = nll / (ln 2 * bytes). Each is
+averaged over documents; a group (mmlu, its categories) averages over all documents of its leaf tasks, i.e.
+weighted by sample count.
+
+`loss_paper` is the same NLL in the convention of the paper's released table (its original `main.py`):
+nll / max(1, len(tokenizer.encode(answer)) - 1), the answer tokenized alone and one token taken off for a BOS
+that GPT-NeoX and GPT-2 tokenizers never add. It equals `loss` for one-token answers and is higher for longer
+ones; use it to extend or compare with the released table (docs/conventions.md).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-TokenCounter = Callable[[str, str], int]  # (context, continuation) -> tokens of the continuation in context
+
+class Tokenization(Protocol):
+    """How the model's tokenizer split an answer (llm_line.harness.LoadedModel implements it)."""
+
+    def scored_answer(self, context: str, continuation: str) -> tuple[str, int]:
+        """(the text lm-eval scored as the continuation, its tokens)."""
+
+    def paper_tokens(self, continuation: str) -> int:
+        """Tokens of the continuation encoded alone, as the paper's original code counted them."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +44,9 @@ class AnswerLoss:
     """The correct answer of one document: its negative log-likelihood, tokens and bytes."""
 
     nll: float
-    tokens: int
-    bytes: int
+    tokens: int  # scored in context
+    bytes: int  # UTF-8 bytes of the scored text
+    paper_tokens: int  # the answer encoded alone (the released table's divisor is this minus one)
 
 
 def gold_index(task: Any, doc: dict) -> int:
@@ -50,7 +65,7 @@ def gold_index(task: Any, doc: dict) -> int:
     return int(gold)
 
 
-def answer_losses(task: Any, samples: Iterable[dict], count_tokens: TokenCounter) -> list[AnswerLoss]:
+def answer_losses(task: Any, samples: Iterable[dict], tokenization: Tokenization) -> list[AnswerLoss]:
     """The correct answer's loss for every document lm-eval scored for `task`."""
     if task.OUTPUT_TYPE not in ("multiple_choice", "loglikelihood"):
         return []
@@ -59,11 +74,13 @@ def answer_losses(task: Any, samples: Iterable[dict], count_tokens: TokenCounter
         gold = gold_index(task, sample["doc"])
         context, continuation = sample["arguments"][gold][:2]
         loglikelihood = float(sample["filtered_resps"][gold][0])
+        scored, tokens = tokenization.scored_answer(context, continuation)
         losses.append(
             AnswerLoss(
                 nll=-loglikelihood,
-                tokens=count_tokens(context, continuation),
-                bytes=len(continuation.encode("utf-8")),
+                tokens=tokens,
+                bytes=len(scored.encode("utf-8")),
+                paper_tokens=tokenization.paper_tokens(continuation),
             )
         )
     return losses
@@ -75,6 +92,7 @@ def summarize(losses: list[AnswerLoss]) -> dict[str, float]:
         return {}
     nll = np.array([x.nll for x in losses])
     per_token = nll / np.array([max(x.tokens, 1) for x in losses])
+    per_paper_token = nll / np.array([max(1, x.paper_tokens - 1) for x in losses])
     per_byte = nll / np.array([max(x.bytes, 1) for x in losses])
     bpb = per_byte / math.log(2)
 
@@ -84,6 +102,8 @@ def summarize(losses: list[AnswerLoss]) -> dict[str, float]:
     return {
         "loss": float(per_token.mean()),
         "loss_stderr": stderr(per_token),
+        "loss_paper": float(per_paper_token.mean()),
+        "loss_paper_stderr": stderr(per_paper_token),
         "nll": float(nll.mean()),
         "nll_per_byte": float(per_byte.mean()),
         "bpb": float(bpb.mean()),
@@ -115,11 +135,11 @@ def cell_metrics(
     results: dict[str, Any],
     tasks: dict[str, Any],
     group_map: dict[str, list[str]],
-    count_tokens: TokenCounter,
+    tokenization: Tokenization,
 ) -> dict[str, dict[str, float]]:
     """Metrics of every task and group in an lm-eval run: lm-eval's scores, answer losses, doc counts."""
     per_task = {
-        name: answer_losses(task, results["samples"][name], count_tokens) for name, task in tasks.items()
+        name: answer_losses(task, results["samples"][name], tokenization) for name, task in tasks.items()
     }
     metrics = {}
     for name, entry in results["results"].items():

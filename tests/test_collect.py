@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from llm_line import collect, store
-from llm_line.config import cell_dir
+from llm_line.config import cell_dir, step_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -187,7 +187,8 @@ def released():
 
 
 def test_released_table_reads_into_the_same_form(released):
-    assert released.shape == (129, 79)
+    assert released.shape == (129, 80)
+    assert set(released["Convention"]) == {"paper"}  # written by the paper's original code
     assert [c for c in released.columns if c.startswith("Intervention")] == [
         "Intervention: Size", "Intervention: Context Length", "Intervention: Optimizer",
         "Intervention: Architecture", "Intervention: Pretraining Data", "Intervention: Tokenizer"]
@@ -202,8 +203,8 @@ def test_collected_columns_are_named_as_in_the_released_table(released, tmp_path
     """Every paper task (its conf/task display name) and corpus lands in a column the released table has."""
     for path in sorted((ROOT / "conf" / "task").glob("*.yaml")):
         conf = yaml.safe_load(path.read_text())
-        if conf["name"].startswith("demo") or conf["name"] == "val_demo":
-            continue
+        if conf["name"].startswith("demo") or conf["name"] == "val_demo" or "display" not in conf:
+            continue  # the demo; the corpora's _paper variants take their display from the corpus they extend
         if conf.get("corpus"):  # the corpora's display names are the released table's
             assert conf["display"] in collect.PAPER_CORPORA, path
             continue
@@ -224,3 +225,65 @@ def test_collected_columns_are_named_as_in_the_released_table(released, tmp_path
     assert missing == []
     assert {"MMLU_stem Loss", "MMLU_other Loss", "MMLU_humanities Loss", "MMLU_social_sciences Loss"} <= set(ours)
     assert len(ours) == 7 + 5 * 2 + 10 * 3 + 4 * 3
+
+
+def test_one_step_parser_for_every_familys_revision_names():
+    assert [step_of(r) for r in ("step3000", "step-001000-2BT", "step20000-tokens84B", "main", "abc123")] == [
+        3000, 1000, 20000, None, None]
+
+
+def test_steps_and_tokens_from_every_familys_revisions(tmp_path):
+    """Steps parsed from OLMo, HuggingFaceFW-ablation and Pythia revisions; Tokens as the result recorded them."""
+    cases = {  # revision: (recorded meta.tokens, expected Steps, expected Tokens)
+        "step-001000-2BT": (2_097_152_000, 1000, 2_097_152_000),
+        "step20000-tokens84B": (83_886_080_000, 20000, 83_886_080_000),
+        "step3000": (None, 3000, 3000 * 2097152),  # an older result without meta.tokens: step x tokens_per_step
+        "main": (300_000_000_000, None, 300_000_000_000),
+    }
+    for revision, (tokens, _, _) in cases.items():
+        write_result(tmp_path, "m", revision, "hellaswag", {"hellaswag": task_metrics(2.0)},
+                     meta={**META, "tokens": tokens})
+    wide = collect.collect([tmp_path]).wide.set_index("Revision")
+    for revision, (_, steps, tokens) in cases.items():
+        assert (pd.isna(wide.loc[revision, "Steps"]) if steps is None else wide.loc[revision, "Steps"] == steps)
+        assert wide.loc[revision, "Tokens"] == tokens
+
+
+@pytest.fixture
+def both_conventions(tmp_path):
+    """One checkpoint: a task with loss and loss_paper, and C4 computed packed (val_c4) and chunked (val_c4_paper)."""
+    write_result(tmp_path, "m", "step1", "hellaswag", {"hellaswag": {**task_metrics(2.0), "loss_paper": 2.2}},
+                 display="HellaSwag")
+    for task, method, loss in (("val_c4", "packed", 3.0), ("val_c4_paper", "chunks", 3.4)):
+        path = write_result(tmp_path, "m", "step1", task, {task: {"loss": loss, "tokens": 10, "n_docs": 2,
+                            **({"bpb": 1.1} if method == "packed" else {})}}, display="C4", kind="corpus")
+        result = json.loads(path.read_text())
+        result["task"]["settings"] = {"method": method}
+        store.write_json(path, result)
+    return tmp_path
+
+
+def test_convention_chooses_the_loss_columns(both_conventions, capsys):
+    corrected = collect.collect([both_conventions]).wide.iloc[0]
+    assert corrected["Convention"] == "corrected"
+    assert corrected["HellaSwag Loss"] == 2.0 and corrected["C4 Validation Loss"] == 3.0
+    assert corrected["C4 Validation BPB"] == 1.1 and corrected["HellaSwag BPB"] == 1.0
+    paper = collect.collect([both_conventions], "paper")
+    row = paper.wide.iloc[0]
+    assert row["Convention"] == "paper"
+    assert row["HellaSwag Loss"] == 2.2 and row["C4 Validation Loss"] == 3.4 and row["HellaSwag BPB"] == 1.0
+    assert "C4 Validation BPB" not in paper.wide.columns  # chunks score no byte-complete text
+    assert "1 corpus cells of method packed" in capsys.readouterr().err
+    long = paper.long  # every number, both conventions
+    assert set(long[long.metric == "loss"].value) == {2.0, 3.0, 3.4}
+    assert set(long[long.metric == "loss_paper"].value) == {2.2}
+    assert sorted(long.corpus_method.dropna().unique()) == ["chunks", "packed"]
+
+
+def test_convention_option_on_the_command_line(both_conventions, tmp_path):
+    out = tmp_path / "out" / "paper.csv"
+    assert collect.main([str(both_conventions), "-o", str(out), "--convention", "paper"]) == 0
+    table = collect.read_table(out)
+    assert list(table["Convention"]) == ["paper"] and table.loc[0, "HellaSwag Loss"] == 2.2
+    with pytest.raises(SystemExit):
+        collect.main([str(both_conventions), "-o", str(out), "--convention", "papers"])

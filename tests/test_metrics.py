@@ -26,7 +26,7 @@ def run(demo_model):
         "device": "cpu", "batch_size": "8"})
     task = OmegaConf.merge(OmegaConf.structured(TaskConfig), {"name": "demo"})
     out = harness.evaluate(model, task, SHOTS, fewshot_seed=1234)
-    out["metrics"] = metrics.cell_metrics(out["results"], out["tasks"], out["group_map"], out["model"].count_tokens)
+    out["metrics"] = metrics.cell_metrics(out["results"], out["tasks"], out["group_map"], out["model"])
     return out
 
 
@@ -75,7 +75,7 @@ def test_answer_loss_matches_a_forward_pass_by_hand(run, demo_model):
     nll = -sum(logprobs[i - 1, ids[i]].item() for i in range(len(ids) - n_answer, len(ids)))
     n_bytes = len(answer.encode("utf-8"))
 
-    (mine,) = metrics.answer_losses(task, [sample], run["model"].count_tokens)
+    (mine,) = metrics.answer_losses(task, [sample], run["model"])
     assert answer.startswith(" ") and n_bytes == len(answer)
     assert mine.tokens == n_answer and mine.bytes == n_bytes
     assert mine.nll == pytest.approx(nll, rel=1e-4)
@@ -94,7 +94,8 @@ def test_group_losses_are_sample_weighted_means_of_their_tasks(run):
 
 
 def test_summarize_by_hand():
-    losses = [metrics.AnswerLoss(nll=2.0, tokens=2, bytes=4), metrics.AnswerLoss(nll=3.0, tokens=1, bytes=3)]
+    losses = [metrics.AnswerLoss(nll=2.0, tokens=2, bytes=4, paper_tokens=2),
+              metrics.AnswerLoss(nll=3.0, tokens=1, bytes=3, paper_tokens=1)]
     s = metrics.summarize(losses)
     assert s["loss"] == pytest.approx((1.0 + 3.0) / 2)
     assert s["nll"] == pytest.approx(2.5)

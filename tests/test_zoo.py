@@ -148,7 +148,7 @@ def test_paper_hf_expands_to_the_papers_hugging_face_table():
     jobs = expand("paper_hf")
     checkpoints = {tuple(o for o in job if not o.startswith("task=")) for job in jobs}
     tasks = {o for job in jobs for o in job if o.startswith("task=")}
-    assert len(tasks) == 15 and {"task=mmlu", "task=val_c4", "task=val_slimpajama"} <= tasks
+    assert len(tasks) == 15 and {"task=mmlu", "task=val_c4_paper", "task=val_slimpajama_paper"} <= tasks
     assert len(checkpoints) == 110 and len(jobs) == 110 * 15
     assert jobs[0][:2] == ["model=pythia", "model.size=70m"]  # models vary slowest: each is loaded once
     families = {job[0] for job in jobs}
