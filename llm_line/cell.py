@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
 from llm_line import store
+from llm_line.checks import check_config
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
     """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result."""
+    check_config(cfg)  # again here: in a sweep, each cell has its own settings
     if cfg.task.corpus is not None:
         return compute_corpus(cfg, cell, started)
     from llm_line import harness, metrics  # heavy: torch, transformers, lm_eval
