@@ -346,7 +346,8 @@ def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> li
     return written
 
 
-def report_skipped(skipped: list[Skipped], stream=sys.stderr) -> None:
+def report_skipped(skipped: list[Skipped], stream=None) -> None:
+    stream = stream or sys.stderr  # looked up per call: whatever stderr is now (redirected, captured)
     for item in skipped:
         print(f"skipped ({item.kind}) {item.path}: {item.reason}", file=stream)
     if skipped:

@@ -101,15 +101,15 @@ def local_files(pattern: str) -> list[Path]:
     return files
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open_lines(path: Path) -> io.BufferedIOBase:
+    """The file's lines as bytes, decompressed; decoding is per line, so a bad byte is reported with its line."""
     if path.name.endswith(".zst"):
         import zstandard
 
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
-                                encoding="utf-8")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def _read_file(path: Path, field: str) -> Iterator[str]:
@@ -124,8 +124,13 @@ def _read_file(path: Path, field: str) -> Iterator[str]:
         for batch in parquet.iter_batches(columns=[field]):
             yield from (_text(t, path, "?", field) for t in batch.column(0).to_pylist())
         return
-    with _open_text(path) as lines:
-        for number, line in enumerate(lines, 1):
+    with _open_lines(path) as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CellError(f"{path}:{number} is not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                "a corpus file must be UTF-8 JSON lines") from None
             if not line.strip():
                 continue
             try:
@@ -373,8 +378,10 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
     model, tokenizer = loaded.lm.model, loaded.lm.tokenizer
     separator, separator_id = resolve_separator(corpus.separator, tokenizer)
     context_length = corpus.context_length or loaded.lm.max_length
-    if corpus.context_length and corpus.context_length > loaded.lm.max_length:
-        log.warning("context_length %d exceeds the model's %d", corpus.context_length, loaded.lm.max_length)
+    if corpus.context_length and corpus.context_length > loaded.lm.max_length:  # positions it never learned
+        raise CellError(f"task.corpus.context_length={corpus.context_length} is longer than the model's context "
+                        f"({loaded.lm.max_length} tokens); use {loaded.lm.max_length} or less, or null for the "
+                        "model's own")
 
     docs, cache = cached_documents(corpus, task.limit, tokenizer, Path(cache_dir))
     stream = pack(docs, separator_id)
