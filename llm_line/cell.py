@@ -143,7 +143,7 @@ def check_settings(cfg: DictConfig, result: dict[str, Any], run_dir: Path) -> No
     found = result.get("task", {}).get("settings")
     if found != wanted:
         changed = sorted(k for k in set(wanted) | set(found or {}) if (found or {}).get(k) != wanted.get(k))
-        raise RuntimeError(
+        raise CellError(
             f"{run_dir / store.RESULT} was computed with other corpus settings ({', '.join(changed)}: "
             f"{[(found or {}).get(k) for k in changed]} there, {[wanted.get(k) for k in changed]} now). Give "
             f"these settings their own task name (task.name={cfg.task.name}_...) or recompute with force=true."

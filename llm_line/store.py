@@ -161,7 +161,7 @@ def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, A
         log.warning("%s; moved to %s and recomputing", e, aside.name)
         return None
     if result["cell"] != cell:
-        raise RuntimeError(
+        raise CellError(
             f"{path} holds the result of another cell ({result['cell']}), not {cell}: "
             "two cells map to one results folder; rename one model (model.name=...)"
         )
