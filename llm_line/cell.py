@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
 from llm_line import store
+from llm_line.checks import check_config
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
     """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result."""
+    check_config(cfg)  # again here: in a sweep, each cell has its own settings
     if cfg.task.corpus is not None:
         return compute_corpus(cfg, cell, started)
     from llm_line import harness, metrics  # heavy: torch, transformers, lm_eval
@@ -145,7 +147,7 @@ def check_settings(cfg: DictConfig, result: dict[str, Any], run_dir: Path) -> No
         found = {**found, "method": "packed"}
     if found != wanted:
         changed = sorted(k for k in set(wanted) | set(found or {}) if (found or {}).get(k) != wanted.get(k))
-        raise RuntimeError(
+        raise CellError(
             f"{run_dir / store.RESULT} was computed with other corpus settings ({', '.join(changed)}: "
             f"{[(found or {}).get(k) for k in changed]} there, {[wanted.get(k) for k in changed]} now). Give "
             f"these settings their own task name (task.name={cfg.task.name}_...) or recompute with force=true."

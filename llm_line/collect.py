@@ -21,7 +21,8 @@ names its convention in the `Convention` column (the long table keeps every numb
 - `--convention paper`: the released table's conventions, "X Loss" from `loss_paper` and "X Validation Loss"
   from corpus cells of method `chunks` (`+experiment=paper_hf`), so rows line up with the released table.
 
-Corrupt result files and failed cells are skipped and reported (path and reason) on stderr, never silently.
+Corrupt or unreadable result files, folders that cannot be listed and failed cells are skipped and reported
+(path and reason) on stderr, never silently; `--strict` then exits 1.
 `read_table` reads a wide table written here *and* the paper's released CSV (two header lines, convention
 `paper`) into the same form, so the analysis runs on either.
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import re
 import sys
@@ -82,7 +82,7 @@ class Skipped:
     """A file that was not collected, and why."""
 
     path: Path
-    kind: str  # failed | corrupt | duplicate
+    kind: str  # failed | corrupt | unreadable | duplicate
     reason: str
 
 
@@ -94,14 +94,21 @@ class Collection:
     n_results: int
 
 
-def find_run_dirs(roots: Iterable[os.PathLike]) -> Iterable[tuple[Path, set[str]]]:
-    """Every folder below the roots that holds a result or failure record, with the names it holds."""
+def find_run_dirs(roots: Iterable[os.PathLike], skipped: list[Skipped]) -> Iterable[tuple[Path, set[str]]]:
+    """Every folder below the roots that holds a result or failure record, with the names it holds.
+
+    A folder that cannot be listed (permissions) is added to `skipped`: it may hold results nobody sees.
+    """
     wanted = {store.RESULT, store.FAILURE}
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(Skipped(Path(error.filename), "unreadable", f"folder not searched ({error.strerror})"))
+
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"results root {root} does not exist or is not a folder")
-        for folder, dirs, files in os.walk(root):
+        for folder, dirs, files in os.walk(root, onerror=unreadable):
             dirs[:] = sorted(d for d in dirs if d != ".hydra")
             found = wanted.intersection(files)
             if found:
@@ -111,11 +118,6 @@ def find_run_dirs(roots: Iterable[os.PathLike]) -> Iterable[tuple[Path, set[str]
 def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
     """The long table's description of one cell: identity, kind, and the checkpoint's metadata."""
     cell = result["cell"]
-    for key in ("model", "revision", "task", "shots"):
-        if key not in cell:
-            raise store.CorruptResult(f"{path}: cell lacks {key!r}")
-    if not isinstance(result["metrics"], dict) or cell["task"] not in result["metrics"]:
-        raise store.CorruptResult(f"{path}: metrics lack the task's own entry {cell['task']!r}")
     model = result.get("model") or {}
     meta = model.get("meta") or {}
     task = result.get("task") or {}
@@ -158,10 +160,11 @@ def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def failure_reason(path: Path) -> str:
     try:
-        record = json.loads(path.read_text())
-        return str(record.get("error") or "failed (no error recorded)")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return f"failed; failure record unreadable ({e})"
+        record = store.read_json(path)
+    except store.CorruptResult as e:
+        return f"failed; failure record unreadable ({str(e).removeprefix(f'{path}: ')})"
+    error = record.get("error") if isinstance(record, dict) else None
+    return str(error or "failed (no error recorded)")
 
 
 def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Collection:
@@ -175,18 +178,17 @@ def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Coll
     rows_value: list[float] = []
     pending: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
-    for folder, names in find_run_dirs(roots):
+    for folder, names in find_run_dirs(roots, skipped):
         if store.RESULT not in names:
             skipped.append(Skipped(folder / store.FAILURE, "failed", failure_reason(folder / store.FAILURE)))
             continue
         path = folder / store.RESULT
         try:
             result = store.read_result(path)
-            if result.get("status", "ok") != "ok":
-                raise store.CorruptResult(f"{path}: status {result.get('status')!r}, not 'ok'")
             record = cell_record(result, path)
         except store.CorruptResult as e:
-            skipped.append(Skipped(path, "corrupt", str(e).removeprefix(f"{path}: ")))
+            kind = "unreadable" if isinstance(e, store.UnreadableResult) else "corrupt"
+            skipped.append(Skipped(path, kind, str(e).removeprefix(f"{path}: ")))
             continue
         identity = (record["model"], record["revision"], record["task"], record["shots"], record["limit"])
         if identity in by_identity:  # the same cell under two roots: keep the one that finished last
@@ -364,28 +366,27 @@ def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> li
     written = []
     wide_csv, wide_parquet = out.with_suffix(".csv"), out.with_suffix(".parquet")
     long_base = out.with_name(out.stem + "_long")
-    collection.wide.to_csv(_tmp(wide_csv), index=False)
-    collection.wide.to_parquet(_tmp(wide_parquet), index=False)
-    collection.long.to_parquet(_tmp(long_base.with_suffix(".parquet")), index=False)
-    targets = [wide_csv, wide_parquet, long_base.with_suffix(".parquet")]
+    tables = [(wide_csv, collection.wide), (wide_parquet, collection.wide),
+              (long_base.with_suffix(".parquet"), collection.long)]
     if long_csv:
-        collection.long.to_csv(_tmp(long_base.with_suffix(".csv")), index=False)
-        targets.append(long_base.with_suffix(".csv"))
-    for target in targets:  # each file is whole or absent, as for results
-        os.replace(_tmp(target), target)
+        tables.append((long_base.with_suffix(".csv"), collection.long))
+    for target, table in tables:  # each file is whole or absent, as for results, even with two collects at once
+        with store.atomic_file(target, "wb") as f:
+            if target.suffix == ".csv":
+                table.to_csv(f, index=False)
+            else:
+                table.to_parquet(f, index=False)
         written.append(target)
     return written
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def report_skipped(skipped: list[Skipped], stream=sys.stderr) -> None:
+def report_skipped(skipped: list[Skipped], stream=None) -> None:
+    stream = stream or sys.stderr  # looked up per call: whatever stderr is now (redirected, captured)
     for item in skipped:
         print(f"skipped ({item.kind}) {item.path}: {item.reason}", file=stream)
     if skipped:
-        counts = {kind: sum(s.kind == kind for s in skipped) for kind in ("failed", "corrupt", "duplicate")}
+        counts = {kind: sum(s.kind == kind for s in skipped)
+                  for kind in ("failed", "corrupt", "unreadable", "duplicate")}
         print("skipped " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n), file=stream)
 
 
@@ -395,7 +396,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         description="Collect result.json files into a wide table (one row per checkpoint, the paper's "
         "layout) and a long table (one row per metric value).",
         epilog="Writes OUT (.csv) and OUT with .parquet, plus <OUT stem>_long.parquet and _long.csv. "
-        "Failed and corrupt cells are skipped and listed on stderr.",
+        "Failed, corrupt and unreadable cells (and folders that cannot be listed) are skipped and listed on stderr.",
     )
     parser.add_argument("roots", nargs="*", default=["results"], metavar="RESULTS_ROOT",
                         help="folders to search for result.json files (default: results)")

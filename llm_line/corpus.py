@@ -400,8 +400,10 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
     loaded = load_model(model_cfg)
     model, tokenizer = loaded.lm.model, loaded.lm.tokenizer
     context_length = corpus.context_length or loaded.lm.max_length
-    if corpus.context_length and corpus.context_length > loaded.lm.max_length:
-        log.warning("context_length %d exceeds the model's %d", corpus.context_length, loaded.lm.max_length)
+    if corpus.context_length and corpus.context_length > loaded.lm.max_length:  # positions it never learned
+        raise CellError(f"task.corpus.context_length={corpus.context_length} is longer than the model's context "
+                        f"({loaded.lm.max_length} tokens); use {loaded.lm.max_length} or less, or null for the "
+                        "model's own")
 
     docs, cache = cached_documents(corpus, task.limit, tokenizer, Path(cache_dir))
     model.eval()

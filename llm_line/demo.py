@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,36 @@ def ensure(target: str | os.PathLike, size: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "config.json").exists():
+            remove_leftovers(target)
             log.info("Building the offline demo model %r in %s (first use only)", size, target)
-            with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{size}.") as tmp:
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=building_prefix(target)) as tmp:
                 build(Path(tmp) / "model", SIZES[size])
-                shutil.move(str(Path(tmp) / "model"), target)
+                os.replace(Path(tmp) / "model", target)  # atomic: the folder is whole or absent
     return target
+
+
+def building_prefix(target: Path) -> str:
+    """Name prefix of the temporary folders that builds of `target` use beside it."""
+    return f".{target.name}.building-"
+
+
+def remove_leftovers(target: Path) -> None:
+    """Clear what an interrupted build or a stray `mkdir` left, so the build can take the name.
+
+    Called under the build lock, so no other process is building: temp folders beside `target` are leftovers
+    of killed builds. A `target` without config.json is not a model: an empty folder is removed, anything
+    else is moved aside (never deleted: it may hold something the user put there).
+    """
+    for leftover in target.parent.glob(building_prefix(target) + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not (target.exists() or target.is_symlink()):
+        return
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        target.rmdir()
+        return
+    aside = target.with_name(f"{target.name}.incomplete-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    log.warning("%s holds no model (no config.json); moved it to %s and rebuilding", target, aside)
+    os.replace(target, aside)
 
 
 def build(out: Path, size: DemoSize, seed: int = 0) -> None:

@@ -15,16 +15,16 @@ from typing import Any, Iterator
 from llm_line.errors import CellError
 
 
-def open_text(path: Path) -> io.TextIOBase:
-    """A text stream of the file, decompressed by its suffix (.zst needs the `zstandard` package)."""
+def open_lines(path: Path) -> io.BufferedIOBase:
+    """The file's lines as bytes, decompressed by its suffix (.zst needs the `zstandard` package); decoding is
+    per line, so a bad byte is reported with its line."""
     if path.name.endswith(".zst"):
         import zstandard
 
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True),
-                                encoding="utf-8")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
 
 
 def read_file(path: Path, field: str) -> Iterator[str]:
@@ -39,8 +39,13 @@ def read_file(path: Path, field: str) -> Iterator[str]:
         for batch in parquet.iter_batches(columns=[field]):
             yield from (text_value(t, path, "?", field) for t in batch.column(0).to_pylist())
         return
-    with open_text(path) as lines:
-        for number, line in enumerate(lines, 1):
+    with open_lines(path) as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CellError(f"{path}:{number} is not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                "a corpus file must be UTF-8 JSON lines") from None
             if not line.strip():
                 continue
             try:

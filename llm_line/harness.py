@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import lm_eval
 import torch
+import yaml
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
@@ -109,6 +110,8 @@ def load_tasks(task: TaskConfig, shots: int) -> dict[str, Any]:
     manager = task_manager(task.include_path)
     known = set(manager.all_tasks)
     if task.name not in known:
+        if task.include_path:
+            check_task_yamls(Path(task.include_path).expanduser())
         close = difflib.get_close_matches(task.name, sorted(known), n=5)
         raise CellError(
             f"lm-eval does not know the task {task.name!r}"
@@ -125,7 +128,47 @@ def load_tasks(task: TaskConfig, shots: int) -> dict[str, Any]:
     for name, obj in loaded["tasks"].items():
         if shots and obj.get_config("num_fewshot") == 0:
             raise CellError(f"task {name} fixes num_fewshot=0 in its YAML; lm-eval would ignore shots={shots}")
+        check_fewshot_pool(name, obj, shots)
     return loaded
+
+
+def check_fewshot_pool(name: str, task: Any, shots: int) -> None:
+    """Refuse more shots than the task has few-shot examples (lm-eval would fail deep in `random.sample`).
+
+    When the few-shot examples come from the evaluated split itself, the document being asked is left out,
+    so one fewer is available.
+    """
+    sampler = getattr(task, "sampler", None)
+    if not shots or sampler is None:
+        return
+    pool = len(sampler.fewshot_docs())
+    split = getattr(getattr(task, "fewshot_cfg", None), "split", None)
+    available = pool - 1 if split is not None and split == task.get_config("test_split") else pool
+    if shots > available:
+        where = f"its {split} split" if split else "its few-shot source"
+        raise CellError(f"task {name} has {available} few-shot examples ({where}), fewer than shots={shots}; "
+                        f"use shots={max(available, 0)} or less")
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAMLs for their syntax only: tags like `!function` are accepted, not run."""
+
+
+_TaskYamlLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def check_task_yamls(folder: Path) -> None:
+    """lm-eval skips a task YAML it cannot parse; name the first broken file and line instead."""
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise CellError(f"{path}{line}: not valid YAML ({e.problem or e.context}); lm-eval skipped it, so its "
+                            "task is unknown. Fix the file.") from e
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise CellError(f"{path}: unreadable task YAML ({e}); lm-eval skipped it. Fix the file.") from e
 
 
 def resolve_device(device: str) -> str:
@@ -172,6 +215,9 @@ def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
                     f"local model {local} is a folder of checkpoints; pick one with model.revision=... or "
                     f"model.step=... (available: {', '.join(steps)})"
                 )
+            raise CellError(f"local model folder {local} holds no config.json, so it is not a saved model; point "
+                            "model.pretrained at the folder that `save_pretrained` wrote (config.json, weights, "
+                            "tokenizer)")
         return str(local), None
     if not (local / model.revision).is_dir():
         available = sorted(p.name for p in local.iterdir() if (p / "config.json").exists())

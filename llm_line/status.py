@@ -92,8 +92,8 @@ def cell_state(run_dir: Path, launched: bool, sweep_alive: bool, queue: Optional
 
 def _read(path: Path) -> Optional[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = store.read_json(path)
+    except store.CorruptResult:  # absent, unreadable, not a regular file (a FIFO would block), not JSON
         return None
     return data if isinstance(data, dict) else None
 

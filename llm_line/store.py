@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional
+
+from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ RUNNING = "running.json"  # present while a cell computes; left behind by a kill
 MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
+IDENTITY = ("model", "revision", "task", "shots", "limit")  # the keys of `cell`, as llm_line.cell.identity builds it
+MAX_BYTES = 64 * 2**20  # no result or record is near this; anything larger is not one of ours
 
 
 _UMASK = os.umask(0)
@@ -35,6 +40,10 @@ os.umask(_UMASK)
 
 class CorruptResult(ValueError):
     """A result file exists but is not a complete result."""
+
+
+class UnreadableResult(CorruptResult):
+    """A result file exists but this user may not read it: never set aside, the user must fix the permission."""
 
 
 @contextmanager
@@ -76,16 +85,54 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read_result(path: Path) -> dict[str, Any]:
-    """Read and validate a result file; raise CorruptResult if it is not a complete result."""
+def read_json(path: Path, max_bytes: int = MAX_BYTES) -> Any:
+    """Parse the JSON file `path`; raise CorruptResult unless it is a readable regular file of sane size.
+
+    Checked before opening, because opening a FIFO blocks forever and reading a link to /dev/zero never ends.
+    A file this user may not read raises UnreadableResult: that is a permission to fix, not corruption.
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise CorruptResult(f"{path}: not a regular file")
+        if info.st_size > max_bytes:
+            raise CorruptResult(f"{path}: {info.st_size} bytes, more than a result holds ({max_bytes})")
+        with path.open("rb") as f:
+            text = f.read(max_bytes + 1)
+    except PermissionError as e:
+        raise UnreadableResult(f"{path}: permission denied; give this user read access (chmod/chown) or "
+                               "use a results_dir of your own") from e
+    except OSError as e:
         raise CorruptResult(f"{path}: unreadable ({e})") from e
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptResult(f"{path}: unreadable ({e})") from e
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Read and validate a result file; raise CorruptResult unless it is a complete, successful result.
+
+    Complete means what every reader relies on: the schema version, the cell's identity, the task's own
+    metrics entry and the document count. The resume decision, `status` and `collect` all call this, so a
+    file counts as done for all of them or for none.
+    """
+    data = read_json(path)
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED):
         raise CorruptResult(f"{path}: missing one of {REQUIRED}")
     if data["schema"] != SCHEMA_VERSION:
         raise CorruptResult(f"{path}: schema {data['schema']!r}, expected {SCHEMA_VERSION}")
+    if data.get("status", "ok") != "ok":
+        raise CorruptResult(f"{path}: status {data.get('status')!r}, not 'ok'")
+    cell = data["cell"]
+    if not isinstance(cell, dict) or any(key not in cell for key in IDENTITY):
+        raise CorruptResult(f"{path}: cell lacks one of {IDENTITY}")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict) or not isinstance(metrics.get(cell["task"]), dict):
+        raise CorruptResult(f"{path}: metrics lack the task's own entry {cell['task']!r}")
+    n_docs = data["n_docs"]
+    if isinstance(n_docs, bool) or not isinstance(n_docs, int) or n_docs < 0:
+        raise CorruptResult(f"{path}: n_docs is {n_docs!r}, not a count")
     return data
 
 
@@ -107,12 +154,14 @@ def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, A
         return None
     try:
         result = read_result(path)
+    except UnreadableResult as e:
+        raise CellError(str(e)) from None
     except CorruptResult as e:
         aside = set_aside(path)
         log.warning("%s; moved to %s and recomputing", e, aside.name)
         return None
     if result["cell"] != cell:
-        raise RuntimeError(
+        raise CellError(
             f"{path} holds the result of another cell ({result['cell']}), not {cell}: "
             "two cells map to one results folder; rename one model (model.name=...)"
         )

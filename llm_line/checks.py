@@ -1,0 +1,106 @@
+"""Checks on what the user asked for, run before anything is computed, and how a user-fixable error reaches them.
+
+A mistake the user can fix (a negative shot count, a results folder they cannot write, a task that does
+not exist) must cost one line on the console that says what is wrong and how to fix it, and a non-zero exit,
+not a traceback through Hydra, OmegaConf and lm-eval. The traceback still goes where someone debugging looks:
+the cell's `failure.json`, the job's log file, and the console when `HYDRA_FULL_ERROR=1` is set.
+
+Cheap to import (no torch): Hydra runs `InputChecks` before it creates any folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from llm_line.errors import CellError
+
+log = logging.getLogger(__name__)
+
+
+class UserError(CompactHydraException):
+    """A CellError on its way to the console: Hydra prints its message alone and exits 1 (with
+    HYDRA_FULL_ERROR=1 it prints the whole chain, the original traceback included)."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse settings that would run something other than what was asked, before anything runs."""
+    if cfg.shots < 0:
+        raise CellError(f"shots={cfg.shots}: the number of few-shot examples cannot be negative; use shots=0 or more")
+    if cfg.task.limit is not None and cfg.task.limit <= 0:
+        raise CellError(f"task.limit={cfg.task.limit}: evaluates no documents; use a positive number of documents, "
+                        "or task.limit=null for all")
+    if cfg.task.include_path is not None and not Path(cfg.task.include_path).expanduser().is_dir():
+        raise CellError(f"task.include_path={cfg.task.include_path} is not a folder; point it at the folder of "
+                        "your task YAMLs")
+
+
+def check_results_dir(results_dir: str) -> None:
+    """The results root must be a folder this user can write in (or one that can be created)."""
+    path = Path(results_dir).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise CellError(f"results_dir={results_dir} {what}; set results_dir to a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (its nearest existing folder {existing})"
+        raise CellError(f"results_dir={results_dir}{where} is not writable by this user; set results_dir to a "
+                        "folder you can write in, or fix its permissions")
+
+
+class InputChecks(Callback):
+    """Hydra callback (conf/config.yaml): check the results root and a single run's settings before Hydra
+    creates the run dir, so a bad input leaves no folder behind. Each cell of a sweep is checked again
+    where it runs (llm_line.cell.compute), since a sweep varies the settings per cell.
+
+    Hydra turns a callback's exceptions into warnings, so a failed check exits here (SystemExit, one line):
+    nothing has started yet that could be lost.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        exit_unless(check_results_dir, config.results_dir)
+        exit_unless(check_config, config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        exit_unless(check_results_dir, config.results_dir)
+
+
+def exit_unless(check: Callable[[Any], None], value: Any) -> None:
+    try:
+        check(value)
+    except CellError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn a CellError into a UserError (one line on the console), its traceback written to the log file.
+
+    In a sweep the line is also logged as it happens, since the launcher reports only the first failure.
+    """
+    try:
+        yield
+    except CellError as e:
+        log_traceback(e)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("%s", e)
+        raise UserError(f"error: {e}") from e
+
+
+def log_traceback(error: BaseException) -> None:
+    """Write the traceback of `error` to the log files only (the console gets the one line)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,), None)
+    record.exc_text = "".join(traceback.format_exception(error)).rstrip()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
