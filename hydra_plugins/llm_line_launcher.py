@@ -20,8 +20,9 @@ import logging
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -46,19 +47,22 @@ def max_array_size() -> int:
     return int(found.group(1)) if found else DEFAULT_MAX_ARRAY_SIZE
 
 
-def chunks(n: int, size: int) -> List[range]:
+def chunks(n: int, size: int) -> list[range]:
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 class PackedSlurmLauncher(SlurmLauncher):
     """SlurmLauncher whose jobs are packs of cells; see the module docstring."""
 
-    def __call__(self, pack: List[List[str]], job_dir_key: str, job_nums: List[int], job_id: str,
-                 singleton_state: Dict[type, Singleton]) -> List[JobReturn]:
+    def __call__(self, pack: list[list[str]], job_dir_key: str, job_nums: list[int], job_id: str,
+                 singleton_state: dict[type, Singleton]) -> list[JobReturn]:
         """The job: every cell of the pack in turn, each through hydra-submitit-launcher's own cell runner."""
         returns = []
         for overrides, num in zip(pack, job_nums):
-            returns.append(super().__call__(overrides, job_dir_key, num, job_id, singleton_state))
+            try:
+                returns.append(super().__call__(overrides, job_dir_key, num, job_id, singleton_state))
+            except (Exception, SystemExit) as e:  # composing failed, or the cell exited: the next cell still runs
+                returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=e))
         failed = [" ".join(overrides) for overrides, ret in zip(pack, returns) if ret.status == JobStatus.FAILED]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(pack)} cells of this job failed (see their failure.json): "
@@ -71,7 +75,7 @@ class PackedSlurmLauncher(SlurmLauncher):
         return returns
 
     def launch_packs(self, packs: Sequence[Sequence[Sequence[str]]], initial_job_idx: int = 0,
-                     wait: bool = True) -> tuple[List[JobReturn], List[str]]:
+                     wait: bool = True) -> tuple[list[JobReturn], list[str]]:
         """Submit one job per pack in arrays that fit; return the cells' JobReturns (if `wait`) and job ids."""
         import submitit
 
@@ -96,7 +100,7 @@ class PackedSlurmLauncher(SlurmLauncher):
         ids = [job.job_id for job in jobs]
         if not wait:
             return [], ids
-        returns: List[JobReturn] = []
+        returns: list[JobReturn] = []
         for job, pack in zip(jobs, packs):
             try:
                 returns.extend(job.results()[0])
@@ -104,7 +108,7 @@ class PackedSlurmLauncher(SlurmLauncher):
                 returns.append(JobReturn(status=JobStatus.FAILED, _return_value=e))
         return returns, ids
 
-    def submit_arrays(self, executor: Any, job_params: List[tuple], parallelism: int) -> List[Any]:
+    def submit_arrays(self, executor: Any, job_params: list[tuple], parallelism: int) -> list[Any]:
         """Submit `job_params` as arrays below MaxArraySize; on any failure cancel them and remove the pickles."""
         pickles = Path(executor.folder)
         while any(tag in pickles.name for tag in ("%j", "%A", "%a", "%t")):
@@ -112,7 +116,7 @@ class PackedSlurmLauncher(SlurmLauncher):
         before = set(pickles.glob("*.pkl"))
         size = max_array_size()
         parts = chunks(len(job_params), size)
-        jobs: List[Any] = []
+        jobs: list[Any] = []
         try:
             for part in parts:
                 share = max(1, parallelism * len(part) // len(job_params))
