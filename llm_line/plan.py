@@ -102,14 +102,15 @@ def compose_cells(config_loader: ConfigLoaderImpl, config: DictConfig,
     The copies keep of `hydra` only `hydra.sweep` (dir and run-dir pattern): jobs compose their cells in full.
     """
     parser = OverridesParser.create(config_loader=config_loader)
-    repo = config_loader.repository
+    parse = functools.lru_cache(maxsize=None)(parser.parse_override)  # the same override text recurs in many cells
+    is_group = functools.lru_cache(maxsize=None)(config_loader.repository.group_exists)
     bases: dict[tuple[str, ...], DictConfig | Exception] = {}
     out: list[DictConfig | Exception] = []
     for overrides in cells_overrides:
         try:
-            parsed = parser.parse_overrides(list(overrides))
-            groups = tuple(o.input_line for o in parsed if repo.group_exists(o.key_or_group))
-            values = [o for o in parsed if not repo.group_exists(o.key_or_group)]
+            parsed = [parse(line) for line in overrides]
+            groups = tuple(o.input_line for o in parsed if is_group(o.key_or_group))
+            values = [o for o in parsed if not is_group(o.key_or_group)]
             if groups not in bases:
                 try:
                     bases[groups] = without_hydra_runtime(config_loader.load_sweep_config(config, list(groups)))
