@@ -78,3 +78,16 @@ def test_states_and_packs(loader_and_config, tmp_path):
     text = plan.describe(32, 1000)
     assert "8 cells in the grid: 1 done, 0 running and 0 queued elsewhere, 1 failed before, 1 with errors; 6 to launch" in text
     assert "2 jobs (one model load each, at most 32 cells per job) in 1 job arrays of at most 1000" in text
+
+
+def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_config, tmp_path):
+    loader, config = loader_and_config
+    grid = cells("model=demo", "task=val_demo,demo_sounds", f"results_dir={tmp_path}")
+    corpus = make_plan(loader, config, grid).cells[0]
+    run_dir = tmp_path / corpus.run_dir
+    run_dir.mkdir(parents=True)
+    store.write_json(run_dir / store.RESULT, {"schema": 1, "cell": corpus.cell, "metrics": {}, "n_docs": 1,
+                                              "task": {"settings": {"max_documents": 3}}})
+    plan = make_plan(loader, config, grid)
+    assert [c.state for c in plan.cells] == ["error", "launch"]
+    assert "was computed with other corpus settings" in plan.cells[0].detail
