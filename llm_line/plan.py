@@ -109,7 +109,7 @@ def compose_cells(config_loader: ConfigLoaderImpl, config: DictConfig,
     for overrides in cells_overrides:
         try:
             parsed = [parse(line) for line in overrides]
-            groups = tuple(o.input_line for o in parsed if is_group(o.key_or_group))
+            groups = tuple(str(o.input_line) for o in parsed if is_group(o.key_or_group))
             values = [o for o in parsed if not is_group(o.key_or_group)]
             if groups not in bases:
                 try:
@@ -183,7 +183,7 @@ def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:
     packs: list[list[int]] = []
     open_pack: dict[tuple, int] = {}
     for i, c in enumerate(cells):
-        if c.state not in LAUNCHED:
+        if c.state not in LAUNCHED or c.cfg is None:
             continue
         key = load_key(c.cfg.model)
         j = open_pack.get(key)
