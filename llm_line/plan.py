@@ -6,7 +6,7 @@
 and `packs`, the jobs. The sweeper prints it (`hydra.sweeper.dry_run=true`), checks it, and launches its
 packs; other tools (a pre-download, a preflight) can reuse `make_plan` with the same inputs.
 
-Fast on purpose (2,000 cells in about a second): Hydra composes each distinct combination of config-group
+Fast on purpose (about 6 ms of CPU per cell, against 78 ms for a full compose): Hydra composes each distinct combination of config-group
 choices (`model=pythia task=piqa`) once; the remaining value overrides (`model.size=1b`) are applied to a
 copy with Hydra's own override code, which validates them exactly as a full compose does (tests check the
 two agree). A cell that fails to compose, or whose run dir holds another cell's result, is an `error` cell:
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import logging
 import os
 import socket
 from collections import Counter
@@ -35,8 +34,6 @@ from omegaconf import DictConfig, open_dict
 from llm_line import claims, store
 from llm_line.config import load_key
 
-log = logging.getLogger(__name__)
-
 # done: valid result; running: a live claim; queued: submitted by an earlier sweep whose job is still queued;
 # failed: failed before (launched again); launch: never run or left unfinished; error: cannot be run as given.
 STATES = ("done", "running", "queued", "failed", "launch", "error")
@@ -45,6 +42,8 @@ LAUNCHED = ("failed", "launch")
 
 @dataclass
 class PlannedCell:
+    """One cell of the grid as planned; `cfg.hydra` holds only `sweep` (dir, subdir)."""
+
     overrides: list[str]
     cfg: Optional[DictConfig] = None  # the composed cell config; None for an error cell
     run_dir: str = ""  # below the sweep dir
@@ -56,6 +55,8 @@ class PlannedCell:
 
 @dataclass
 class Plan:
+    """A sweep's cells in grid order and the jobs (packs) that compute those to launch."""
+
     cells: list[PlannedCell]
     packs: list[list[int]] = field(default_factory=list)  # jobs: indices of cells, in grid order
 
