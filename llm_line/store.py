@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 FAILURE = "failure.json"
-RUNNING = "running.json"  # present while a cell computes; left behind by a killed job
+RUNNING = "running.json"  # the claim of a computing cell (llm_line/claims.py); left behind by a killed job
 MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
