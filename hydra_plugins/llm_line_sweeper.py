@@ -1,5 +1,4 @@
-"""The sweeper: Hydra's basic sweeper, minus the cells that are already done, plus a record of the grid,
-and optionally over a union of grids.
+"""The sweeper: Hydra's basic sweeper over a union of grids, which plans before it launches.
 
 (Hydra only instantiates plugins that live in the `hydra_plugins` namespace package, hence this location;
 `hydra/sweeper=resume` is registered in `llm_line/config.py` and is the default in `conf/config.yaml`.)
@@ -18,19 +17,24 @@ expands to (2 + 2) x 2 = 8 cells. Command-line overrides are crossed with every 
 grid's value for the same key. Without `grids` it sweeps exactly like the basic sweeper. Cells keep the grid
 order (models vary slowest), so a local sweep loads each model once; a cell in two grids runs once.
 
-Re-submitting a finished or half-finished grid must not cost queue slots: before the launcher sees a batch
-(local or SLURM), every cell's config is composed, its run dir derived, and cells with a valid result are
-dropped (`force=true` keeps them). Each job still re-checks before loading anything, so a cell finished by
-another job in the meantime is skipped there too.
+Before the launcher sees anything, the sweep is planned (llm_line/plan.py): every cell composed and
+validated, then classified as done, running (a live claim), queued (by an earlier sweep whose jobs are still
+in SLURM's queue or whose launcher still runs), failed before, to launch, or in error (it cannot compose, or
+its run dir holds another cell's result). Only cells to launch are launched; error cells are reported and
+make the sweep exit non-zero at the end, after the others ran. `force=true` launches every cell.
+`hydra.sweeper.dry_run=true` prints the plan and exits. With a launcher that takes packs (SLURM,
+hydra_plugins/llm_line_launcher.py), cells sharing a model load go into jobs of `cells_per_job` cells;
+`hydra.sweeper.wait=false` returns once the job arrays are submitted.
 
-Every sweep writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`, listing its whole grid and
-which cells were launched; `python -m llm_line.status` reads it to tell done, failed, running, queued and
-missing cells apart.
+Every sweep writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`, listing its whole grid, the
+state of each cell at planning time and the SLURM job of each launched cell (array job ids in `arrays`);
+`python -m llm_line.status` reads it to tell done, failed, running, queued and missing cells apart.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import socket
@@ -41,26 +45,27 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.core.utils import JobReturn
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
+from hydra.core.utils import JobReturn, JobStatus
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from llm_line import store
-from llm_line.cell import finished, identity
+from hydra_plugins.llm_line_launcher import max_array_size
+from llm_line import claims, store
+from llm_line.plan import LAUNCHED, Plan, make_plan
 
 log = logging.getLogger(__name__)
 
 
 
 class ResumingSweeper(BasicSweeper):
-    """BasicSweeper over a union of grids, whose launcher only ever sees the cells that still need computing."""
+    """BasicSweeper over a union of grids that plans, checks and launches only the cells still to compute."""
 
     def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
-                 grids: Optional[List[Dict[str, Any]]] = None) -> None:
+                 grids: Optional[List[Dict[str, Any]]] = None, cells_per_job: int = 32, dry_run: bool = False,
+                 wait: bool = True) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [{key: sweep_string(value) for key, value in grid.items()} for grid in (grids or [])]
+        self.cells_per_job, self.dry_run, self.wait = cells_per_job, dry_run, wait
 
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
         """All cells of every grid crossed with `overrides` (params and command line), in batches."""
@@ -69,41 +74,61 @@ class ResumingSweeper(BasicSweeper):
         size = len(jobs) if max_batch_size in (None, -1) else max_batch_size
         return [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
 
-    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Nothing to do: PendingCellsLauncher composes every cell of a batch before launching any, which
-        raises the same composition errors; validating first would compose every cell of a large grid twice."""
+    def cell_overrides(self, arguments: List[str]) -> List[List[str]]:
+        """The override list of every cell of the sweep, in grid order."""
+        assert self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        return self.split_arguments(overrides, None)[0]
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.launcher = PendingCellsLauncher(self.launcher, hydra_context, config)
-
-
-class PendingCellsLauncher(Launcher):
-    """Wraps the configured launcher: drops finished cells, records the grid, launches the rest."""
-
-    def __init__(self, inner: Launcher, hydra_context: HydraContext, config: DictConfig) -> None:
-        self.inner = inner
-        self.config_loader = hydra_context.config_loader
-        self.config = config
-
-    def setup(self, **kwargs: Any) -> None:  # the inner launcher is already set up
-        pass
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def sweep(self, arguments: List[str]) -> Any:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        grid, pending = [], []
-        for overrides in job_overrides:
-            cfg = self.config_loader.load_sweep_config(self.config, list(overrides))
-            subdir = str(cfg.hydra.sweep.subdir)
-            done = finished(cfg, sweep_dir / subdir) is not None
-            grid.append({"run_dir": subdir, "cell": identity(cfg), "launched": not done})
-            if not done:
-                pending.append(overrides)
-        write_manifest(sweep_dir, grid, self.config)
-        log.info("%d of %d cells already have a result; launching %d", len(grid) - len(pending), len(grid), len(pending))
-        if not pending:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        packing = hasattr(self.launcher, "launch_packs")
+        started = time.perf_counter()
+        plan = make_plan(self.hydra_context.config_loader, self.config, self.cell_overrides(arguments),
+                         self.cells_per_job if packing else 1, claims.slurm_queue() if packing else None)
+        self.check(plan)
+        counts = plan.counts()
+        log.info("%d of %d cells already have a result; launching %d (planned in %.1f s)", counts["done"],
+                 len(plan.cells), len(plan.to_launch()), time.perf_counter() - started)
+        log.info("%s", plan.describe(self.cells_per_job if packing else None, max_array_size() if packing else None))
+        if self.dry_run:
             return []
-        return self.inner.launch(pending, initial_job_idx)
+        manifest = write_manifest(sweep_dir, plan, self.config)
+        returns: List[JobReturn] = []
+        if plan.packs and packing:
+            packs = [[plan.cells[i].overrides for i in p] for p in plan.packs]
+            returns, ids = self.launcher.launch_packs(packs, 0, wait=self.wait)  # type: ignore[attr-defined]
+            record_jobs(manifest, plan, ids)
+            if not self.wait:
+                arrays = sorted({i.split("_")[0] for i in ids})
+                log.info("Submitted %d jobs in job arrays %s; follow them with: python -m llm_line.status %s",
+                         len(ids), " ".join(arrays), sweep_dir)
+        elif plan.packs:
+            pending = [c.overrides for c in plan.to_launch()]
+            size = len(pending) if self.max_batch_size in (None, -1) else self.max_batch_size
+            for i in range(0, len(pending), size):
+                returns.extend(self.launcher.launch(pending[i:i + size], initial_job_idx=i))
+        self.raise_failures(plan, returns)
+        return [returns]
+
+    def check(self, plan: Plan) -> None:
+        """The one place for checks after the plan and before anything is submitted; raise to stop the sweep."""
+
+    def raise_failures(self, plan: Plan, returns: Sequence[JobReturn]) -> None:
+        """After every job ended: report error cells and failed jobs, then raise the first failure."""
+        errors: List[BaseException] = [RuntimeError(f"{' '.join(c.overrides)}: {c.detail}")
+                                       for c in plan.cells if c.state == "error"]
+        for ret in returns:
+            if ret.status == JobStatus.FAILED:
+                errors.append(ret._return_value)
+        if errors:
+            log.error("%d cells or jobs failed:\n  %s", len(errors),
+                      "\n  ".join(str(e).splitlines()[0] if str(e) else type(e).__name__ for e in errors))
+            raise errors[0]
 
 
 def sweep_string(value: Any) -> str:
@@ -132,8 +157,8 @@ def expand(grids: List[Dict[str, str]], overrides: List[Override], parser: Overr
     return jobs
 
 
-def write_manifest(sweep_dir: Path, grid: list[dict[str, Any]], config: DictConfig) -> Path:
-    """Record a sweep's grid for `status`: every cell, whether it was launched, and who launched it."""
+def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
+    """Record a sweep's grid for `status`: every cell, its state when planned, and who launched it."""
     launcher = config.hydra.launcher
     path = sweep_dir / store.MANIFESTS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
     store.write_json(path, {
@@ -144,6 +169,20 @@ def write_manifest(sweep_dir: Path, grid: list[dict[str, Any]], config: DictConf
         "user": getpass.getuser(),
         "launcher": str(launcher.get("_target_", "")),
         "job_name": launcher.get("name"),
-        "cells": grid,
+        "arrays": [],
+        "cells": [{"run_dir": c.run_dir, "cell": c.cell, "state": c.state, "launched": c.state in LAUNCHED}
+                  for c in plan.cells if c.state != "error"],
+        "errors": [{"overrides": c.overrides, "error": c.detail} for c in plan.cells if c.state == "error"],
     })
     return path
+
+
+def record_jobs(path: Path, plan: Plan, job_ids: List[str]) -> None:
+    """Add the SLURM job (`<array job>_<task>`) of every launched cell and the array job ids to a manifest."""
+    manifest = json.loads(path.read_text())
+    jobs = {c.run_dir: job_ids[c.pack] for c in plan.cells if c.pack is not None and c.pack < len(job_ids)}
+    for entry in manifest["cells"]:
+        if entry["run_dir"] in jobs:
+            entry["job"] = jobs[entry["run_dir"]]
+    manifest["arrays"] = sorted({i.split("_")[0] for i in job_ids})
+    store.write_json(path, manifest)

@@ -20,14 +20,11 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
-from llm_line import store
+from llm_line import claims, store
 from llm_line.checks import check_config
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
-
-SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
-
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
     """What makes a cell this cell; the run dir is a function of exactly these values."""
@@ -53,26 +50,42 @@ def finished(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
     return done
 
 
-def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Evaluate the cell `cfg` into `run_dir`, or return its existing result unless `cfg.force`."""
+def run_cell(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
+    """Evaluate the cell `cfg` into `run_dir`, or return its existing result unless `cfg.force`.
+
+    Returns None when another live job or process holds the cell's claim (it computes the cell, not us).
+    A forced recompute sets the old result aside once it holds the claim, so a failure is never shadowed
+    by the result it was meant to replace.
+    """
     cell = identity(cfg)
     done = finished(cfg, run_dir)
     if done is not None:
         log.info("Skipping %s: result exists at %s (force=true recomputes)", describe(cell), run_dir / store.RESULT)
         return done
-    store.remove_stale(run_dir)
-    log.info("Evaluating %s -> %s", describe(cell), run_dir)
-    started = time.time()
-    store.write_json(run_dir / store.RUNNING, {"cell": cell, "pid": os.getpid(), **run_info(started)})
+    holder = claims.acquire(run_dir, cell)
+    if holder is not None:
+        where = holder.get("slurm_job_id") or f"{holder.get('host')} pid {holder.get('pid')}"
+        log.warning("Skipping %s: it is being computed by %s since %s (%s)", describe(cell), where,
+                    holder.get("started", "?"), run_dir / store.RUNNING)
+        return None
     try:
-        result = compute(cfg, cell, started)
-    except Exception as e:
-        store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, e, started))
-        raise
-    else:
+        done = finished(cfg, run_dir)  # finished by another process between the first check and the claim
+        if done is not None:
+            log.info("Skipping %s: finished meanwhile at %s", describe(cell), run_dir / store.RESULT)
+            return done
+        if cfg.force:
+            store.set_aside_for_recompute(run_dir)
+        store.remove_stale(run_dir)
+        log.info("Evaluating %s -> %s", describe(cell), run_dir)
+        started = time.time()
+        try:
+            result = compute(cfg, cell, started)
+        except Exception as e:
+            store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, e, started))
+            raise
         store.write_json(run_dir / store.RESULT, result)
     finally:
-        (run_dir / store.RUNNING).unlink(missing_ok=True)
+        claims.release(run_dir)
     log.info("%s\nWrote %s", summary(result), run_dir / store.RESULT)
     return result
 
@@ -186,7 +199,7 @@ def run_info(started: float) -> dict[str, Any]:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
         "wall_s": round(finished - started, 3),
         "host": socket.gethostname(),
-        **{k.lower(): os.environ[k] for k in SLURM_VARS if k in os.environ},
+        **{k.lower(): os.environ[k] for k in claims.SLURM_VARS if k in os.environ},
     }
     if "SUBMITIT_EXECUTOR" in os.environ:
         import submitit

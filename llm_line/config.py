@@ -135,6 +135,18 @@ class ResumingSweeperConf:
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     grids: Optional[List[Dict[str, Any]]] = None  # a union of grids, each crossed with `params`
+    # SLURM (and other submitit launchers): pending cells sharing a model load go into one job of at most
+    # this many cells, loading the model once; 1 = one cell per job. Local sweeps run in one process anyway.
+    cells_per_job: int = 32
+    dry_run: bool = False  # print the plan (done, running, queued, failed, to launch, jobs, arrays) and exit
+    wait: bool = True  # false: return once every job array is submitted, printing their ids and `status`
+
+
+def load_key(model: Any) -> tuple:
+    """What decides which weights a cell loads and how: cells with equal keys share one model load."""
+    return (model.backend, model.pretrained, model.revision, model.tokenizer, model.dtype, model.device,
+            model.batch_size, model.max_batch_size, model.max_length, model.trust_remote_code,
+            model.add_bos_token, model.parallelize, model.max_memory_per_gpu)
 
 
 def _path_part(value: object) -> str:

@@ -25,7 +25,7 @@ from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
 from llm_line import demo
-from llm_line.config import ModelConfig, TaskConfig
+from llm_line.config import ModelConfig, TaskConfig, load_key
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
@@ -231,9 +231,7 @@ def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
 def load_model(model: ModelConfig) -> LoadedModel:
     """The lm-eval LM for `model`, reusing the one already loaded when nothing about it changed."""
     global _model
-    key = (model.backend, model.pretrained, model.revision, model.tokenizer, model.dtype, model.device,
-           model.batch_size, model.max_batch_size, model.max_length, model.trust_remote_code,
-           model.add_bos_token, model.parallelize, model.max_memory_per_gpu)
+    key = load_key(model)
     if _model is not None and _model.key == key:
         return _model
     _model = None  # free the previous model before loading the next

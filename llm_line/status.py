@@ -14,103 +14,67 @@ Read-only: nothing is moved or deleted. Reads only small JSON files, so 10,000 c
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
-import shutil
 import socket
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
-from llm_line import store
+from llm_line import claims, store
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
 
-def slurm_jobs() -> Optional[set[str]]:
-    """Ids (`123`, `123_4`) and names of this user's jobs in SLURM's queue; None where SLURM is not here."""
-    if shutil.which("squeue") is None:
-        return None
+def slurm_queue() -> Optional[set[str]]:
+    """This user's jobs in SLURM's queue (llm_line.claims.slurm_queue); None where SLURM is not here."""
+    return claims.slurm_queue()
+
+
+def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: Optional[set[str]]) -> tuple[str, str]:
+    """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, launched, job)."""
+    cell = entry.get("cell")
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%j"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    jobs = set()
-    for line in out.splitlines():
-        job_id, _, name = line.partition("|")
-        jobs.update({job_id.strip(), f"name:{name.strip()}"})
-    return jobs
-
-
-def process_alive(record: dict[str, Any]) -> Optional[bool]:
-    """Whether the process that wrote a record still runs; None when that cannot be told from here."""
-    if record.get("host") != socket.gethostname() or "pid" not in record:
-        return None
-    try:
-        os.kill(int(record["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_alive(marker: dict[str, Any], queue: Optional[set[str]]) -> bool:
-    """Is the job behind a `running.json` still there? Unknown counts as yes."""
-    if queue is not None and "slurm_job_id" in marker:
-        array = marker.get("slurm_array_job_id"), marker.get("slurm_array_task_id")
-        ids = {marker["slurm_job_id"], f"{array[0]}_{array[1]}"}
-        return bool(ids & queue)
-    alive = process_alive(marker)
-    return True if alive is None else alive
-
-
-def cell_state(run_dir: Path, launched: bool, sweep_alive: bool, queue: Optional[set[str]]) -> tuple[str, str]:
-    """(state, detail) of one cell."""
-    try:
-        store.read_result(run_dir / store.RESULT)
-        return "done", ""
+        if cell is None:
+            store.read_result(run_dir / store.RESULT)
+            return "done", ""
+        if store.current_result(run_dir, cell) is not None:
+            return "done", ""
     except store.CorruptResult:
         pass
-    running = _read(run_dir / store.RUNNING)
+    except store.OtherCellResult as e:
+        return "failed", str(e)
+    running = claims.read(run_dir / store.RUNNING)
     if running is not None:
-        if running_alive(running, queue):
-            where = running.get("slurm_array_job_id") or running.get("slurm_job_id") or running.get("host", "")
+        if claims.alive(running, queue):
+            where = running.get("slurm_job_id") or running.get("host", "")
             return "running", f"since {running.get('started', '?')} ({where})"
         return "missing", "its job ended without a result (killed or cancelled)"
-    failure = _read(run_dir / store.FAILURE)
+    failure = claims.read(run_dir / store.FAILURE)
     if failure is not None:
         return "failed", str(failure.get("error", "?")).splitlines()[0][:300]
-    if launched and sweep_alive:
-        return "queued", ""
+    if entry.get("launched") and sweep_alive and (queue is None or entry.get("job") in (None, *queue)):
+        return "queued", str(entry.get("job", ""))
     return "missing", ""
 
 
-def _read(path: Path) -> Optional[dict[str, Any]]:
-    try:
-        data = store.read_json(path)
-    except store.CorruptResult:  # absent, unreadable, not a regular file (a FIFO would block), not JSON
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def sweep_alive(manifest: dict[str, Any], queue: Optional[set[str]]) -> bool:
-    """Can launched-but-unstarted cells of this sweep still start? (its jobs are queued, or its launcher runs)"""
-    if "slurm" in manifest.get("launcher", "").lower() and queue is not None:
-        return f"name:{manifest.get('job_name')}" in queue
-    alive = process_alive(manifest)
-    return bool(alive)
+    """Can launched-but-unstarted cells of this sweep still start? (its job arrays are queued, or its launcher runs)
+
+    A SLURM sweep is known by the array job ids its manifest records, never by job name.
+    """
+    if manifest.get("arrays") and queue is not None:
+        return any(f"array:{a}" in queue for a in manifest["arrays"])
+    if manifest.get("host") != socket.gethostname() or "pid" not in manifest:
+        return False
+    return claims.pid_alive(int(manifest["pid"]))
 
 
 def grid_status(root: Path, manifest: dict[str, Any], queue: Optional[set[str]]) -> list[dict[str, Any]]:
     alive = sweep_alive(manifest, queue)
     rows = []
     for entry in manifest["cells"]:
-        state, detail = cell_state(root / entry["run_dir"], entry["launched"], alive, queue)
+        state, detail = cell_state(root / entry["run_dir"], entry, alive, queue)
         rows.append({"run_dir": entry["run_dir"], "state": state, "detail": detail})
     return rows
 
@@ -121,9 +85,17 @@ def unlisted_cells(root: Path) -> list[dict[str, Any]]:
     return [{"run_dir": str(d.relative_to(root)), "launched": False} for d in sorted(dirs)]
 
 
+def progress(done: int, total: int, width: int = 30) -> str:
+    """`[#########.....]  60.0% done` for a sweep of `total` cells."""
+    share = done / total if total else 1.0
+    filled = round(share * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {100 * share:5.1f}% done"
+
+
 def report(name: str, rows: list[dict[str, Any]], show: set[str]) -> None:
     counts = Counter(row["state"] for row in rows)
     print(f"{name}: {len(rows)} cells  " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
+    print(f"  {progress(counts.get('done', 0), len(rows))}")
     for state in STATES:
         if state not in show:
             continue
@@ -144,11 +116,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a folder")
     manifests = sorted((args.root / store.MANIFESTS).glob("*.json"))
-    queue = slurm_jobs()
+    queue = slurm_queue()
     grids = []
     if manifests:
         for path in manifests if args.all else manifests[-1:]:
-            manifest = json.loads(path.read_text())
+            try:
+                manifest = store.read_json(path)
+            except store.CorruptResult as e:
+                print(f"skipping sweep manifest {e}", file=sys.stderr)
+                continue
             grids.append((f"sweep {path.stem} ({manifest.get('created', '?')})", grid_status(args.root, manifest, queue)))
     else:
         grids.append((f"{args.root} (no sweep manifest; cells found on disk)",

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 FAILURE = "failure.json"
-RUNNING = "running.json"  # present while a cell computes; left behind by a killed job
+RUNNING = "running.json"  # the claim of a computing cell (llm_line/claims.py); left behind by a killed job
 MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
@@ -143,34 +143,61 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
-def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The valid result of this cell in `run_dir`, or None if it must be (re)computed.
+class OtherCellResult(CellError):
+    """A valid result in a run dir that belongs to another cell (copied there, or two cells share a path)."""
 
-    A corrupt file is set aside with a warning. A valid result of a *different* cell in this folder
-    means two identities map to one path: that is an error, not something to overwrite.
+
+def current_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Read-only: the result of `cell` in `run_dir` if it counts as done, else None.
+
+    Raises CorruptResult for a bad file and OtherCellResult for another cell's result. A `failure.json` newer
+    than the result (a forced recompute that failed) wins: the cell counts as failed, for jobs, the sweeper
+    and status alike.
     """
     path = run_dir / RESULT
     if not path.exists():
         return None
-    try:
-        result = read_result(path)
-    except UnreadableResult as e:
-        raise CellError(str(e)) from None
-    except CorruptResult as e:
-        aside = set_aside(path)
-        log.warning("%s; moved to %s and recomputing", e, aside.name)
-        return None
+    result = read_result(path)
     if result["cell"] != cell:
-        raise CellError(
+        raise OtherCellResult(
             f"{path} holds the result of another cell ({result['cell']}), not {cell}: "
-            "two cells map to one results folder; rename one model (model.name=...)"
+            "it was copied there, or two cells map to one results folder (rename one model: model.name=...)"
         )
+    failure = run_dir / FAILURE
+    if failure.exists() and failure.stat().st_mtime_ns > path.stat().st_mtime_ns:
+        return None
     return result
 
 
+def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The valid result of this cell in `run_dir`, or None if it must be (re)computed.
+
+    A corrupt file is set aside with a warning. A file this user cannot read is not corrupt: that is an error
+    (CellError), as is a valid result of a *different* cell in this folder (OtherCellResult); neither is
+    overwritten.
+    """
+    try:
+        return current_result(run_dir, cell)
+    except UnreadableResult as e:
+        raise CellError(str(e)) from None
+    except CorruptResult as e:
+        aside = set_aside(run_dir / RESULT)
+        log.warning("%s; moved to %s and recomputing", e, aside.name)
+        return None
+
+
+def set_aside_for_recompute(run_dir: Path) -> Optional[Path]:
+    """A forced recompute starts: the old result no longer counts (kept as `result.json.replaced-<time>`)."""
+    path = run_dir / RESULT
+    if not path.exists():
+        return None
+    aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    os.replace(path, aside)
+    return aside
+
+
 def remove_stale(run_dir: Path) -> None:
-    """Drop what an earlier attempt may have left: temp files of interrupted writes, old failure and running records."""
+    """Drop what an earlier attempt may have left: temp files of interrupted writes, an old failure record."""
     for tmp in run_dir.glob(".*.json.*.tmp"):
         tmp.unlink(missing_ok=True)
     (run_dir / FAILURE).unlink(missing_ok=True)
-    (run_dir / RUNNING).unlink(missing_ok=True)

@@ -232,7 +232,8 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     assert set(table["Convention"]) == {"paper"}
     fits = {f.group: f for f in fit.fit_groups(table, "C4 Validation Loss", "HellaSwag Loss", n_boot=20)}
     assert fits["The Pile"].ok and fits["The Pile"].n > 10
-    assert fits["demo"].n == 4 and fits["demo"].status in ("ok", "failed")  # four points: it runs, fitted or not
+    # four points, E at the minimum loss: it runs; such a law is flagged (little left to estimate) or fails
+    assert fits["demo"].n == 4 and fits["demo"].status in ("ok", "flagged", "failed")
 
 
 def test_corpus_method_is_part_of_the_settings_that_must_not_mix(tmp_path):

@@ -21,13 +21,15 @@ pytestmark = pytest.mark.skipif(
     reason="no SLURM cluster reachable: run `tests/slurm/start.sh` and `export SLURM_CONF=/tmp/llm-line-slurm/slurm.conf`",
 )
 
-GRID = ["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10", "model=demo",
-        "task=demo_sounds,demo_colors", "shots=0,2"]
+LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
+GRID = ["-m", *LAUNCHER, "model=demo", "task=demo_sounds,demo_colors", "shots=0,2", "hydra.sweeper.cells_per_job=1"]
+# two model loads (tiny, small) x 4 cells each: two jobs of 4 cells
+PACKED = ["-m", *LAUNCHER, "model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2"]
 
 
-def sweep_cmd(root):
-    return [sys.executable, "evaluate.py", *GRID, f"results_dir={root}"]
+def sweep_cmd(root, grid=GRID, *extra):
+    return [sys.executable, "evaluate.py", *grid, f"results_dir={root}", *extra]
 
 
 def results(root):
@@ -68,31 +70,84 @@ def wait_for_running_marker(root, timeout=120):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, cache_dir, demo_model):
+    """The packed grid, submitted without waiting, then submitted again while its jobs are queued or running."""
+    from llm_line import demo
+
+    demo.ensure(cache_dir / "demo" / "small", "small")
     root = tmp_path_factory.mktemp("slurm_results")
-    proc = subprocess.run(sweep_cmd(root), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return root
+    first = subprocess.run(sweep_cmd(root, PACKED, "hydra.sweeper.wait=false"), cwd=ROOT, capture_output=True,
+                           text=True, env=os.environ.copy(), timeout=300)
+    assert first.returncode == 0, first.stderr[-4000:]
+    again = subprocess.run(sweep_cmd(root, PACKED), cwd=ROOT, capture_output=True, text=True,
+                           env=os.environ.copy(), timeout=300)
+    assert again.returncode == 0, again.stderr[-4000:]
+    wait_until_queue_is_empty()
+    return root, first.stdout + first.stderr, again.stdout + again.stderr
 
 
-def test_sweep_on_slurm_writes_every_cell_and_status_says_done(finished):
-    found = results(finished)
-    assert len(found) == 4
+def job_logs(root):
+    return {p: p.read_text() for p in (root / ".submitit").rglob("*_log.out")}
+
+
+def test_packed_sweep_loads_each_model_once_per_job(finished):
+    root, first, _ = finished
+    assert "8 to launch" in first and "2 jobs (one model load each, at most 32 cells per job)" in first
+    assert "follow them with: python -m llm_line.status" in first
+    found = results(root)
+    assert len(found) == 8
+    jobs = {}
     for path in found:
         result = store.read_result(path)
         run = result["run"]
-        assert run["slurm_array_job_id"] and run["slurm_array_task_id"]
+        jobs.setdefault(run["slurm_job_id"], set()).add(result["cell"]["model"])
         assert os.path.exists(run["submitit_log"])  # submitit's log is findable from the cell
-    assert set(grid_states(finished).values()) == {"done"}
+    assert sorted(len(models) for models in jobs.values()) == [1, 1] and len(jobs) == 2
+    logs = job_logs(root)
+    assert len(logs) == 2
+    for text in logs.values():
+        assert text.count("[llm_line.harness][INFO] - Loading ") == 1
+        assert text.count("[llm_line.cell][INFO] - Evaluating ") == 4
+    assert set(grid_states(root).values()) == {"done"}
     assert not [p for p in ROOT.iterdir() if p.name in ("outputs", "multirun", ".submitit")]
 
 
+def test_resubmitting_while_jobs_run_submits_nothing_and_computes_nothing_twice(finished):
+    root, _, again = finished
+    assert "launching 0" in again and "8 to launch" not in again
+    evaluated = [line for text in job_logs(root).values() for line in text.splitlines() if "- Evaluating " in line]
+    assert len(evaluated) == 8
+
+
 def test_resubmitting_a_finished_sweep_queues_nothing(finished):
-    before_jobs, before = array_jobs(), results(finished)
-    proc = subprocess.run(sweep_cmd(finished), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    root = finished[0]
+    before_jobs, before = array_jobs(), results(root)
+    proc = subprocess.run(sweep_cmd(root, PACKED), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(),
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "4 of 4 cells already have a result; launching 0" in proc.stdout + proc.stderr
+    assert "8 of 8 cells already have a result; launching 0" in proc.stdout + proc.stderr
     assert array_jobs() == before_jobs
-    assert results(finished) == before
+    assert results(root) == before
+
+
+def test_a_grid_larger_than_max_array_size_becomes_several_arrays(tmp_path):
+    """1,002 one-cell jobs, held (nothing runs): at least two arrays below MaxArraySize, every cell queued."""
+    proc = subprocess.run(sweep_cmd(tmp_path, ["-m", *LAUNCHER, "model=demo", "task=demo_sounds",
+                                               "task.limit=range(1,1003)", "hydra.sweeper.cells_per_job=1",
+                                               "hydra.sweeper.wait=false",
+                                               "+hydra.launcher.additional_parameters.hold=true"]),
+                          cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (manifest,) = (tmp_path / store.MANIFESTS).glob("*.json")
+    arrays = json.loads(manifest.read_text())["arrays"]
+    try:
+        assert len(arrays) >= 2
+        queued = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
+                                text=True, check=True).stdout.split()
+        assert len(queued) == 1002
+        assert set(grid_states(tmp_path).values()) == {"queued"}
+    finally:
+        subprocess.run(["scancel", *arrays], check=True)
+    assert not list((tmp_path / ".submitit").glob("*.pkl"))  # every pickle moved to its job's folder
 
 
 def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache_dir, demo_model):
@@ -105,6 +160,7 @@ def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache
     wait_until_queue_is_empty()  # ... while the other cells' jobs run on
     assert not (run_dir / store.RESULT).exists()
     assert grid_states(tmp_path)[str(run_dir.relative_to(tmp_path))] == "missing"
+    assert (run_dir / store.RUNNING).exists()  # the killed job's claim: the next run takes it over
     others = results(tmp_path)
     assert len(others) == 3
 
@@ -112,6 +168,7 @@ def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "3 of 4 cells already have a result; launching 1" in proc.stdout + proc.stderr
     store.read_result(run_dir / store.RESULT)
+    assert not (run_dir / store.RUNNING).exists()
     assert {p: m for p, m in results(tmp_path).items() if p in others} == others
     assert set(grid_states(tmp_path).values()) == {"done"}
 

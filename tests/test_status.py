@@ -31,7 +31,7 @@ def run_status(root, capsys, *args):
 
 
 def test_states_while_the_sweep_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    monkeypatch.setattr(status, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     got = run_status(tmp_path, capsys)
     assert {k: v[0] for k, v in got.items()} == {
@@ -42,7 +42,7 @@ def test_states_while_the_sweep_runs(tmp_path, capsys, monkeypatch):
 
 
 def test_cells_of_a_sweep_that_is_gone_are_missing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    monkeypatch.setattr(status, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=2**22 + 12346)
     assert run_status(tmp_path, capsys)["queued"][0] == "missing"
 
@@ -51,19 +51,25 @@ def test_slurm_queue_decides_for_slurm_sweeps(tmp_path, capsys, monkeypatch):
     make_grid(tmp_path, launcher_pid=2**22 + 12346)
     path = next((tmp_path / store.MANIFESTS).glob("*.json"))
     manifest = json.loads(path.read_text())
-    store.write_json(path, {**manifest, "launcher": "...SlurmLauncher", "job_name": "llm-line"})
+    for entry in manifest["cells"]:
+        entry["job"] = "7_" + str(manifest["cells"].index(entry))
+    store.write_json(path, {**manifest, "launcher": "...SlurmLauncher", "job_name": "llm-line", "arrays": ["7"]})
     store.write_json(tmp_path / "m/main/running/0shot" / store.RUNNING,
                      {"slurm_job_id": "8", "slurm_array_job_id": "7", "slurm_array_task_id": "2", "started": "now"})
-    monkeypatch.setattr(status, "slurm_jobs", lambda: {"7_2", "7_4", "name:llm-line"})
+    # another sweep's jobs with the same name in the queue change nothing: its arrays are not this sweep's
+    monkeypatch.setattr(status, "slurm_queue", lambda: {"8", "7_2", "7_4", "array:7", "99_0", "array:99"})
     got = run_status(tmp_path, capsys)
     assert got["queued"][0] == "queued" and got["running"][0] == "running"
-    monkeypatch.setattr(status, "slurm_jobs", lambda: set())
+    monkeypatch.setattr(status, "slurm_queue", lambda: {"99_0", "array:99"})
+    got = run_status(tmp_path, capsys)
+    assert got["queued"][0] == "missing" and got["running"][0] == "missing"
+    monkeypatch.setattr(status, "slurm_queue", lambda: set())
     got = run_status(tmp_path, capsys)
     assert got["queued"][0] == "missing" and got["running"][0] == "missing"
 
 
 def test_without_manifest_cells_are_found_on_disk(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    monkeypatch.setattr(status, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     for path in (tmp_path / store.MANIFESTS).glob("*.json"):
         path.unlink()
@@ -72,10 +78,31 @@ def test_without_manifest_cells_are_found_on_disk(tmp_path, capsys, monkeypatch)
 
 
 def test_text_report_lists_the_cells_asked_for(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_jobs", lambda: None)
+    monkeypatch.setattr(status, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     status.main([str(tmp_path), "--show", "failed"])
     out = capsys.readouterr().out
     assert "6 cells  done 1  failed 1  running 1  queued 1  missing 2" in out
+    assert "[#####.........................]  16.7% done" in out
     assert "failed   m/main/failed/0shot  CellError: no such revision" in out
     assert "m/main/done/0shot" not in out
+
+
+def test_a_result_copied_from_another_cell_is_not_done(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    make_grid(tmp_path, launcher_pid=os.getpid())
+    done = tmp_path / "m/main/done/0shot" / store.RESULT
+    (tmp_path / "m/main/skipped/0shot" / store.RESULT).write_bytes(done.read_bytes())
+    got = run_status(tmp_path, capsys)
+    assert got["done"][0] == "done"
+    assert got["skipped"][0] == "failed" and "holds the result of another cell" in got["skipped"][1]
+
+
+def test_a_failure_newer_than_the_result_wins(tmp_path, capsys, monkeypatch):
+    """An old result beside a newer failure (a forced recompute that failed, before the result was set aside)."""
+    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    make_grid(tmp_path, launcher_pid=os.getpid())
+    run_dir = tmp_path / "m/main/done/0shot"
+    store.write_json(run_dir / store.FAILURE, {"error": "CellError: out of memory"})
+    os.utime(run_dir / store.RESULT, ns=(1, 1))
+    assert run_status(tmp_path, capsys)["done"] == ("failed", "CellError: out of memory")

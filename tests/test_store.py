@@ -51,7 +51,7 @@ def test_valid_result_of_the_cell_is_found(tmp_path):
 
 def test_result_of_another_cell_in_the_folder_is_an_error(tmp_path):
     store.write_json(tmp_path / store.RESULT, RESULT)
-    with pytest.raises(RuntimeError, match="two cells map to one results folder"):
+    with pytest.raises(store.OtherCellResult, match="two cells map to one results folder"):
         store.finished_result(tmp_path, {**CELL, "shots": 5})
 
 
@@ -60,3 +60,18 @@ def test_remove_stale_drops_temp_files_and_old_failures(tmp_path):
     (tmp_path / store.FAILURE).write_text("{}")
     store.remove_stale(tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failure_newer_than_the_result_means_not_done(tmp_path):
+    store.write_json(tmp_path / store.RESULT, RESULT)
+    assert store.finished_result(tmp_path, CELL) == RESULT
+    store.write_json(tmp_path / store.FAILURE, {"error": "x"})
+    os.utime(tmp_path / store.RESULT, ns=(1, 1))
+    assert store.finished_result(tmp_path, CELL) is None
+
+
+def test_a_forced_recompute_sets_the_old_result_aside(tmp_path):
+    store.write_json(tmp_path / store.RESULT, RESULT)
+    aside = store.set_aside_for_recompute(tmp_path)
+    assert aside.name.startswith("result.json.replaced-") and not (tmp_path / store.RESULT).exists()
+    assert store.set_aside_for_recompute(tmp_path) is None

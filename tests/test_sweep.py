@@ -89,6 +89,34 @@ def test_truncated_result_is_set_aside_and_recomputed(swept, cli):
     assert aside.read_text() == text[: len(text) // 2]
 
 
+def test_one_bad_cell_is_reported_and_the_others_run(swept, cli):
+    """A result copied from another cell's folder: that cell is an error, the missing one still runs."""
+    root, _ = swept
+    source = root / "llm-line--demo-tiny" / "main" / "demo_colors" / "0shot" / store.RESULT
+    copied = root / "llm-line--demo-small" / "main" / "demo_colors" / "0shot" / store.RESULT
+    missing = root / "llm-line--demo-tiny" / "main" / "demo_sounds" / "2shot" / store.RESULT
+    copied.write_bytes(source.read_bytes())
+    missing.unlink()
+    proc = cli(*GRID, results_dir=root, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "6 of 8 cells already have a result; launching 1" in out
+    assert "1 with errors" in out and "holds the result of another cell" in out
+    assert store.read_result(missing)["cell"]["shots"] == 2
+
+
+def test_two_identical_local_sweeps_at_once_evaluate_each_cell_once(tmp_path):
+    args = [sys.executable, "evaluate.py", "-m", "model=demo", "task=demo_sounds,demo_colors", "task.limit=4",
+            f"results_dir={tmp_path}"]
+    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=os.environ.copy()) for _ in range(2)]
+    outs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    evaluated = [line for out in outs for line in out.splitlines() if "[llm_line.cell][INFO] - Evaluating" in line]
+    assert len(evaluated) == 2, outs
+    assert len(results(tmp_path)) == 2 and not list(tmp_path.rglob(store.RUNNING))
+
+
 def test_killed_sweep_resumes_to_exactly_one_valid_result_per_cell(tmp_path, cli):
     """SIGKILL the sweep at random moments, several times, then finish it: nothing lost, nothing corrupt."""
     rng = random.Random(7)

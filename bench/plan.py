@@ -1,0 +1,73 @@
+"""Planning cost of large sweeps (not a timed test): a 2,000-cell grid, and the paper's table.
+
+    python bench/plan.py            # both; --skip-paper for the 2,000-cell grid only
+
+1. 2,000 cells (Pythia-410m at 200 steps x the ten tasks) planned in process by `llm_line.plan.make_plan`,
+   exactly as the sweeper plans them (compose, validate, classify, pack): seconds and ms per cell.
+2. `+experiment=paper_hf` as a SLURM dry run (`hydra.sweeper.dry_run=true`, `hydra/launcher=slurm`): cells,
+   jobs and model loads per cell, and the dry run's wall time. Nothing is submitted; no hub access.
+Runs in a temporary results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = "piqa,social_iqa,commonsense_qa,copa,hellaswag,arc_easy,arc_challenge,openbookqa,mmlu,winogrande"
+
+
+def plan_2000(results: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from llm_line.plan import make_plan
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        config = compose("config", overrides=[f"results_dir={results}"], return_hydra_config=True)
+        with open_dict(config):
+            config.hydra.job.config_name = "config"
+            config.hydra.overrides.hydra = []
+        cells = [["model=pythia", "model.size=410m", f"model.step={step}", f"task={task}", f"results_dir={results}"]
+                 for step in range(0, 200_000, 1000) for task in TASKS.split(",")]
+        start, cpu = time.perf_counter(), time.process_time()
+        plan = make_plan(GlobalHydra.instance().config_loader(), config, cells, cells_per_job=32)
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"2,000-cell grid: planned {len(plan.cells)} cells in {took:.1f} s wall, {cpu:.1f} s CPU "
+          f"({1000 * cpu / len(plan.cells):.1f} ms CPU per cell); {len(plan.packs)} jobs of <= 32 cells, "
+          f"{len(plan.packs) / len(plan.cells):.3f} jobs per cell")
+
+
+def paper_dry_run(results: Path) -> None:
+    cmd = [sys.executable, "evaluate.py", "-m", "+experiment=paper_hf", "hydra/launcher=slurm",
+           "hydra.sweeper.dry_run=true", f"results_dir={results}"]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    took = time.perf_counter() - start
+    text = out.stdout + out.stderr
+    cells = int(re.search(r"(\d+) cells in the grid", text).group(1))
+    jobs = int(re.search(r"(\d+) jobs \(one model load each", text).group(1))
+    print(f"paper_hf dry run: {cells} cells -> {jobs} jobs = {jobs} model loads ({jobs / cells:.3f} per cell, "
+          f"was 1 per cell); dry run {took:.1f} s wall")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-paper", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_2000(Path(tmp) / "grid")
+        if not args.skip_paper:
+            paper_dry_run(Path(tmp) / "paper")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""hydra-submitit-launcher's SLURM launcher, taking jobs of several cells ("packs") from the sweeper.
+
+`conf/hydra/launcher/slurm.yaml` selects it (`_target_`); everything else is hydra-submitit-launcher's and
+submitit's: the sbatch options, job arrays, requeue on timeout or preemption (`checkpoint`). What it adds:
+
+- a job runs the cells of its pack one after another in one process, so the model is loaded once
+  (llm_line/harness.py keeps the last model loaded); each cell gets its own run dir, log and result or
+  failure file through Hydra's `run_job`; a failing cell does not stop the next; the job fails at the end
+  if any cell failed. A requeued job runs the same pack again; finished cells are skipped (their result),
+  cells it held the claim of are taken over (the claim names this SLURM job).
+- a sweep becomes several job arrays of at most MaxArraySize tasks (`scontrol show config`; 1000 if
+  unreadable), submitted one right after another; `array_parallelism` is shared among them.
+- a failed sbatch leaves no pickled jobs behind (arrays already submitted are cancelled).
+- with `wait=False` (the sweeper's `hydra.sweeper.wait=false`) it returns once everything is submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ARRAY_SIZE = 1000
+
+
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (an array's largest index + 1), or 1000 where it cannot be read."""
+    if shutil.which("scontrol") is None:
+        return DEFAULT_MAX_ARRAY_SIZE
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    except (subprocess.SubprocessError, OSError):
+        return DEFAULT_MAX_ARRAY_SIZE
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+    return int(found.group(1)) if found else DEFAULT_MAX_ARRAY_SIZE
+
+
+def chunks(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+class PackedSlurmLauncher(SlurmLauncher):
+    """SlurmLauncher whose jobs are packs of cells; see the module docstring."""
+
+    def __call__(self, pack: list[list[str]], job_dir_key: str, job_nums: list[int], job_id: str,
+                 singleton_state: dict[type, Singleton]) -> list[JobReturn]:
+        """The job: every cell of the pack in turn, each through hydra-submitit-launcher's own cell runner."""
+        returns = []
+        for overrides, num in zip(pack, job_nums):
+            try:
+                returns.append(super().__call__(overrides, job_dir_key, num, job_id, singleton_state))
+            except (Exception, SystemExit) as e:  # composing failed, or the cell exited: the next cell still runs
+                returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=e))
+        failed = [" ".join(overrides) for overrides, ret in zip(pack, returns) if ret.status == JobStatus.FAILED]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(pack)} cells of this job failed (see their failure.json): "
+                               + "; ".join(failed))
+        return returns
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Hydra's interface: one cell per job."""
+        returns, _ = self.launch_packs([[list(o)] for o in job_overrides], initial_job_idx, wait=True)
+        return returns
+
+    def launch_packs(self, packs: Sequence[Sequence[Sequence[str]]], initial_job_idx: int = 0,
+                     wait: bool = True) -> tuple[list[JobReturn], list[str]]:
+        """Submit one job per pack in arrays that fit; return the cells' JobReturns (if `wait`) and job ids."""
+        import submitit
+
+        assert self.config is not None
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+                                         slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
+        params = {k: v for k, v in self.params.items() if k not in ("submitit_folder", "max_num_timeout")}
+        parallelism = int(params.pop("array_parallelism", 256))
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+
+        job_params, num = [], initial_job_idx
+        for pack in packs:
+            nums = list(range(num, num + len(pack)))
+            num += len(pack)
+            for n, overrides in zip(nums, pack):
+                log.info("\t#%d : %s", n, " ".join(filter_overrides(overrides)))
+            job_params.append(([list(o) for o in pack], "hydra.sweep.dir", nums, f"job_id_for_{nums[0]}",
+                               Singleton.get_state()))
+        jobs = self.submit_arrays(executor, job_params, parallelism)
+        ids = [job.job_id for job in jobs]
+        if not wait:
+            return [], ids
+        returns: list[JobReturn] = []
+        for job, pack in zip(jobs, packs):
+            try:
+                returns.extend(job.results()[0])
+            except Exception as e:  # noqa: BLE001  (a failed job, cancelled or with failed cells)
+                returns.append(JobReturn(status=JobStatus.FAILED, _return_value=e))
+        return returns, ids
+
+    def submit_arrays(self, executor: Any, job_params: list[tuple], parallelism: int) -> list[Any]:
+        """Submit `job_params` as arrays below MaxArraySize; on any failure cancel them and remove the pickles."""
+        pickles = Path(executor.folder)
+        while any(tag in pickles.name for tag in ("%j", "%A", "%a", "%t")):
+            pickles = pickles.parent
+        before = set(pickles.glob("*.pkl"))
+        size = max_array_size()
+        parts = chunks(len(job_params), size)
+        jobs: list[Any] = []
+        try:
+            for part in parts:
+                share = max(1, parallelism * len(part) // len(job_params))
+                executor.update_parameters(slurm_array_parallelism=share)
+                jobs.extend(executor.map_array(self, *zip(*[job_params[i] for i in part])))
+        except Exception:
+            arrays = sorted({job.job_id.split("_")[0] for job in jobs})
+            if arrays:
+                subprocess.run(["scancel", *arrays], check=False)
+            for path in set(pickles.glob("*.pkl")) - before:
+                path.unlink(missing_ok=True)
+            for job in jobs:
+                job.paths.submitted_pickle.unlink(missing_ok=True)
+            raise
+        log.info("Submitted %d jobs in %d job arrays (%s)", len(jobs), len(parts),
+                 ", ".join(sorted({job.job_id.split("_")[0] for job in jobs})))
+        return jobs
+
