@@ -20,7 +20,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
-from llm_line import claims, store
+from llm_line import claims, loggers, store
 from llm_line.checks import check_config
 from llm_line.errors import CellError
 
@@ -87,12 +87,14 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
     finally:
         claims.release(run_dir)
     log.info("%s\nWrote %s", summary(result), run_dir / store.RESULT)
+    loggers.log_result(cfg.logger, run_dir, result)
     return result
 
 
 def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
     """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result."""
     check_config(cfg)  # again here: in a sweep, each cell has its own settings
+    loggers.check_wandb(cfg.logger.wandb)
     if cfg.task.corpus is not None:
         return compute_corpus(cfg, cell, started)
     from llm_line import harness, metrics  # heavy: torch, transformers, lm_eval

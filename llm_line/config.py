@@ -115,6 +115,23 @@ class TaskConfig:
 
 
 @dataclass
+class WandbConfig:
+    """A Weights & Biases run per cell (llm_line/loggers.py); needs `pip install wandb`."""
+
+    project: str = "llm-line"
+    entity: Optional[str] = None  # a W&B team or user; None: the logged-in user's default
+    mode: str = "online"  # online, offline (compute nodes without internet; `wandb sync` later) or disabled
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    """Where a finished cell's metrics go besides result.json: metrics.csv always, W&B when set (`logger=wandb`)."""
+
+    wandb: Optional[WandbConfig] = None
+
+
+@dataclass
 class Config:
     """One cell: a model at a revision, a task, a few-shot setting."""
 
@@ -125,6 +142,7 @@ class Config:
     results_dir: str = "results"  # every cell's run dir lives below this
     cache_dir: str = "${oc.env:LLM_LINE_CACHE,'~/.cache/llm_line'}"  # demo model and other local builds
     force: bool = False  # recompute a cell even if it has a valid result
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # the `logger` group: csv (default) or wandb
 
 
 @dataclass
@@ -252,6 +270,7 @@ def register() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
     cs.store(group="hydra/sweeper", name="resume", node=ResumingSweeperConf, provider="llm_line")
 
 

@@ -46,6 +46,9 @@ def test_grid_writes_one_result_per_cell_in_distinct_run_dirs(swept):
         assert result["metrics"][cell["task"]]["n_docs"] == 32
         assert (path.parent / "evaluate.log").exists()
         assert (path.parent / ".hydra" / "config.yaml").exists()
+        logged = (path.parent / "metrics.csv").read_text().splitlines()  # logger=csv, the default
+        acc = result["metrics"][cell["task"]]["acc"]
+        assert any(row.endswith(f",{cell['task']},acc,{acc!r}") for row in logged)
     # one process loads each model once, not once per cell
     assert (proc.stdout + proc.stderr).count("[llm_line.harness][INFO] - Loading ") == 2
 
