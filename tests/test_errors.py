@@ -229,7 +229,7 @@ def test_a_result_of_the_wrong_shape_is_not_done_anywhere(tmp_path, capsys, chan
     store.write_json(path, {**GOOD, **change})
     with pytest.raises(store.CorruptResult, match=reason):
         store.read_result(path)
-    assert status.cell_state(path.parent, True, False, None)[0] != "done"  # status agrees
+    assert status.cell_state(path.parent, {"cell": CELL, "launched": True}, False, None)[0] != "done"  # status agrees
     found = collect.collect([tmp_path])
     assert found.n_results == 0 and [s.kind for s in found.skipped] == ["corrupt"]
     assert store.finished_result(path.parent, CELL) is None  # the runner recomputes it, keeping the file aside
@@ -291,7 +291,7 @@ def test_a_fifo_or_endless_result_file_is_skipped_not_read(tmp_path):
     for folder in (fifo_dir, zero_dir):
         with pytest.raises(store.CorruptResult, match="not a regular file"):
             store.read_result(folder / store.RESULT)
-        assert status.cell_state(folder, True, False, None)[0] == "missing"
+        assert status.cell_state(folder, {"launched": True}, False, None)[0] == "missing"
     found = collect.collect([tmp_path])
     assert sorted(s.reason for s in found.skipped) == ["not a regular file"] * 2
     huge = tmp_path / "huge.json"

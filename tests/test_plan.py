@@ -67,7 +67,7 @@ def test_states_and_packs(loader_and_config, tmp_path):
     # a result of the right cell (done), one copied from another cell (error), a failure (launched again)
     done, copied, failed = (tmp_path / first.cells[i].run_dir for i in (0, 1, 2))
     done.mkdir(parents=True)
-    store.write_json(done / store.RESULT, {"schema": 1, "cell": first.cells[0].cell, "metrics": {}, "n_docs": 1})
+    store.write_json(done / store.RESULT, {"schema": 1, "cell": first.cells[0].cell, "metrics": {first.cells[0].cell["task"]: {"acc": 1.0}}, "n_docs": 1})
     copied.mkdir(parents=True)
     shutil.copy(done / store.RESULT, copied / store.RESULT)
     store.write_json(failed / store.FAILURE, {"error": "boom"})
@@ -86,7 +86,7 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
     corpus = make_plan(loader, config, grid).cells[0]
     run_dir = tmp_path / corpus.run_dir
     run_dir.mkdir(parents=True)
-    store.write_json(run_dir / store.RESULT, {"schema": 1, "cell": corpus.cell, "metrics": {}, "n_docs": 1,
+    store.write_json(run_dir / store.RESULT, {"schema": 1, "cell": corpus.cell, "metrics": {corpus.cell["task"]: {"loss": 1.0}}, "n_docs": 1,
                                               "task": {"settings": {"max_documents": 3}}})
     plan = make_plan(loader, config, grid)
     assert [c.state for c in plan.cells] == ["error", "launch"]
