@@ -47,7 +47,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import DictConfig, ListConfig
 
-from llm_line import store
+from llm_line import hub, store
 from llm_line.cell import finished, identity
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,11 @@ class ResumingSweeper(BasicSweeper):
     """BasicSweeper over a union of grids, whose launcher only ever sees the cells that still need computing."""
 
     def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
-                 grids: Optional[List[Dict[str, Any]]] = None) -> None:
+                 grids: Optional[List[Dict[str, Any]]] = None, skip_missing: bool = False,
+                 prefetch: bool = False) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [{key: sweep_string(value) for key, value in grid.items()} for grid in (grids or [])]
+        self.hub_options = {"skip_missing": skip_missing, "prefetch": prefetch}  # hub (issue 11): llm_line/hub.py
 
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
         """All cells of every grid crossed with `overrides` (params and command line), in batches."""
@@ -75,23 +77,25 @@ class ResumingSweeper(BasicSweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.launcher = PendingCellsLauncher(self.launcher, hydra_context, config)
+        self.launcher = PendingCellsLauncher(self.launcher, hydra_context, config, self.hub_options)
 
 
 class PendingCellsLauncher(Launcher):
     """Wraps the configured launcher: drops finished cells, records the grid, launches the rest."""
 
-    def __init__(self, inner: Launcher, hydra_context: HydraContext, config: DictConfig) -> None:
+    def __init__(self, inner: Launcher, hydra_context: HydraContext, config: DictConfig,
+                 hub_options: Dict[str, bool]) -> None:
         self.inner = inner
         self.config_loader = hydra_context.config_loader
         self.config = config
+        self.hub_options = hub_options
 
     def setup(self, **kwargs: Any) -> None:  # the inner launcher is already set up
         pass
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        grid, pending = [], []
+        grid, pending, pending_cfgs = [], [], []
         for overrides in job_overrides:
             cfg = self.config_loader.load_sweep_config(self.config, list(overrides))
             subdir = str(cfg.hydra.sweep.subdir)
@@ -99,6 +103,15 @@ class PendingCellsLauncher(Launcher):
             grid.append({"run_dir": subdir, "cell": identity(cfg), "launched": not done})
             if not done:
                 pending.append(overrides)
+                pending_cfgs.append(cfg)
+        # --- hub (issue 11): preflight the revisions of the cells to launch (stops on missing ones unless
+        # hydra.sweeper.skip_missing=true), or with hydra.sweeper.prefetch=true only download them. All logic
+        # lives in llm_line/hub.py; this call belongs after composing the cells, before the inner launcher.
+        keep = hub.before_launch(pending_cfgs, **self.hub_options)
+        for i, entry in enumerate([g for g in grid if g["launched"]]):
+            entry["launched"] = i in keep
+        pending = [pending[i] for i in keep]
+        # --- end hub
         write_manifest(sweep_dir, grid, self.config)
         log.info("%d of %d cells already have a result; launching %d", len(grid) - len(pending), len(grid), len(pending))
         if not pending:

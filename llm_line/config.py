@@ -131,6 +131,8 @@ class ResumingSweeperConf:
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     grids: Optional[List[Dict[str, Any]]] = None  # a union of grids, each crossed with `params`
+    skip_missing: bool = False  # hub preflight: launch the cells whose revisions exist, leave out the missing
+    prefetch: bool = False  # download every model/revision/dataset of the grid into the cache; launch nothing
 
 
 def _path_part(value: object) -> str:

@@ -109,9 +109,13 @@ def test_preflight_stops_a_grid_with_missing_revisions_unless_told_to_launch_the
 
 
 def test_prefetch_downloads_a_grid_into_the_cache(online):
-    assert hub.before_launch([cell(MODEL, "step1*"), cell(MODEL, "main")], skip_missing=False, prefetch=True) == []
+    corpus = f"{ORG}/demo-corpus"
+    cells = [cell(MODEL, "step1*", dataset=corpus), cell(MODEL, "main", dataset=corpus)]
+    assert hub.before_launch(cells, skip_missing=False, prefetch=True) == []  # downloads, launches nothing
     assert hub.downloaded_commit(MODEL, "step100") == online.repos[("model", MODEL)].commit("step100")
     assert hub.downloaded_commit(MODEL, "main") == online.repos[("model", MODEL)].commit("main")
+    assert hub.downloaded_commit(corpus, "main", "dataset") == online.repos[("dataset", corpus)].commit("main")
+    assert online.requests.count(f"GET /{MODEL}/resolve/{hub.downloaded_commit(MODEL, 'main')}/model.safetensors") == 1
 
 
 @pytest.mark.parametrize("repo, message", [
@@ -207,3 +211,20 @@ def test_a_corpus_task_streams_a_hub_dataset(repos, cli, hub_env, tmp_path):
     result = json.loads(path.read_text())
     assert result["task"]["settings"]["dataset"] == f"{ORG}/demo-corpus"
     assert result["n_docs"] == 20 and result["metrics"]["val_demo"]["loss"] > 0
+
+
+def test_the_sweep_stops_on_missing_revisions_and_prefetches_the_rest(repos, cli, hub_env, tmp_path):
+    sweep = ["-m", "model=hf", f"model.name={MODEL}", "model.step=100,150", "task=val_demo"]
+    with HubServer(repos) as server:
+        hub_env(server.url, offline=False)
+        stopped = cli(*sweep, results_dir=tmp_path, check=False)
+        assert stopped.returncode != 0 and not [r for r in server.requests if "/resolve/" in r]
+        assert "1 hub revisions of this grid are missing" in stopped.stderr
+        assert "'step150' of llm-line/demo-hub does not exist on the hub; nearest: step0, step100, step200" \
+            in stopped.stderr
+        cli(*sweep, "hydra.sweeper.skip_missing=true", "hydra.sweeper.prefetch=true", results_dir=tmp_path)
+        commit = server.repos[("model", MODEL)].commit("step100")
+        assert f"GET /{MODEL}/resolve/{commit}/model.safetensors" in server.requests
+    assert not list(tmp_path.rglob(store.RESULT))  # prefetch launches nothing
+    refs = tmp_path / "hf" / "hub" / "models--llm-line--demo-hub" / "refs" / "step100"
+    assert refs.read_text() == commit
