@@ -133,7 +133,7 @@ def resolve(repo: str, revision: str, kind: str = "model") -> Resolved:
     where = "in the hub cache (HF_HUB_OFFLINE is set)" if offline() else "on the hub"
     near = nearest(refs, revision)
     raise CellError(f"revision {revision!r} of {repo} does not exist {where}; "
-                    + (f"nearest: {', '.join(near)}" if near else "it has no step branches, only main"))
+                    + (f"nearest: {', '.join(near)}" if near else f"it has: {', '.join(sorted(refs)[:8]) or 'no branches'}"))
 
 
 def step_of(revision: str) -> Optional[int]:
@@ -156,7 +156,8 @@ def explain(error: BaseException, repo: str, revision: Optional[str], kind: str 
     """One line that says why `repo` could not be reached or read, and what to do about it."""
     from huggingface_hub import errors as hub
 
-    chain, e = [], error
+    chain: list[BaseException] = []
+    e: Optional[BaseException] = error
     while e is not None and len(chain) < 10:
         chain.append(e)
         e = e.__cause__ or e.__context__
