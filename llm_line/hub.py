@@ -270,17 +270,25 @@ MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.p
 
 
 def fetch(cells: Sequence[Any]) -> None:
-    """Download what `cells` need into the caches (HF_HOME): models at their revisions, tokenizers, lm-eval task
-    datasets and corpus data files, so that compute nodes can run them with HF_HUB_OFFLINE=1."""
+    """Download what `cells` need into the caches (HF_HOME): models at their revisions, tokenizers and lm-eval
+    task datasets, so that compute nodes can run them with HF_HUB_OFFLINE=1.
+
+    Corpus datasets are streamed, a few thousand documents out of repositories of hundreds of gigabytes
+    (C4, FineWeb-Edu 100BT): they are checked by the preflight but not downloaded; the log says so.
+    """
     from huggingface_hub import snapshot_download
 
     if offline():
         raise CellError("prefetch downloads from the hub: unset HF_HUB_OFFLINE (run it on the login node)")
-    for kind, repo, revision in hub_revisions(cells):
+    revisions = hub_revisions(cells)
+    for kind, repo, revision in revisions:
+        if kind != "model":
+            log.warning("Not downloading dataset %s (a streamed corpus): its cells need the hub, or a local copy "
+                        "of the selection in task.corpus.path", repo)
+            continue
         found = resolve(repo, revision, kind)
-        log.info("Downloading %s %s@%s", kind, repo, found.name)
-        patterns = MODEL_FILES if kind == "model" else None
-        snapshot_download(repo, repo_type=kind, revision=found.name, allow_patterns=patterns)
+        log.info("Downloading %s@%s", repo, found.name)
+        snapshot_download(repo, revision=found.name, allow_patterns=MODEL_FILES)
     tokenizers = {str(cfg.model.tokenizer) for cfg in cells if cfg.model.tokenizer}
     for tokenizer in sorted(t for t in tokenizers if hub_id(t)):
         snapshot_download(tokenizer, allow_patterns=MODEL_FILES)
@@ -291,4 +299,5 @@ def fetch(cells: Sequence[Any]) -> None:
         for name, include_path in sorted(lm_eval_tasks, key=str):
             log.info("Downloading the data of task %s", name)
             harness.task_manager(include_path).load([name])
-    log.info("Prefetch done: %d hub revisions, %d tasks", len(hub_revisions(cells)), len(lm_eval_tasks))
+    log.info("Prefetch done: %d model revisions, %d tasks", sum(k == "model" for k, _, _ in revisions),
+             len(lm_eval_tasks))
