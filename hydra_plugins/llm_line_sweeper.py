@@ -50,7 +50,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.llm_line_launcher import max_array_size
-from llm_line import claims, store
+from llm_line import claims, hub, store
+from llm_line.errors import CellError
 from llm_line.plan import LAUNCHED, Plan, make_plan
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,11 @@ class ResumingSweeper(BasicSweeper):
 
     def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
                  grids: Optional[List[Dict[str, Any]]] = None, cells_per_job: int = 32, dry_run: bool = False,
-                 wait: bool = True) -> None:
+                 wait: bool = True, skip_missing: bool = False, prefetch: bool = False) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [{key: sweep_string(value) for key, value in grid.items()} for grid in (grids or [])]
         self.cells_per_job, self.dry_run, self.wait = cells_per_job, dry_run, wait
+        self.skip_missing, self.prefetch = skip_missing, prefetch
 
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
         """All cells of every grid crossed with `overrides` (params and command line), in batches."""
@@ -88,14 +90,20 @@ class ResumingSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         packing = hasattr(self.launcher, "launch_packs")
         started = time.perf_counter()
+        cells_per_job = self.cells_per_job if packing else 1
         plan = make_plan(self.hydra_context.config_loader, self.config, self.cell_overrides(arguments),
-                         self.cells_per_job if packing else 1, claims.slurm_queue() if packing else None)
-        self.check(plan)
+                         cells_per_job, claims.slurm_queue() if packing else None)
+        self.check(plan, cells_per_job)
         counts = plan.counts()
         log.info("%d of %d cells already have a result; launching %d (planned in %.1f s)", counts["done"],
                  len(plan.cells), len(plan.to_launch()), time.perf_counter() - started)
         log.info("%s", plan.describe(self.cells_per_job if packing else None, max_array_size() if packing else None))
         if self.dry_run:
+            return []
+        if self.prefetch:
+            hub.fetch([c.cfg for c in plan.to_launch()])
+            log.info("Prefetched what the %d cells to launch need; launching nothing (prefetch=true)",
+                     len(plan.to_launch()))
             return []
         manifest = write_manifest(sweep_dir, plan, self.config)
         returns: List[JobReturn] = []
@@ -115,8 +123,22 @@ class ResumingSweeper(BasicSweeper):
         self.raise_failures(plan, returns)
         return [returns]
 
-    def check(self, plan: Plan) -> None:
-        """The one place for checks after the plan and before anything is submitted; raise to stop the sweep."""
+    def check(self, plan: Plan, cells_per_job: int) -> None:
+        """The one place for checks after the plan and before anything is submitted; raise to stop the sweep.
+
+        The hub preflight (llm_line/hub.py): every distinct (repository, revision) of the cells to launch is
+        looked up with one branch listing per repository. Missing ones stop the sweep (a dry run only reports
+        them), unless `skip_missing`: then their cells become error cells and the rest is launched.
+        """
+        launch = plan.to_launch()
+        missing = hub.missing_cells([c.cfg for c in launch])
+        if missing and not (self.skip_missing or self.dry_run):
+            raise CellError(f"{len(missing)} cells of this grid ask for hub revisions that do not exist (listed "
+                            "above); fix the grid, or launch the rest with hydra.sweeper.skip_missing=true")
+        for i, reason in missing.items():
+            launch[i].state, launch[i].detail = "error", reason
+        if missing:
+            plan.repack(cells_per_job)
 
     def raise_failures(self, plan: Plan, returns: Sequence[JobReturn]) -> None:
         """After every job ended: report error cells and failed jobs, then raise the first failure."""

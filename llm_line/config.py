@@ -11,7 +11,6 @@ done, and that decision must not pay for torch or transformers.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +47,12 @@ class ModelConfig:
     # A training step: the family's `revision_format` turns it into the revision (pythia: step=3000 ->
     # step3000), so `model.step=range(1000,144000,1000)` sweeps checkpoints. None: `revision` as given.
     step: Optional[int] = None
-    # Hub branch/tag/commit; for a local folder, a subfolder (main = the folder). Set it directly, or via `step`.
-    revision: str = "${step_revision:${.revision_format},${.step},${.meta.tokens_per_step}}"
-    # How a step is named among the family's revisions: a Python format string with {step} and {billions}
-    # (= step x tokens_per_step / 1e9, rounded); None: the family publishes no step revisions.
+    # Hub branch/tag/commit, or a pattern with `*` that must match exactly one branch (llm_line/hub.py resolves
+    # it against the repository's branch list when the cell runs); for a local folder, a subfolder (main = the
+    # folder). Set it directly, or via `step`.
+    revision: str = "${step_revision:${.revision_format},${.step}}"
+    # How a step is named among the family's revisions: a Python format string with {step}, where `*` stands
+    # for a part that cannot be computed (OLMo-1B-hf: step{step}-tokens*B); None: no step revisions.
     revision_format: Optional[str] = "step{step}"
     size: Optional[str] = None  # for families with several sizes (pythia: 70m ... 12b)
     sizes: Dict[str, Any] = field(default_factory=dict)  # per-size metadata of a family, read with ${size_meta:...}
@@ -158,6 +159,8 @@ class ResumingSweeperConf:
     cells_per_job: int = 32
     dry_run: bool = False  # print the plan (done, running, queued, failed, to launch, jobs, arrays) and exit
     wait: bool = True  # false: return once every job array is submitted, printing their ids and `status`
+    skip_missing: bool = False  # hub preflight: launch the cells whose revisions exist, leave out the missing
+    prefetch: bool = False  # download every model/revision/dataset of the grid into the cache; launch nothing
 
 
 def load_key(model: Any) -> tuple:
@@ -192,20 +195,17 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _STEP_IN_REVISION = re.compile(r"(?:^|[^a-z])step-?0*(\d+)", re.IGNORECASE)
 
 
-def step_revision(revision_format: Optional[str], step: Optional[int], tokens_per_step: Optional[int]) -> str:
-    """The revision that holds training step `step` in a family that names revisions by `revision_format`.
+def step_revision(revision_format: Optional[str], step: Optional[int]) -> str:
+    """The revision (or revision pattern) that holds training step `step` in a family named by `revision_format`.
 
-    `{step}` is the step, `{billions}` the tokens seen in billions, rounded half up (OLMo: step20000-tokens84B;
-    HuggingFaceFW ablations: step-020000-42BT). No step: `main`.
+    A pattern (`step20000-tokens*B`, `step-001000-*BT`) stays one in the cell's identity, so where a result
+    lives never depends on the hub; the branch it matched is recorded in the result. No step: `main`.
     """
     if step is None:
         return "main"
     if revision_format is None:
         raise ValueError("this model family publishes no step revisions; set model.revision instead of model.step")
-    billions = None if tokens_per_step is None else math.floor(int(step) * tokens_per_step / 1e9 + 0.5)
-    if "{billions" in revision_format and billions is None:
-        raise ValueError(f"revision format {revision_format!r} needs model.meta.tokens_per_step")
-    return revision_format.format(step=int(step), billions=billions)
+    return revision_format.format(step=int(step))
 
 
 def step_of(revision: Any) -> Optional[int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import gc
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -24,7 +23,7 @@ import yaml
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
-from llm_line import demo
+from llm_line import demo, hub
 from llm_line.config import ModelConfig, TaskConfig, load_key
 from llm_line.errors import CellError
 
@@ -40,7 +39,8 @@ class LoadedModel:
     key: tuple
     lm: Any
     pretrained: str  # what was actually loaded (a local revision resolves to its subfolder)
-    revision: Optional[str]  # the hub revision asked for; None for a local folder
+    revision: Optional[str]  # the hub branch or tag loaded (a pattern resolved to it); None for a local folder
+    commit: Optional[str]  # the hub commit the files came from (pythia issue #205: branches can change)
     device: str
     dtype: str
 
@@ -49,7 +49,8 @@ class LoadedModel:
         model = self.lm.model
         return {
             "loaded_from": self.pretrained,
-            "resolved_commit": getattr(model.config, "_commit_hash", None) if self.revision else None,
+            "resolved_revision": self.revision,
+            "resolved_commit": self.commit,
             "device": self.device,
             "dtype": self.dtype,
             "batch_size": getattr(self.lm, "batch_size", None),
@@ -198,13 +199,14 @@ def resolve_batch_size(batch_size: str, device: str) -> int | str:
 
 
 def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
-    """(what to load, hub revision). A local folder's revision is a subfolder of it (`main`: the folder)."""
+    """(what to load, hub branch). A hub revision (or pattern) is checked against the repository's branches;
+    a local folder's revision is a subfolder of it (`main`: the folder)."""
     local = Path(model.pretrained).expanduser()
     if model.demo_size:
         demo.ensure(local, model.demo_size)
-    looks_local = model.pretrained.startswith(("/", "./", "../", "~")) or local.is_dir()
-    if not looks_local:
-        return model.pretrained, model.revision
+    repo = hub.hub_id(model.pretrained, model.demo_size)
+    if repo is not None:
+        return repo, hub.resolve(repo, model.revision).name
     if not local.is_dir():
         raise CellError(f"local model folder {local} does not exist (model.pretrained={model.pretrained})")
     if model.revision == "main":
@@ -263,44 +265,16 @@ def load_model(model: ModelConfig) -> LoadedModel:
         )
     except Exception as e:  # translate the hub's and transformers' errors into what to do
         raise CellError(explain_load_error(e, pretrained, revision)) from None
-    _model = LoadedModel(key, lm, pretrained, revision, device, dtype)
+    commit = hub.downloaded_commit(pretrained, revision) if revision else None
+    _model = LoadedModel(key, lm, pretrained, revision, commit, device, dtype)
     return _model
 
 
 def explain_load_error(error: BaseException, pretrained: str, revision: Optional[str]) -> str:
-    """A message that says why a model did not load and what to do about it."""
-    from huggingface_hub import errors as hub
-
-    chain, e = [], error
-    while e is not None and len(chain) < 10:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    text = " | ".join(f"{type(x).__name__}: {x}" for x in chain)
-    kinds = tuple(type(x) for x in chain)
-    where = f"{pretrained}" + (f" at revision {revision!r}" if revision else "")
-    if any(issubclass(k, hub.RevisionNotFoundError) for k in kinds) or "valid git identifier" in text:
-        return (
-            f"revision {revision!r} does not exist for {pretrained}. List its branches with "
-            f"`python -c \"from huggingface_hub import list_repo_refs; print(list_repo_refs('{pretrained}'))\"` "
-            f"and set model.revision=... (details: {text})"
-        )
-    if any(issubclass(k, hub.RepositoryNotFoundError) for k in kinds) or "not a valid model identifier" in text:
-        return (
-            f"model {pretrained!r} is neither a local folder nor a model on the Hugging Face hub; check "
-            f"model.name / model.pretrained (gated or private models need `hf auth login`). Details: {text}"
-        )
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    if any(issubclass(k, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled, ConnectionError)) for k in kinds) \
-            or "offline" in text.lower() or "connect" in text.lower():
-        return (
-            f"cannot load {where}: the Hugging Face hub is "
-            + ("disabled (HF_HUB_OFFLINE is set)" if offline else "unreachable")
-            + " and the model is not in the local cache. Download it once where the hub is reachable "
-            "(`hf download MODEL --revision REV`, then run with HF_HUB_OFFLINE=1), or point "
-            "model.pretrained at a local folder. The offline demo needs no hub: `python evaluate.py`. "
-            f"Details: {text}"
-        )
-    return f"failed to load {where}: {text}"
+    """One line that says why a model did not load and what to do about it."""
+    if revision is None:  # a local folder: the hub is not involved
+        return f"failed to load {pretrained}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+    return hub.explain(error, pretrained, revision)
 
 
 def evaluate(model_cfg: ModelConfig, task_cfg: TaskConfig, shots: int, fewshot_seed: int) -> dict[str, Any]:

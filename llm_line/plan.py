@@ -66,6 +66,10 @@ class Plan:
     def to_launch(self) -> list[PlannedCell]:
         return [c for c in self.cells if c.state in LAUNCHED]
 
+    def repack(self, cells_per_job: int) -> None:
+        """Pack again after cells were taken out of the launch (e.g. by the hub preflight)."""
+        self.packs = pack(self.cells, cells_per_job)
+
     def describe(self, cells_per_job: Optional[int] = None, max_array_size: Optional[int] = None) -> str:
         """What a dry run prints: counts, then the jobs, then every cell that is not simply done or launched."""
         counts = self.counts()
@@ -184,6 +188,7 @@ def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:
     packs: list[list[int]] = []
     open_pack: dict[tuple, int] = {}
     for i, c in enumerate(cells):
+        c.pack = None
         if c.state not in LAUNCHED or c.cfg is None:
             continue
         key = load_key(c.cfg.model)

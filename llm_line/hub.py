@@ -1,0 +1,299 @@
+"""The Hugging Face hub: which branch a revision is, whether it exists, and a grid's preflight and download.
+
+Branch names of some families cannot be computed (OLMo-1B-hf names `step20000-tokens83B` where the original
+repository says `84B`), so a revision may be a pattern with `*` (`step20000-tokens*B`) that is matched
+against the repository's real branches. One listing per repository serves a whole sweep: kept in the process
+and on disk (`<cache>/hub_refs/`, trusted for REFS_LIFETIME_S online, at any age offline).
+
+With HF_HUB_OFFLINE=1 nothing is asked of the hub: the disk listing, else the branches the hub cache has
+downloaded (`<HF_HOME>/hub/models--org--name/refs/`), say what exists; what neither knows is reported as
+unverified rather than missing.
+
+Light on purpose (no torch, no lm_eval at import): the sweeper and the resume check import it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from llm_line import store
+from llm_line.config import _STEP_IN_REVISION
+from llm_line.errors import CellError
+
+log = logging.getLogger(__name__)
+
+REFS_LIFETIME_S = 600  # a sweep's jobs starting within this time reuse the sweeper's listing
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_refs: dict[tuple[str, str], dict[str, str]] = {}  # (kind, repo) -> {branch or tag: commit}, this process
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE, as huggingface_hub read it (once, when it was imported)."""
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
+
+
+def hub_id(pretrained: str, demo_size: Optional[str] = None) -> Optional[str]:
+    """`pretrained` if it names a hub repository, None for a local folder (or the demo model)."""
+    if demo_size or pretrained.startswith(("/", "./", "../", "~")) or Path(pretrained).expanduser().is_dir():
+        return None
+    return pretrained
+
+
+def refs_file(repo: str, kind: str) -> Path:
+    cache = Path(os.environ.get("LLM_LINE_CACHE", "~/.cache/llm_line")).expanduser()
+    return cache / "hub_refs" / f"{kind}s--{repo.replace('/', '--')}.json"
+
+
+def list_refs(repo: str, kind: str = "model") -> Optional[dict[str, str]]:
+    """Branch and tag names of `repo` -> their commits; None offline when nothing about `repo` is cached."""
+    key = (kind, repo)
+    if key in _refs:
+        return _refs[key]
+    path = refs_file(repo, kind)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None and (offline() or time.time() - saved["listed"] < REFS_LIFETIME_S):
+        _refs[key] = saved["refs"]
+        return _refs[key]
+    if offline():
+        return _cached_branches(repo, kind)
+    from huggingface_hub import HfApi
+
+    try:
+        listing = HfApi().list_repo_refs(repo, repo_type=kind)  # HF_ENDPOINT as configured now
+    except Exception as e:
+        raise CellError(explain(e, repo, None, kind)) from None
+    refs = {ref.name: ref.target_commit for ref in [*listing.branches, *listing.tags]}
+    store.write_json(path, {"repo": repo, "kind": kind, "listed": time.time(), "refs": refs})
+    _refs[key] = refs
+    return refs
+
+
+def _cached_branches(repo: str, kind: str) -> Optional[dict[str, str]]:
+    """The revisions the hub cache has downloaded of `repo` (what an offline node can load), or None."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}" / "refs"
+    if not folder.is_dir():
+        return None
+    return {str(p.relative_to(folder)): p.read_text().strip() for p in folder.rglob("*") if p.is_file()}
+
+
+def downloaded_commit(repo: str, revision: str, kind: str = "model") -> Optional[str]:
+    """The commit the hub cache holds for `revision` of `repo`: what a load from the hub just used."""
+    if _COMMIT.match(revision):
+        return revision
+    return (_cached_branches(repo, kind) or {}).get(revision)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A revision as found in the repository: its branch (or tag) name and commit; commit None if unverified."""
+
+    name: str
+    commit: Optional[str]
+
+
+def resolve(repo: str, revision: str, kind: str = "model") -> Resolved:
+    """The one branch or tag of `repo` that `revision` (a name, or a pattern with `*`) names.
+
+    A commit hash is taken as is. Offline with nothing cached, a plain name is returned unverified (the loader
+    then finds it in the hub cache or says it is missing) and a pattern is an error.
+    """
+    if _COMMIT.match(revision):
+        return Resolved(revision, revision)
+    refs = list_refs(repo, kind)
+    pattern = "*" in revision or "?" in revision
+    if refs is None:
+        if pattern:
+            raise CellError(
+                f"cannot resolve revision {revision!r} of {repo} offline (HF_HUB_OFFLINE is set): its branch list "
+                "is not cached. Download the grid once where the hub is reachable "
+                "(`python evaluate.py -m ... hydra.sweeper.prefetch=true`).")
+        return Resolved(revision, None)
+    matches = sorted(name for name in refs if fnmatch.fnmatchcase(name, revision)) if pattern else \
+        [revision] if revision in refs else []
+    if len(matches) == 1:
+        return Resolved(matches[0], refs[matches[0]])
+    if matches:
+        raise CellError(f"revision {revision!r} matches {len(matches)} branches of {repo} ({', '.join(matches[:5])}); "
+                        "set model.revision to one of them")
+    where = "in the hub cache (HF_HUB_OFFLINE is set)" if offline() else "on the hub"
+    near = nearest(refs, revision)
+    raise CellError(f"revision {revision!r} of {repo} does not exist {where}; "
+                    + (f"nearest: {', '.join(near)}" if near else f"it has: {', '.join(sorted(refs)[:8]) or 'no branches'}"))
+
+
+def step_of(revision: str) -> Optional[int]:
+    match = _STEP_IN_REVISION.search(revision)
+    return int(match.group(1)) if match else None
+
+
+def nearest(refs: Iterable[str], revision: str, n: int = 2) -> list[str]:
+    """The existing step branches closest to the step in `revision`: up to n below and n above it."""
+    step = step_of(revision)
+    steps = sorted((s, name) for name in refs if (s := step_of(name)) is not None)
+    if step is None:
+        return [name for _, name in steps[:n]] + [name for _, name in steps[-n:]] if steps else []
+    below = [name for s, name in steps if s < step][-n:]
+    above = [name for s, name in steps if s > step][:n]
+    return below + above
+
+
+def explain(error: BaseException, repo: str, revision: Optional[str], kind: str = "model") -> str:
+    """One line that says why `repo` could not be reached or read, and what to do about it."""
+    from huggingface_hub import errors as hub
+
+    chain: list[BaseException] = []
+    e: Optional[BaseException] = error
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    kinds = tuple(type(x) for x in chain)
+    text = " | ".join(f"{type(x).__name__}: {x}" for x in chain)
+    status = next((getattr(getattr(x, "response", None), "status_code", None) for x in chain
+                   if getattr(x, "response", None) is not None), None)
+    where = repo + (f" at revision {revision!r}" if revision else "")
+    detail = f"{type(chain[-1]).__name__}: {str(chain[-1]).strip().splitlines()[0][:160]}" if chain else ""
+    if any(issubclass(k, hub.GatedRepoError) for k in kinds) or status == 403:
+        return (f"{kind} {repo} is gated: accept its terms on its hub page, then log in with `hf auth login` "
+                f"(or set HF_TOKEN) ({detail})")
+    if any(issubclass(k, hub.RevisionNotFoundError) for k in kinds) or "valid git identifier" in text:
+        return (f"revision {revision!r} does not exist for {repo}. List its branches with `python -c \"from "
+                f"huggingface_hub import list_repo_refs; print(list_repo_refs('{repo}'))\"` and set model.revision")
+    if any(issubclass(k, hub.RepositoryNotFoundError) for k in kinds) or status == 401 \
+            or "not a valid model identifier" in text:
+        return (f"{kind} {repo!r} is neither a local folder nor a {kind} on the Hugging Face hub, or it is private: "
+                f"check its name, or log in with `hf auth login` if you have access ({detail})")
+    if offline() or any(issubclass(k, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled)) for k in kinds):
+        return (f"cannot load {where}: the Hugging Face hub is disabled (HF_HUB_OFFLINE is set) and it is not in "
+                "the local cache. Download it once where the hub is reachable, into the same HF_HOME (`hf download "
+                "REPO --revision REV`, or a whole grid with hydra.sweeper.prefetch=true); the offline demo needs "
+                "no hub: `python evaluate.py`")
+    if any(issubclass(k, (ConnectionError, TimeoutError, OSError)) for k in kinds) or "connect" in text.lower():
+        from huggingface_hub import constants
+
+        return (f"cannot load {where}: the Hugging Face hub at {constants.ENDPOINT} is unreachable. Check the "
+                "network or HF_ENDPOINT; on nodes without internet, download on the login node first and run with "
+                f"HF_HUB_OFFLINE=1 ({detail})")
+    return f"failed to load {where}: {detail}"
+
+
+@dataclass
+class Check:
+    """The preflight of one (repository, revision) of a grid."""
+
+    repo: str
+    revision: str
+    kind: str = "model"
+    found: Optional[Resolved] = None
+    problem: Optional[str] = None  # why it cannot run (missing, gated, ...); None: found or unverified
+
+    @property
+    def verified(self) -> bool:
+        return self.found is not None and self.found.commit is not None
+
+
+def hub_revisions(cells: Iterable[Any]) -> list[tuple[str, str, str]]:
+    """The distinct (kind, repository, revision) a grid's cells load from the hub, in grid order."""
+    seen: dict[tuple[str, str, str], None] = {}
+    for cfg in cells:
+        repo = hub_id(str(cfg.model.pretrained), cfg.model.demo_size)
+        if repo is not None:
+            seen[("model", repo, str(cfg.model.revision))] = None
+        corpus = cfg.task.get("corpus")
+        if corpus is not None and corpus.dataset:
+            seen[("dataset", str(corpus.dataset), str(corpus.dataset_revision or "main"))] = None
+    return list(seen)
+
+
+def preflight(cells: Iterable[Any]) -> list[Check]:
+    """Check every distinct hub (repository, revision) of `cells` with one ref listing per repository."""
+    checks = []
+    for kind, repo, revision in hub_revisions(cells):
+        check = Check(repo, revision, kind)
+        try:
+            check.found = resolve(repo, revision, kind)
+        except CellError as e:
+            check.problem = str(e)
+        checks.append(check)
+    return checks
+
+
+def report(checks: Sequence[Check]) -> str:
+    """What the preflight found, for the log: missing ones with their nearest, what could not be verified."""
+    missing = [c for c in checks if c.problem]
+    unverified = [c for c in checks if not c.problem and not c.verified]
+    lines = [f"hub preflight: {len(checks)} repository revisions, {len(missing)} missing, "
+             f"{len(unverified)} unverified"]
+    lines += [f"  missing: {c.problem}" for c in missing]
+    if unverified:
+        lines.append("  not verified (HF_HUB_OFFLINE is set and the branch list is not cached): "
+                     + ", ".join(f"{c.repo}@{c.revision}" for c in unverified))
+    return "\n".join(lines)
+
+
+def missing_cells(cells: Sequence[Any]) -> dict[int, str]:
+    """The sweeper's preflight: which of `cells` (composed cell configs) load a hub revision that does not
+    exist, by index, with the reason. Logs what was checked, what is missing (with the nearest existing
+    revisions) and what could not be verified offline."""
+    checks = preflight(cells)
+    if checks:
+        doubtful = any(c.problem or not c.verified for c in checks)
+        log.log(logging.WARNING if doubtful else logging.INFO, report(checks))
+    problems = {(c.kind, c.repo, c.revision): c.problem for c in checks if c.problem}
+    missing = {}
+    for i, cfg in enumerate(cells):
+        reasons = [problems[key] for key in hub_revisions([cfg]) if key in problems]
+        if reasons:
+            missing[i] = str(reasons[0])
+    return missing
+
+
+MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]  # weights, config, tokenizer
+
+
+def fetch(cells: Sequence[Any]) -> None:
+    """Download what `cells` need into the caches (HF_HOME): models at their revisions, tokenizers and lm-eval
+    task datasets, so that compute nodes can run them with HF_HUB_OFFLINE=1.
+
+    Corpus datasets are streamed, a few thousand documents out of repositories of hundreds of gigabytes
+    (C4, FineWeb-Edu 100BT): they are checked by the preflight but not downloaded; the log says so.
+    """
+    from huggingface_hub import snapshot_download
+
+    if offline():
+        raise CellError("prefetch downloads from the hub: unset HF_HUB_OFFLINE (run it on the login node)")
+    revisions = hub_revisions(cells)
+    for kind, repo, revision in revisions:
+        if kind != "model":
+            log.warning("Not downloading dataset %s (a streamed corpus): its cells need the hub, or a local copy "
+                        "of the selection in task.corpus.path", repo)
+            continue
+        found = resolve(repo, revision, kind)
+        log.info("Downloading %s@%s", repo, found.name)
+        snapshot_download(repo, revision=found.name, allow_patterns=MODEL_FILES)
+    tokenizers = {str(cfg.model.tokenizer) for cfg in cells if cfg.model.tokenizer}
+    for tokenizer in sorted(t for t in tokenizers if hub_id(t)):
+        snapshot_download(tokenizer, allow_patterns=MODEL_FILES)
+    lm_eval_tasks = {(str(cfg.task.name), cfg.task.include_path) for cfg in cells if cfg.task.get("corpus") is None}
+    if lm_eval_tasks:
+        from llm_line import harness  # heavy: lm_eval builds the task index and downloads each task's data
+
+        for name, include_path in sorted(lm_eval_tasks, key=str):
+            log.info("Downloading the data of task %s", name)
+            harness.task_manager(include_path).load([name])
+    log.info("Prefetch done: %d model revisions, %d tasks", sum(k == "model" for k, _, _ in revisions),
+             len(lm_eval_tasks))
