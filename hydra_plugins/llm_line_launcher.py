@@ -30,6 +30,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
+from llm_line.compat import failed_job
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ARRAY_SIZE = 1000
@@ -62,7 +64,7 @@ class PackedSlurmLauncher(SlurmLauncher):
             try:
                 returns.append(super().__call__(overrides, job_dir_key, num, job_id, singleton_state))
             except (Exception, SystemExit) as e:  # composing failed, or the cell exited: the next cell still runs
-                returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=e))
+                returns.append(failed_job(e, overrides))
         failed = [" ".join(overrides) for overrides, ret in zip(pack, returns) if ret.status == JobStatus.FAILED]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(pack)} cells of this job failed (see their failure.json): "
@@ -105,7 +107,7 @@ class PackedSlurmLauncher(SlurmLauncher):
             try:
                 returns.extend(job.results()[0])
             except Exception as e:  # noqa: BLE001  (a failed job, cancelled or with failed cells)
-                returns.append(JobReturn(status=JobStatus.FAILED, _return_value=e))
+                returns.append(failed_job(e))
         return returns, ids
 
     def submit_arrays(self, executor: Any, job_params: list[tuple], parallelism: int) -> list[Any]:

@@ -46,11 +46,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.llm_line_launcher import max_array_size
 from llm_line import claims, hub, store
+from llm_line.compat import BasicSweeper, job_error
 from llm_line.errors import CellError
 from llm_line.plan import LAUNCHED, Plan, make_plan
 
@@ -146,7 +146,7 @@ class ResumingSweeper(BasicSweeper):
                                        for c in plan.cells if c.state == "error"]
         for ret in returns:
             if ret.status == JobStatus.FAILED:
-                errors.append(ret._return_value)
+                errors.append(job_error(ret))
         if errors:
             log.error("%d cells or jobs failed:\n  %s", len(errors),
                       "\n  ".join(str(e).splitlines()[0] if str(e) else type(e).__name__ for e in errors))

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Optional
 
 import pandas as pd
 
-from llm_line import store
+from llm_line import cli, store
 from llm_line.config import step_of
 
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
@@ -392,7 +392,7 @@ def report_skipped(skipped: list[Skipped], stream=None) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llm_line.collect",
+        prog=cli.prog("llm_line.collect"),
         description="Collect result.json files into a wide table (one row per checkpoint, the paper's "
         "layout) and a long table (one row per metric value).",
         epilog="Writes OUT (.csv) and OUT with .parquet, plus <OUT stem>_long.parquet and _long.csv. "

@@ -41,6 +41,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 
+from llm_line import cli
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args, loss_values, require_columns
 
 CI_LEVEL = 0.95
@@ -581,7 +582,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from llm_line.store import atomic_file, write_json
 
     parser = argparse.ArgumentParser(
-        prog="python -m llm_line.fit",
+        prog=cli.prog("llm_line.fit"),
         description="Fit the loss-to-loss law L_y = K (L_x - E_x)^kappa + E_y per group of a wide table "
         "(written by llm_line.collect, or the paper's released CSV).",
         epilog='example: python -m llm_line.fit --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" '

@@ -23,7 +23,7 @@ import yaml
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
-from llm_line import demo, hub
+from llm_line import compat, demo, hub
 from llm_line.config import ModelConfig, TaskConfig, load_key
 from llm_line.errors import CellError
 
@@ -61,14 +61,14 @@ class LoadedModel:
     def scored_answer(self, context: str, continuation: str) -> tuple[str, int]:
         """(the text lm-eval scored as the continuation, its token count), split exactly as lm-eval splits it.
 
-        lm-eval moves a context's trailing whitespace into the continuation (`_encode_pair`), so the scored
+        lm-eval moves a context's trailing whitespace into the continuation (compat.encode_pair), so the scored
         text is that whitespace plus the continuation. An empty context is scored after lm-eval's prefix token,
         the continuation encoded without special tokens (a tokenizer's own BOS is not scored); if the
         continuation itself starts with that token, lm-eval uses it as the context instead.
         """
         if context:
             trailing = context[len(context.rstrip()):]
-            return trailing + continuation, len(self.lm._encode_pair(context, continuation)[1])
+            return trailing + continuation, len(compat.encode_pair(self.lm, context, continuation)[1])
         ids = self.lm.tok_encode(continuation, add_special_tokens=False)
         if ids and ids[0] == self.lm.prefix_token_id:
             return continuation.removeprefix(self.lm.tokenizer.decode(ids[:1])), len(ids) - 1

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llm_line import fit as fitting
+from llm_line import cli, fit as fitting
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args
 
 CI_LEVEL = fitting.CI_LEVEL
@@ -126,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from llm_line.store import atomic_file
 
     parser = argparse.ArgumentParser(
-        prog="python -m llm_line.intervention",
+        prog=cli.prog("llm_line.intervention"),
         description="Fit the loss-to-loss law on a base group, then report every group's offset from it "
         "(mean residual with a bootstrap interval, RMSE) and draw residual panels.",
         epilog='example: python -m llm_line.intervention --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" '

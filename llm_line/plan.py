@@ -25,13 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-import omegaconf.base
-
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
-from llm_line import claims, store
+from llm_line import claims, compat, store
 from llm_line.config import load_key
 
 # done: valid result; running: a live claim; queued: submitted by an earlier sweep whose job is still queued;
@@ -87,19 +85,7 @@ class Plan:
         return "\n".join(lines)
 
 
-@contextmanager
-def cached_interpolation_parsing() -> Iterator[None]:
-    """OmegaConf parses an interpolation string on every access; a plan resolves the same few strings for
-    thousands of cells, so their parse trees (which resolution only reads) are cached while planning."""
-    original = omegaconf.base.parse
-    omegaconf.base.parse = functools.lru_cache(maxsize=4096)(original)
-    try:
-        yield
-    finally:
-        omegaconf.base.parse = original
-
-
-def compose_cells(config_loader: ConfigLoaderImpl, config: DictConfig,
+def compose_cells(config_loader: ConfigLoader, config: DictConfig,
                   cells_overrides: Sequence[Sequence[str]]) -> list[DictConfig | Exception]:
     """Each cell's config (or the error composing it): one Hydra compose per distinct config-group choice,
     then the cell's value overrides applied to a copy by Hydra's own code (same validation, same errors).
@@ -125,7 +111,7 @@ def compose_cells(config_loader: ConfigLoaderImpl, config: DictConfig,
             if isinstance(base, Exception):
                 raise base
             cfg = copy.deepcopy(base)
-            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+            compat.apply_overrides(values, cfg)
             out.append(cfg)
         except Exception as e:  # noqa: BLE001
             out.append(e)
@@ -141,7 +127,7 @@ def without_hydra_runtime(composed: DictConfig) -> DictConfig:
     return composed
 
 
-def make_plan(config_loader: ConfigLoaderImpl, config: DictConfig, cells_overrides: Sequence[Sequence[str]],
+def make_plan(config_loader: ConfigLoader, config: DictConfig, cells_overrides: Sequence[Sequence[str]],
               cells_per_job: int = 1, queue: Optional[set[str]] = None) -> Plan:
     """Compose, validate and classify every cell, then pack the cells to launch into jobs.
 
@@ -150,7 +136,7 @@ def make_plan(config_loader: ConfigLoaderImpl, config: DictConfig, cells_overrid
     sweep_dir = Path(str(config.hydra.sweep.dir))
     submitted = submitted_elsewhere(sweep_dir, queue)
     cells = []
-    with cached_interpolation_parsing():
+    with compat.cached_interpolation_parsing():
         composed = compose_cells(config_loader, config, cells_overrides)
         for overrides, cfg in zip(cells_overrides, composed):
             cells.append(classify(overrides, cfg, sweep_dir, submitted, queue))

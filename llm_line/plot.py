@@ -27,7 +27,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from llm_line import fit as fitting
+from llm_line import cli, fit as fitting
 from llm_line.table import DataError, add_arguments, load_from_args
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h"]
@@ -215,7 +215,7 @@ def save(fig, out: Path) -> list[Path]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llm_line.plot",
+        prog=cli.prog("llm_line.plot"),
         description="Plot task (or validation) losses against one validation loss, coloured by pretraining "
         "data, marked by architecture, with each group's fitted loss-to-loss law and y = x.",
         epilog='example: python -m llm_line.plot --data data/results.csv --x "FineWeb-Edu Validation Loss" '

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
-from llm_line import claims, store
+from llm_line import claims, cli, store
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
@@ -106,7 +106,7 @@ def report(name: str, rows: list[dict[str, Any]], show: set[str]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_line.status", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=cli.prog("llm_line.status"), description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="results root (the sweep dir, `results_dir` of the sweep)")
     parser.add_argument("--all", action="store_true", help="every sweep launched into ROOT, not only the latest")
     parser.add_argument("--show", default="failed,running,missing",

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 
-from llm_line import intervention, plot
+from llm_line import cli, intervention, plot
 from llm_line.table import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,22 +90,20 @@ def test_the_readme_commands_run_on_the_released_table(tmp_path, monkeypatch, ca
     """The three analysis commands a researcher pastes from the README: laws, figure, intervention table."""
     import shlex
 
-    from llm_line import fit
 
     released = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
     if not released.exists():
         pytest.skip(f"the paper's released table is not at {released}")
     readme = (ROOT / "README.md").read_text()
     commands = [line for line in readme.splitlines()
-                if line.startswith(("python -m llm_line.fit ", "python -m llm_line.plot ",
-                                    "python -m llm_line.intervention "))]
+                if line.startswith(("llm-line fit ", "llm-line plot ", "llm-line intervention "))]
     assert len(commands) == 3
     monkeypatch.chdir(tmp_path)
-    mains = {"llm_line.fit": fit.main, "llm_line.plot": plot.main, "llm_line.intervention": intervention.main}
+    monkeypatch.setattr(sys, "argv", ["llm-line"])
     for command in commands:
-        argv = shlex.split(command.replace("$D", str(released)))
-        fast = ["--bootstrap", "100"] if argv[2] != "llm_line.plot" else []
-        assert mains[argv[2]](argv[3:] + fast) == 0
+        argv = shlex.split(command.replace("$D", str(released)))[1:]  # through the llm-line command's dispatch
+        fast = ["--bootstrap", "100"] if argv[0] != "plot" else []
+        assert cli.main(argv + fast) == 0
     out = capsys.readouterr().out
     laws = pd.read_csv(tmp_path / "laws.csv")
     assert laws["group"].tolist() == ["C4", "FineWeb-Edu", "The Pile Deduped"] and (laws["status"] == "ok").all()

@@ -1,0 +1,62 @@
+"""The private parts of lm-eval, Hydra and OmegaConf that llm-line relies on, each behind one small function.
+
+None of these libraries publishes what is used here; keeping every use in this module means an upgrade that
+changes one of them breaks in one place, loudly: tests/test_compat.py pins each behaviour llm-line needs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import omegaconf.base
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.types import Override
+from hydra.core.utils import JobReturn
+from omegaconf import DictConfig
+
+__all__ = ["BasicSweeper", "apply_overrides", "cached_interpolation_parsing", "encode_pair", "job_error"]
+# BasicSweeper: Hydra's own sweeper (hydra._internal), which llm-line's sweeper extends: Hydra has no public
+# base class for a sweeper that expands override grids the way the basic sweeper does.
+
+
+def encode_pair(lm: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """The token ids lm-eval's HF model scores for a (context, continuation) request (`HFLM._encode_pair`):
+    a context's trailing whitespace moves into the continuation, which is encoded in context."""
+    return lm._encode_pair(context, continuation)
+
+
+def apply_overrides(overrides: Sequence[Override], cfg: DictConfig) -> None:
+    """Apply parsed value overrides to a composed config exactly as Hydra's compose does: the same
+    validation, the same errors (`ConfigLoaderImpl._apply_overrides_to_config`)."""
+    ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
+
+
+@contextmanager
+def cached_interpolation_parsing() -> Iterator[None]:
+    """OmegaConf parses an interpolation string on every access (`omegaconf.base.parse`); a plan resolves the
+    same few strings for thousands of cells, so their parse trees (which resolution only reads) are cached
+    while the block runs."""
+    original = omegaconf.base.parse
+    omegaconf.base.parse = functools.lru_cache(maxsize=4096)(original)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        omegaconf.base.parse = original  # type: ignore[assignment]
+
+
+def job_error(ret: JobReturn) -> BaseException:
+    """The exception a failed Hydra job ended with (`JobReturn._return_value`; the public `return_value`
+    re-raises it instead of returning it)."""
+    return ret._return_value
+
+
+def failed_job(error: BaseException, overrides: Sequence[str] | None = None) -> JobReturn:
+    """A JobReturn for a job that failed with `error`, as Hydra's launchers build them."""
+    from hydra.core.utils import JobStatus
+
+    return JobReturn(overrides=list(overrides) if overrides is not None else None, status=JobStatus.FAILED,
+                     _return_value=error)

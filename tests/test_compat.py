@@ -1,0 +1,49 @@
+"""The private library behaviours llm-line relies on (llm_line/compat.py): an upgrade that changes one fails here."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from conftest import ROOT
+from llm_line import compat
+
+
+def test_encode_pair_moves_a_contexts_trailing_space_into_the_continuation(demo_model):
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(demo_model), device="cpu", batch_size=1)
+    context, continuation = compat.encode_pair(lm, "The sky is ", "blue")
+    assert context == lm.tok_encode("The sky is") and continuation == lm.tok_encode(" blue")
+    assert compat.encode_pair(lm, "The sky is", " blue") == (context, continuation)
+
+
+def test_apply_overrides_validates_like_a_compose():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config")
+    parser = OverridesParser.create()
+    compat.apply_overrides(parser.parse_overrides(["model.size=small", "shots=2"]), cfg)
+    assert cfg.model.size == "small" and cfg.shots == 2
+    with pytest.raises(ConfigCompositionException, match="revison"):
+        compat.apply_overrides(parser.parse_overrides(["model.revison=x"]), cfg)
+
+
+def test_cached_interpolation_parsing_resolves_the_same_and_restores_the_parser():
+    import omegaconf.base
+
+    original = omegaconf.base.parse
+    cfg = OmegaConf.create({"a": 2, "b": "${a}", "c": "x${b}"})
+    with compat.cached_interpolation_parsing():
+        assert omegaconf.base.parse is not original
+        assert (cfg.b, cfg.c, cfg.c) == (2, "x2", "x2")
+    assert omegaconf.base.parse is original
+
+
+def test_a_failed_job_keeps_its_error():
+    error = RuntimeError("boom")
+    ret = compat.failed_job(error, ["task=piqa"])
+    assert ret.status == JobStatus.FAILED and compat.job_error(ret) is error and ret.overrides == ["task=piqa"]
+    with pytest.raises(RuntimeError, match="boom"):
+        ret.return_value  # noqa: B018  (the public accessor re-raises: why job_error exists)
