@@ -38,9 +38,18 @@ def build(size: str, device: str, dtype: torch.dtype, attn: str) -> torch.nn.Mod
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     d, layers, heads = SHAPES[size]
-    config = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=4 * d, max_position_embeddings=2048, rotary_pct=0.25,
-                           use_parallel_residual=True, tie_word_embeddings=False, attn_implementation=attn)
+    config = GPTNeoXConfig(
+        vocab_size=VOCAB,
+        hidden_size=d,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * d,
+        max_position_embeddings=2048,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        attn_implementation=attn,
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = GPTNeoXForCausalLM(config).to(dtype)
@@ -56,8 +65,11 @@ def non_embedding_parameters(model: torch.nn.Module) -> int:
 
 def flops_per_token(model: torch.nn.Module, context: int) -> float:
     c = model.config
-    return (2 * non_embedding_parameters(model) + 2 * VOCAB * c.hidden_size
-            + 4 * c.num_hidden_layers * context * c.hidden_size)
+    return (
+        2 * non_embedding_parameters(model)
+        + 2 * VOCAB * c.hidden_size
+        + 4 * c.num_hidden_layers * context * c.hidden_size
+    )
 
 
 def peak_flops(device: str, dtype: torch.dtype, given: float | None) -> tuple[float, str]:
@@ -76,7 +88,10 @@ def peak_flops(device: str, dtype: torch.dtype, given: float | None) -> tuple[fl
     for _ in range(reps):
         a @ b
     achieved = 2 * n**3 * reps / (time.perf_counter() - started)
-    return achieved, f"{achieved / 1e12:.3f} TFLOP/s (measured {n}x{n} {dtype} matmul, {torch.get_num_threads()} threads)"
+    return (
+        achieved,
+        f"{achieved / 1e12:.3f} TFLOP/s (measured {n}x{n} {dtype} matmul, {torch.get_num_threads()} threads)",
+    )
 
 
 def sync(device: str) -> None:
@@ -108,22 +123,32 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=None, help="tokens scored per method (default: 4M GPU, 4096 CPU)")
     parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on GPU, float32 on CPU")
     parser.add_argument("--attn", default="sdpa", help="attn_implementation (sdpa, eager, flash_attention_2)")
-    parser.add_argument("--baseline", choices=("auto", "on", "off"), default="auto",
-                        help="also time the 50-token-chunk method (auto: on CPU only)")
+    parser.add_argument(
+        "--baseline",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also time the 50-token-chunk method (auto: on CPU only)",
+    )
     parser.add_argument("--baseline-tokens", type=int, default=None, help="tokens for the baseline (default: --tokens)")
     parser.add_argument("--chunk", type=int, default=50, help="the baseline's chunk length")
     parser.add_argument("--peak-tflops", type=float, default=None)
     args = parser.parse_args()
 
     gpu = args.device.startswith("cuda")
-    dtype = {"auto": torch.bfloat16 if gpu else torch.float32, "bfloat16": torch.bfloat16,
-             "float16": torch.float16, "float32": torch.float32}[args.dtype]
+    dtype = {
+        "auto": torch.bfloat16 if gpu else torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+        "float32": torch.float32,
+    }[args.dtype]
     batch = args.batch_size or (16 if gpu else 1)
     tokens = args.tokens or (4_000_000 if gpu else 4096)
     baseline = args.baseline == "on" or (args.baseline == "auto" and not gpu)
     peak, peak_text = peak_flops(args.device, dtype, args.peak_tflops)
-    print(f"device {args.device}, {dtype}, context {args.context}, batch {batch}, {tokens} tokens, "
-          f"attention {args.attn}; peak {peak_text}; torch {torch.__version__}")
+    print(
+        f"device {args.device}, {dtype}, context {args.context}, batch {batch}, {tokens} tokens, "
+        f"attention {args.attn}; peak {peak_text}; torch {torch.__version__}"
+    )
     print(f"{'shape':<8}{'method':<28}{'tokens/s':>12}{'GFLOP/token':>13}{'MFU':>8}")
     generator = torch.Generator().manual_seed(0)
     for size in args.sizes.split(","):
@@ -134,15 +159,19 @@ def main() -> None:
         out = packed_loss(model, stream, args.context, batch, args.device)
         rate = out["tokens"] / out["seconds"]
         flops = flops_per_token(model, args.context)
-        print(f"{size:<8}{f'packed, {args.context}-token windows':<28}{rate:>12.1f}{flops / 1e9:>13.3f}"
-              f"{rate * flops / peak:>8.1%}")
+        print(
+            f"{size:<8}{f'packed, {args.context}-token windows':<28}{rate:>12.1f}{flops / 1e9:>13.3f}"
+            f"{rate * flops / peak:>8.1%}"
+        )
         if baseline:
             n = args.baseline_tokens or tokens
             chunked_baseline(model, stream[: 4 * args.chunk], args.chunk, args.device)  # warm-up
             base_rate, _ = chunked_baseline(model, stream[: n + 1], args.chunk, args.device)
             base_flops = flops_per_token(model, args.chunk)
-            print(f"{size:<8}{f'original, {args.chunk}-token chunks':<28}{base_rate:>12.1f}{base_flops / 1e9:>13.3f}"
-                  f"{base_rate * base_flops / peak:>8.1%}")
+            print(
+                f"{size:<8}{f'original, {args.chunk}-token chunks':<28}{base_rate:>12.1f}{base_flops / 1e9:>13.3f}"
+                f"{base_rate * base_flops / peak:>8.1%}"
+            )
             print(f"{'':<8}{'packed / original':<28}{rate / base_rate:>12.2f}x")
         del model
         if gpu:

@@ -36,27 +36,41 @@ def plan_2000(results: Path) -> None:
         with open_dict(config):
             config.hydra.job.config_name = "config"
             config.hydra.overrides.hydra = []
-        cells = [["model=pythia", "model.size=410m", f"model.step={step}", f"task={task}", f"results_dir={results}"]
-                 for step in range(0, 200_000, 1000) for task in TASKS.split(",")]
+        cells = [
+            ["model=pythia", "model.size=410m", f"model.step={step}", f"task={task}", f"results_dir={results}"]
+            for step in range(0, 200_000, 1000)
+            for task in TASKS.split(",")
+        ]
         start, cpu = time.perf_counter(), time.process_time()
         plan = make_plan(GlobalHydra.instance().config_loader(), config, cells, cells_per_job=32)
         took, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"2,000-cell grid: planned {len(plan.cells)} cells in {took:.1f} s wall, {cpu:.1f} s CPU "
-          f"({1000 * cpu / len(plan.cells):.1f} ms CPU per cell); {len(plan.packs)} jobs of <= 32 cells, "
-          f"{len(plan.packs) / len(plan.cells):.3f} jobs per cell")
+    print(
+        f"2,000-cell grid: planned {len(plan.cells)} cells in {took:.1f} s wall, {cpu:.1f} s CPU "
+        f"({1000 * cpu / len(plan.cells):.1f} ms CPU per cell); {len(plan.packs)} jobs of <= 32 cells, "
+        f"{len(plan.packs) / len(plan.cells):.3f} jobs per cell"
+    )
 
 
 def paper_dry_run(results: Path) -> None:
-    cmd = [sys.executable, "evaluate.py", "-m", "+experiment=paper_hf", "hydra/launcher=slurm",
-           "hydra.sweeper.dry_run=true", f"results_dir={results}"]
+    cmd = [
+        sys.executable,
+        "evaluate.py",
+        "-m",
+        "+experiment=paper_hf",
+        "hydra/launcher=slurm",
+        "hydra.sweeper.dry_run=true",
+        f"results_dir={results}",
+    ]
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     took = time.perf_counter() - start
     text = out.stdout + out.stderr
     cells = int(re.search(r"(\d+) cells in the grid", text).group(1))
     jobs = int(re.search(r"(\d+) jobs \(one model load each", text).group(1))
-    print(f"paper_hf dry run: {cells} cells -> {jobs} jobs = {jobs} model loads ({jobs / cells:.3f} per cell, "
-          f"was 1 per cell); dry run {took:.1f} s wall")
+    print(
+        f"paper_hf dry run: {cells} cells -> {jobs} jobs = {jobs} model loads ({jobs / cells:.3f} per cell, "
+        f"was 1 per cell); dry run {took:.1f} s wall"
+    )
 
 
 def main() -> None:

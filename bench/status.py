@@ -36,15 +36,22 @@ def main() -> None:
             run_dir = root / f"m{i // 1000}" / f"step{i % 1000}" / "mmlu" / "0shot"
             run_dir.mkdir(parents=True)
             if i % 2 == 0:
-                (run_dir / store.RESULT).write_text(json.dumps({"schema": 1, "cell": cell, "metrics": metrics, "n_docs": 1}))
+                (run_dir / store.RESULT).write_text(
+                    json.dumps({"schema": 1, "cell": cell, "metrics": metrics, "n_docs": 1})
+                )
             elif i % 7 == 1:
                 (run_dir / store.FAILURE).write_text(json.dumps({"error": "CellError: example"}))
             cells.append({"run_dir": str(run_dir.relative_to(root)), "cell": cell, "launched": True})
         manifest = {"cells": cells, "pid": os.getpid(), "host": os.uname().nodename, "launcher": "BasicLauncher"}
         store.write_json(root / store.MANIFESTS / "bench.json", manifest)
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "llm_line.status", str(root), "--show", ""], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "llm_line.status", str(root), "--show", ""],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         elapsed = time.perf_counter() - start
     print(out.strip())
     print(f"status of {args.cells} cells: {elapsed:.2f} s ({1e6 * elapsed / args.cells:.0f} us per cell)")

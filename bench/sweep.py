@@ -43,15 +43,43 @@ def main() -> None:
     cells = list(itertools.product(SIZES, TASKS, SHOTS))
 
     with tempfile.TemporaryDirectory() as tmp:
-        sweep = [sys.executable, "evaluate.py", "-m", "model=demo", f"model.size={','.join(SIZES)}",
-                 f"task={','.join(TASKS)}", f"shots={','.join(map(str, SHOTS))}", f"results_dir={tmp}/results"]
+        sweep = [
+            sys.executable,
+            "evaluate.py",
+            "-m",
+            "model=demo",
+            f"model.size={','.join(SIZES)}",
+            f"task={','.join(TASKS)}",
+            f"shots={','.join(map(str, SHOTS))}",
+            f"results_dir={tmp}/results",
+        ]
         t_sweep = timed(sweep, env=env)
         t_rerun = timed(sweep, env=env)
         t_separate = sum(
-            timed([sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-                   f"pretrained={cache / 'demo' / size},dtype=float32", "--tasks", task, "--num_fewshot", str(shots),
-                   "--include_path", str(ROOT / "llm_line" / "tasks"), "--device", "cpu", "--batch_size", "32",
-                   "--output_path", f"{tmp}/lm_eval/{size}-{task}-{shots}"], env=env)
+            timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "lm_eval",
+                    "--model",
+                    "hf",
+                    "--model_args",
+                    f"pretrained={cache / 'demo' / size},dtype=float32",
+                    "--tasks",
+                    task,
+                    "--num_fewshot",
+                    str(shots),
+                    "--include_path",
+                    str(ROOT / "llm_line" / "tasks"),
+                    "--device",
+                    "cpu",
+                    "--batch_size",
+                    "32",
+                    "--output_path",
+                    f"{tmp}/lm_eval/{size}-{task}-{shots}",
+                ],
+                env=env,
+            )
             for size, task, shots in cells
         )
 
@@ -61,8 +89,10 @@ def main() -> None:
     print(f"{'separate lm_eval CLI runs':32}{t_separate:>10.1f}{t_separate / n:>10.2f}")
     print(f"{'llm-line sweep (one process)':32}{t_sweep:>10.1f}{t_sweep / n:>10.2f}")
     print(f"{'llm-line re-run (all skipped)':32}{t_rerun:>10.1f}{t_rerun / n:>10.2f}")
-    print(f"sweep / separate = {t_sweep / t_separate:.2f} (target <= 0.30); "
-          f"re-run {t_rerun / n:.2f} s per cell (target < 1)")
+    print(
+        f"sweep / separate = {t_sweep / t_separate:.2f} (target <= 0.30); "
+        f"re-run {t_rerun / n:.2f} s per cell (target < 1)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from llm_line.compat import failed_job
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,28 @@ def chunks(n: int, size: int) -> list[range]:
 class PackedSlurmLauncher(SlurmLauncher):
     """SlurmLauncher whose jobs are packs of cells; see the module docstring."""
 
-    def __call__(self, pack: list[list[str]], job_dir_key: str, job_nums: list[int], job_id: str,
-                 singleton_state: dict[type, Singleton]) -> list[JobReturn]:
+    def __call__(
+        self,
+        pack: list[list[str]],
+        job_dir_key: str,
+        job_nums: list[int],
+        job_id: str,
+        singleton_state: dict[type, Singleton],
+    ) -> list[JobReturn]:
         """The job: every cell of the pack in turn, each through hydra-submitit-launcher's own cell runner."""
         returns = []
-        for overrides, num in zip(pack, job_nums):
+        for overrides, num in zip(pack, job_nums, strict=False):
             try:
                 returns.append(super().__call__(overrides, job_dir_key, num, job_id, singleton_state))
             except (Exception, SystemExit) as e:  # composing failed, or the cell exited: the next cell still runs
                 returns.append(failed_job(e, overrides))
-        failed = [" ".join(overrides) for overrides, ret in zip(pack, returns) if ret.status == JobStatus.FAILED]
+        failed = [
+            " ".join(overrides) for overrides, ret in zip(pack, returns, strict=False) if ret.status == JobStatus.FAILED
+        ]
         if failed:
-            raise RuntimeError(f"{len(failed)} of {len(pack)} cells of this job failed (see their failure.json): "
-                               + "; ".join(failed))
+            raise RuntimeError(
+                f"{len(failed)} of {len(pack)} cells of this job failed (see their failure.json): " + "; ".join(failed)
+            )
         return returns
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -76,14 +85,18 @@ class PackedSlurmLauncher(SlurmLauncher):
         returns, _ = self.launch_packs([[list(o)] for o in job_overrides], initial_job_idx, wait=True)
         return returns
 
-    def launch_packs(self, packs: Sequence[Sequence[Sequence[str]]], initial_job_idx: int = 0,
-                     wait: bool = True) -> tuple[list[JobReturn], list[str]]:
+    def launch_packs(
+        self, packs: Sequence[Sequence[Sequence[str]]], initial_job_idx: int = 0, wait: bool = True
+    ) -> tuple[list[JobReturn], list[str]]:
         """Submit one job per pack in arrays that fit; return the cells' JobReturns (if `wait`) and job ids."""
         import submitit
 
         assert self.config is not None
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
-                                         slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=self.params["submitit_folder"],
+            slurm_max_num_timeout=self.params.get("max_num_timeout", 0),
+        )
         params = {k: v for k, v in self.params.items() if k not in ("submitit_folder", "max_num_timeout")}
         parallelism = int(params.pop("array_parallelism", 256))
         base = set(OmegaConf.structured(BaseQueueConf).keys())
@@ -94,16 +107,17 @@ class PackedSlurmLauncher(SlurmLauncher):
         for pack in packs:
             nums = list(range(num, num + len(pack)))
             num += len(pack)
-            for n, overrides in zip(nums, pack):
+            for n, overrides in zip(nums, pack, strict=False):
                 log.info("\t#%d : %s", n, " ".join(filter_overrides(overrides)))
-            job_params.append(([list(o) for o in pack], "hydra.sweep.dir", nums, f"job_id_for_{nums[0]}",
-                               Singleton.get_state()))
+            job_params.append(
+                ([list(o) for o in pack], "hydra.sweep.dir", nums, f"job_id_for_{nums[0]}", Singleton.get_state())
+            )
         jobs = self.submit_arrays(executor, job_params, parallelism)
         ids = [job.job_id for job in jobs]
         if not wait:
             return [], ids
         returns: list[JobReturn] = []
-        for job, pack in zip(jobs, packs):
+        for job in jobs:
             try:
                 returns.extend(job.results()[0])
             except Exception as e:  # noqa: BLE001  (a failed job, cancelled or with failed cells)
@@ -123,7 +137,7 @@ class PackedSlurmLauncher(SlurmLauncher):
             for part in parts:
                 share = max(1, parallelism * len(part) // len(job_params))
                 executor.update_parameters(slurm_array_parallelism=share)
-                jobs.extend(executor.map_array(self, *zip(*[job_params[i] for i in part])))
+                jobs.extend(executor.map_array(self, *zip(*[job_params[i] for i in part], strict=False)))
         except Exception:
             arrays = sorted({job.job_id.split("_")[0] for job in jobs})
             if arrays:
@@ -133,7 +147,10 @@ class PackedSlurmLauncher(SlurmLauncher):
             for job in jobs:
                 job.paths.submitted_pickle.unlink(missing_ok=True)
             raise
-        log.info("Submitted %d jobs in %d job arrays (%s)", len(jobs), len(parts),
-                 ", ".join(sorted({job.job_id.split("_")[0] for job in jobs})))
+        log.info(
+            "Submitted %d jobs in %d job arrays (%s)",
+            len(jobs),
+            len(parts),
+            ", ".join(sorted({job.job_id.split("_")[0] for job in jobs})),
+        )
         return jobs
-

@@ -40,8 +40,9 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -57,33 +58,40 @@ from llm_line.plan import LAUNCHED, Plan, make_plan
 log = logging.getLogger(__name__)
 
 
-
 class ResumingSweeper(BasicSweeper):
     """BasicSweeper over a union of grids that plans, checks and launches only the cells still to compute."""
 
-    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
-                 grids: Optional[List[Dict[str, Any]]] = None, cells_per_job: int = 32, dry_run: bool = False,
-                 wait: bool = True, skip_missing: bool = False, prefetch: bool = False) -> None:
+    def __init__(
+        self,
+        max_batch_size: int | None,
+        params: dict[str, str] | None = None,
+        grids: list[dict[str, Any]] | None = None,
+        cells_per_job: int = 32,
+        dry_run: bool = False,
+        wait: bool = True,
+        skip_missing: bool = False,
+        prefetch: bool = False,
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [{key: sweep_string(value) for key, value in grid.items()} for grid in (grids or [])]
         self.cells_per_job, self.dry_run, self.wait = cells_per_job, dry_run, wait
         self.skip_missing, self.prefetch = skip_missing, prefetch
 
-    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
+    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
         """All cells of every grid crossed with `overrides` (params and command line), in batches."""
         config_loader = self.hydra_context.config_loader if self.hydra_context is not None else None
         jobs = expand(self.grids, overrides, OverridesParser.create(config_loader=config_loader))
         size = len(jobs) if max_batch_size in (None, -1) else max_batch_size
-        return [jobs[i:i + size] for i in range(0, len(jobs), size)] or [[]]
+        return [jobs[i : i + size] for i in range(0, len(jobs), size)] or [[]]
 
-    def cell_overrides(self, arguments: List[str]) -> List[List[str]]:
+    def cell_overrides(self, arguments: list[str]) -> list[list[str]]:
         """The override list of every cell of the sweep, in grid order."""
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         return self.split_arguments(overrides, None)[0]
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -91,35 +99,50 @@ class ResumingSweeper(BasicSweeper):
         packing = hasattr(self.launcher, "launch_packs")
         started = time.perf_counter()
         cells_per_job = self.cells_per_job if packing else 1
-        plan = make_plan(self.hydra_context.config_loader, self.config, self.cell_overrides(arguments),
-                         cells_per_job, claims.slurm_queue() if packing else None)
+        plan = make_plan(
+            self.hydra_context.config_loader,
+            self.config,
+            self.cell_overrides(arguments),
+            cells_per_job,
+            claims.slurm_queue() if packing else None,
+        )
         self.check(plan, cells_per_job)
         counts = plan.counts()
-        log.info("%d of %d cells already have a result; launching %d (planned in %.1f s)", counts["done"],
-                 len(plan.cells), len(plan.to_launch()), time.perf_counter() - started)
+        log.info(
+            "%d of %d cells already have a result; launching %d (planned in %.1f s)",
+            counts["done"],
+            len(plan.cells),
+            len(plan.to_launch()),
+            time.perf_counter() - started,
+        )
         log.info("%s", plan.describe(self.cells_per_job if packing else None, max_array_size() if packing else None))
         if self.dry_run:
             return []
         if self.prefetch:
             hub.fetch([c.cfg for c in plan.to_launch()])
-            log.info("Prefetched what the %d cells to launch need; launching nothing (prefetch=true)",
-                     len(plan.to_launch()))
+            log.info(
+                "Prefetched what the %d cells to launch need; launching nothing (prefetch=true)", len(plan.to_launch())
+            )
             return []
         manifest = write_manifest(sweep_dir, plan, self.config)
-        returns: List[JobReturn] = []
+        returns: list[JobReturn] = []
         if plan.packs and packing:
             packs = [[plan.cells[i].overrides for i in p] for p in plan.packs]
             returns, ids = self.launcher.launch_packs(packs, 0, wait=self.wait)  # type: ignore[attr-defined]
             record_jobs(manifest, plan, ids)
             if not self.wait:
                 arrays = sorted({i.split("_")[0] for i in ids})
-                log.info("Submitted %d jobs in job arrays %s; follow them with: python -m llm_line.status %s",
-                         len(ids), " ".join(arrays), sweep_dir)
+                log.info(
+                    "Submitted %d jobs in job arrays %s; follow them with: python -m llm_line.status %s",
+                    len(ids),
+                    " ".join(arrays),
+                    sweep_dir,
+                )
         elif plan.packs:
             pending = [c.overrides for c in plan.to_launch()]
             size = len(pending) if self.max_batch_size in (None, -1) else self.max_batch_size
             for i in range(0, len(pending), size):
-                returns.extend(self.launcher.launch(pending[i:i + size], initial_job_idx=i))
+                returns.extend(self.launcher.launch(pending[i : i + size], initial_job_idx=i))
         self.raise_failures(plan, returns)
         return [returns]
 
@@ -133,8 +156,10 @@ class ResumingSweeper(BasicSweeper):
         launch = plan.to_launch()
         missing = hub.missing_cells([c.cfg for c in launch])
         if missing and not (self.skip_missing or self.dry_run):
-            raise CellError(f"{len(missing)} cells of this grid ask for hub revisions that do not exist (listed "
-                            "above); fix the grid, or launch the rest with hydra.sweeper.skip_missing=true")
+            raise CellError(
+                f"{len(missing)} cells of this grid ask for hub revisions that do not exist (listed "
+                "above); fix the grid, or launch the rest with hydra.sweeper.skip_missing=true"
+            )
         for i, reason in missing.items():
             launch[i].state, launch[i].detail = "error", reason
         if missing:
@@ -142,14 +167,18 @@ class ResumingSweeper(BasicSweeper):
 
     def raise_failures(self, plan: Plan, returns: Sequence[JobReturn]) -> None:
         """After every job ended: report error cells and failed jobs, then raise the first failure."""
-        errors: List[BaseException] = [RuntimeError(f"{' '.join(c.overrides)}: {c.detail}")
-                                       for c in plan.cells if c.state == "error"]
+        errors: list[BaseException] = [
+            RuntimeError(f"{' '.join(c.overrides)}: {c.detail}") for c in plan.cells if c.state == "error"
+        ]
         for ret in returns:
             if ret.status == JobStatus.FAILED:
                 errors.append(job_error(ret))
         if errors:
-            log.error("%d cells or jobs failed:\n  %s", len(errors),
-                      "\n  ".join(str(e).splitlines()[0] if str(e) else type(e).__name__ for e in errors))
+            log.error(
+                "%d cells or jobs failed:\n  %s",
+                len(errors),
+                "\n  ".join(str(e).splitlines()[0] if str(e) else type(e).__name__ for e in errors),
+            )
             raise errors[0]
 
 
@@ -164,11 +193,11 @@ def sweep_string(value: Any) -> str:
     return str(value)
 
 
-def expand(grids: List[Dict[str, str]], overrides: List[Override], parser: OverridesParser) -> List[List[str]]:
+def expand(grids: list[dict[str, str]], overrides: list[Override], parser: OverridesParser) -> list[list[str]]:
     """The override lists of every cell: each grid crossed with `overrides`, duplicates dropped."""
     if not grids:
         return BasicSweeper.split_arguments(overrides, None)[0]
-    jobs: List[List[str]] = []
+    jobs: list[list[str]] = []
     seen = set()
     for grid in grids:
         parsed = parser.parse_overrides([f"{key}={sweep_string(value)}" for key, value in grid.items()])
@@ -183,23 +212,29 @@ def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
     """Record a sweep's grid for `status`: every cell, its state when planned, and who launched it."""
     launcher = config.hydra.launcher
     path = sweep_dir / store.MANIFESTS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
-    store.write_json(path, {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "user": getpass.getuser(),
-        "launcher": str(launcher.get("_target_", "")),
-        "job_name": launcher.get("name"),
-        "arrays": [],
-        "cells": [{"run_dir": c.run_dir, "cell": c.cell, "state": c.state, "launched": c.state in LAUNCHED}
-                  for c in plan.cells if c.state != "error"],
-        "errors": [{"overrides": c.overrides, "error": c.detail} for c in plan.cells if c.state == "error"],
-    })
+    store.write_json(
+        path,
+        {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "argv": sys.argv,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "user": getpass.getuser(),
+            "launcher": str(launcher.get("_target_", "")),
+            "job_name": launcher.get("name"),
+            "arrays": [],
+            "cells": [
+                {"run_dir": c.run_dir, "cell": c.cell, "state": c.state, "launched": c.state in LAUNCHED}
+                for c in plan.cells
+                if c.state != "error"
+            ],
+            "errors": [{"overrides": c.overrides, "error": c.detail} for c in plan.cells if c.state == "error"],
+        },
+    )
     return path
 
 
-def record_jobs(path: Path, plan: Plan, job_ids: List[str]) -> None:
+def record_jobs(path: Path, plan: Plan, job_ids: list[str]) -> None:
     """Add the SLURM job (`<array job>_<task>`) of every launched cell and the array job ids to a manifest."""
     manifest = json.loads(path.read_text())
     jobs = {c.run_dir: job_ids[c.pack] for c in plan.cells if c.pack is not None and c.pack < len(job_ids)}

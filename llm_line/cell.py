@@ -15,7 +15,7 @@ import time
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +25,7 @@ from llm_line.checks import check_config
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
+
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
     """What makes a cell this cell; the run dir is a function of exactly these values."""
@@ -37,7 +38,7 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def finished(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
+def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """The valid result of the cell `cfg` in `run_dir`, or None if it must be computed (always with force).
 
     The one resume decision, shared by a job and by the sweeper that filters cells before launching them.
@@ -50,7 +51,7 @@ def finished(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
     return done
 
 
-def run_cell(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
+def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """Evaluate the cell `cfg` into `run_dir`, or return its existing result unless `cfg.force`.
 
     Returns None when another live job or process holds the cell's claim (it computes the cell, not us).
@@ -65,8 +66,13 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> Optional[dict[str, Any]]:
     holder = claims.acquire(run_dir, cell)
     if holder is not None:
         where = holder.get("slurm_job_id") or f"{holder.get('host')} pid {holder.get('pid')}"
-        log.warning("Skipping %s: it is being computed by %s since %s (%s)", describe(cell), where,
-                    holder.get("started", "?"), run_dir / store.RUNNING)
+        log.warning(
+            "Skipping %s: it is being computed by %s since %s (%s)",
+            describe(cell),
+            where,
+            holder.get("started", "?"),
+            run_dir / store.RUNNING,
+        )
         return None
     try:
         done = finished(cfg, run_dir)  # finished by another process between the first check and the claim
@@ -124,8 +130,14 @@ def compute_corpus(cfg: DictConfig, cell: dict[str, Any], started: float) -> dic
     return record(cfg, cell, started, {cfg.task.name: out["metrics"]}, out["model"], task)
 
 
-def record(cfg: DictConfig, cell: dict[str, Any], started: float, cell_metrics: dict[str, Any],
-           model: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+def record(
+    cfg: DictConfig,
+    cell: dict[str, Any],
+    started: float,
+    cell_metrics: dict[str, Any],
+    model: dict[str, Any],
+    task: dict[str, Any],
+) -> dict[str, Any]:
     """The result record of a finished cell (the schema of `result.json`)."""
     return {
         "schema": store.SCHEMA_VERSION,
@@ -141,7 +153,7 @@ def record(cfg: DictConfig, cell: dict[str, Any], started: float, cell_metrics: 
     }
 
 
-def corpus_settings(cfg: DictConfig) -> Optional[dict[str, Any]]:
+def corpus_settings(cfg: DictConfig) -> dict[str, Any] | None:
     """The settings of a corpus cell that change its numbers (all but the batch size); None for other cells."""
     if cfg.task.corpus is None:
         return None

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
@@ -38,11 +39,14 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.shots < 0:
         raise CellError(f"shots={cfg.shots}: the number of few-shot examples cannot be negative; use shots=0 or more")
     if cfg.task.limit is not None and cfg.task.limit <= 0:
-        raise CellError(f"task.limit={cfg.task.limit}: evaluates no documents; use a positive number of documents, "
-                        "or task.limit=null for all")
+        raise CellError(
+            f"task.limit={cfg.task.limit}: evaluates no documents; use a positive number of documents, "
+            "or task.limit=null for all"
+        )
     if cfg.task.include_path is not None and not Path(cfg.task.include_path).expanduser().is_dir():
-        raise CellError(f"task.include_path={cfg.task.include_path} is not a folder; point it at the folder of "
-                        "your task YAMLs")
+        raise CellError(
+            f"task.include_path={cfg.task.include_path} is not a folder; point it at the folder of your task YAMLs"
+        )
 
 
 def check_results_dir(results_dir: str) -> None:
@@ -54,8 +58,10 @@ def check_results_dir(results_dir: str) -> None:
         raise CellError(f"results_dir={results_dir} {what}; set results_dir to a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == path else f" (its nearest existing folder {existing})"
-        raise CellError(f"results_dir={results_dir}{where} is not writable by this user; set results_dir to a "
-                        "folder you can write in, or fix its permissions")
+        raise CellError(
+            f"results_dir={results_dir}{where} is not writable by this user; set results_dir to a "
+            "folder you can write in, or fix its permissions"
+        )
 
 
 class InputChecks(Callback):

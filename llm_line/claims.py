@@ -11,6 +11,7 @@ Cheap to import: no torch, no Hydra.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from llm_line import store
 
@@ -38,7 +39,7 @@ def holder_record(cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def acquire(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
+def acquire(run_dir: Path, cell: dict[str, Any]) -> dict[str, Any] | None:
     """Claim the cell in `run_dir`: None once claimed by this process, else the record of its live holder."""
     path = run_dir / store.RUNNING
     for _ in range(5):
@@ -64,7 +65,7 @@ def release(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def read(path: Path) -> Optional[dict[str, Any]]:
+def read(path: Path) -> dict[str, Any] | None:
     """A claim or failure record; None when absent, unreadable, not a regular file (a FIFO would block) or not JSON."""
     try:
         data = store.read_json(path)
@@ -86,7 +87,7 @@ def _create_exclusively(path: Path, record: dict[str, Any]) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _take_over(path: Path, dead: Optional[dict[str, Any]]) -> None:
+def _take_over(path: Path, dead: dict[str, Any] | None) -> None:
     """Set a dead claim aside (renamed, so that of two processes taking it over only one succeeds)."""
     aside = path.with_name(f"{path.name}.dead-{socket.gethostname()}-{os.getpid()}")
     try:
@@ -94,14 +95,12 @@ def _take_over(path: Path, dead: Optional[dict[str, Any]]) -> None:
     except FileNotFoundError:
         return
     if read(aside) != dead:  # another process claimed it in between: put its live claim back
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(aside, path)
-        except FileExistsError:
-            pass
     aside.unlink(missing_ok=True)
 
 
-def alive(holder: dict[str, Any], queue: Optional[set[str]] = None) -> bool:
+def alive(holder: dict[str, Any], queue: set[str] | None = None) -> bool:
     """Is the holder of a claim still at work? SLURM decides for SLURM jobs; the pid for a local process.
 
     `queue`: the ids from `slurm_queue()`, to ask squeue once for many claims; None asks for this one job.
@@ -129,7 +128,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def slurm_queue(jobs: Optional[list[str]] = None) -> Optional[set[str]]:
+def slurm_queue(jobs: list[str] | None = None) -> set[str] | None:
     """Ids of the jobs SLURM still has queued or running: job id, `array_task` and `array:<array job id>`.
 
     Only `jobs` when given, else all of this user's jobs; None where SLURM cannot be asked.

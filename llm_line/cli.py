@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Optional
 
 # subcommand -> (module with a `main(argv) -> int`, one line of help)
 COMMANDS = {
@@ -41,7 +40,7 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())

@@ -36,9 +36,10 @@ import csv
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import pandas as pd
 
@@ -68,14 +69,46 @@ RELEASED_CONVENTION = "paper"  # the paper's released table was written by its o
 META_COLUMNS = ["Name", "Architecture", "Size", "Pretraining Data", "Steps", "Tokenizer", "Tokens"]
 EXTRA_COLUMNS = ["Convention", "Revision", "Family", "Parameters", "Non-embedding Parameters", "Resolved Commit"]
 PAPER_CORPORA = ["C4", "The Pile UC", "RefineWeb", "Slimpajama", "FineWeb-Edu"]
-PAPER_TASKS = ["ARC-Challenge", "ARC-Easy", "HellaSwag", "MMLU", "Winogrande", "PIQA", "Social IQa",
-               "CommonSenseQA", "COPA", "OpenBookQA"]
+PAPER_TASKS = [
+    "ARC-Challenge",
+    "ARC-Easy",
+    "HellaSwag",
+    "MMLU",
+    "Winogrande",
+    "PIQA",
+    "Social IQa",
+    "CommonSenseQA",
+    "COPA",
+    "OpenBookQA",
+]
 
 # Long-table columns that describe the checkpoint and the cell (every metric row repeats them).
-CELL_FIELDS = ["model", "revision", "step", "task", "kind", "display", "shots", "limit", "family",
-               "corpus_method", "architecture", "size", "pretraining_data", "tokenizer", "tokens_per_step", "tokens",
-               "num_parameters", "num_parameters_non_embedding", "resolved_commit", "dtype", "device",
-               "finished", "path"]
+CELL_FIELDS = [
+    "model",
+    "revision",
+    "step",
+    "task",
+    "kind",
+    "display",
+    "shots",
+    "limit",
+    "family",
+    "corpus_method",
+    "architecture",
+    "size",
+    "pretraining_data",
+    "tokenizer",
+    "tokens_per_step",
+    "tokens",
+    "num_parameters",
+    "num_parameters_non_embedding",
+    "resolved_commit",
+    "dtype",
+    "device",
+    "finished",
+    "path",
+]
+
 
 @dataclass
 class Skipped:
@@ -195,8 +228,15 @@ def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Coll
             other = pending[by_identity[identity]]
             keep_new = str(record["finished"] or "") > str(other[0]["finished"] or "")
             dropped = other[0]["path"] if keep_new else str(path)
-            skipped.append(Skipped(Path(dropped), "duplicate", "the same cell also found at "
-                                   + (str(path) if keep_new else other[0]["path"]) + "; kept the later one"))
+            skipped.append(
+                Skipped(
+                    Path(dropped),
+                    "duplicate",
+                    "the same cell also found at "
+                    + (str(path) if keep_new else other[0]["path"])
+                    + "; kept the later one",
+                )
+            )
             if keep_new:
                 pending[by_identity[identity]] = (record, result["metrics"])
             continue
@@ -222,8 +262,16 @@ def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Coll
 def long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value) -> pd.DataFrame:
     """One row per metric value, the cell's fields repeated (categoricals keep this cheap)."""
     cell_frame = pd.DataFrame([{k: c[k] for k in CELL_FIELDS} for c in cells], columns=CELL_FIELDS)
-    for column in ("step", "shots", "limit", "tokens_per_step", "tokens", "size", "num_parameters",
-                   "num_parameters_non_embedding"):
+    for column in (
+        "step",
+        "shots",
+        "limit",
+        "tokens_per_step",
+        "tokens",
+        "size",
+        "num_parameters",
+        "num_parameters_non_embedding",
+    ):
         cell_frame[column] = pd.to_numeric(cell_frame[column], errors="coerce").astype("Int64")
     long = cell_frame.take(rows_cell).reset_index(drop=True)
     long.insert(long.columns.get_loc("limit") + 1, "subtask", pd.Categorical(rows_subtask))
@@ -232,7 +280,7 @@ def long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value) -> pd.Da
     return long
 
 
-def column_name(record: dict[str, Any], subtask: str, metric: str, convention: str) -> Optional[str]:
+def column_name(record: dict[str, Any], subtask: str, metric: str, convention: str) -> str | None:
     """The wide-table column of one metric value, or None if the released layout (in this convention) has no
     place for it."""
     display, task = record["display"], record["task"]
@@ -246,7 +294,7 @@ def column_name(record: dict[str, Any], subtask: str, metric: str, convention: s
     elif subtask == task:
         name = f"{display} {task_metrics[metric]}"
     elif subtask in record["_subgroups"]:  # mmlu_stem -> MMLU_stem Loss, as in the released table
-        suffix = subtask[len(task) + 1:] if subtask.startswith(task + "_") else subtask
+        suffix = subtask[len(task) + 1 :] if subtask.startswith(task + "_") else subtask
         name = f"{display}_{suffix} {task_metrics[metric]}"
     else:
         name = None  # leaf subtasks (mmlu's 57 subjects) stay in the long table
@@ -265,21 +313,28 @@ def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame, convention: str 
     keep = [c for c in cells if c["limit"] is None]  # debugging runs (task.limit) stay in the long table
     other = [c for c in keep if c["kind"] == "corpus" and c["corpus_method"] != CONVENTIONS[convention].corpus_method]
     if other:
-        print(f"note: {len(other)} corpus cells of method {other[0]['corpus_method']} are not {convention}-convention "
-              f"validation losses; they are in the long table only (e.g. {other[0]['path']})", file=sys.stderr)
+        print(
+            f"note: {len(other)} corpus cells of method {other[0]['corpus_method']} are not {convention}-convention "
+            f"validation losses; they are in the long table only (e.g. {other[0]['path']})",
+            file=sys.stderr,
+        )
     by_path = {c["path"]: c for c in keep}
     # name every (cell, subtask, metric) combination once, then join names onto the long rows
     combos = long[["path", "subtask", "metric"]].drop_duplicates()
     combos = combos[combos["path"].isin(by_path)]
-    combos["column"] = [column_name(by_path[p], str(s), str(m), convention)
-                        for p, s, m in combos.itertuples(index=False)]
+    combos["column"] = [
+        column_name(by_path[p], str(s), str(m), convention) for p, s, m in combos.itertuples(index=False)
+    ]
     named = long.merge(combos.dropna(subset=["column"]), on=["path", "subtask", "metric"])
     named = named[["model", "revision", "column", "value", "path"]]
     clashes = named.duplicated(["model", "revision", "column"], keep="first")
     if clashes.any():
         for row in named[clashes].itertuples(index=False):
-            print(f"warning: {row.model}@{row.revision}: column {row.column!r} also comes from {row.path}; "
-                  "kept the first (two tasks with one display name?)", file=sys.stderr)
+            print(
+                f"warning: {row.model}@{row.revision}: column {row.column!r} also comes from {row.path}; "
+                "kept the first (two tasks with one display name?)",
+                file=sys.stderr,
+            )
         named = named[~clashes]
     values = named.pivot(index=["model", "revision"], columns="column", values="value")
 
@@ -293,10 +348,18 @@ def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame, convention: str 
 
 def checkpoint_meta(cells: list[dict[str, Any]]) -> pd.DataFrame:
     """The metadata columns of each checkpoint; cells of one checkpoint that disagree are reported."""
-    fields = {"architecture": "Architecture", "size": "Size", "pretraining_data": "Pretraining Data",
-              "step": "Steps", "tokenizer": "Tokenizer", "tokens": "Tokens", "family": "Family",
-              "num_parameters": "Parameters", "num_parameters_non_embedding": "Non-embedding Parameters",
-              "resolved_commit": "Resolved Commit"}
+    fields = {
+        "architecture": "Architecture",
+        "size": "Size",
+        "pretraining_data": "Pretraining Data",
+        "step": "Steps",
+        "tokenizer": "Tokenizer",
+        "tokens": "Tokens",
+        "family": "Family",
+        "num_parameters": "Parameters",
+        "num_parameters_non_embedding": "Non-embedding Parameters",
+        "resolved_commit": "Resolved Commit",
+    }
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for record in cells:
         key = (record["model"], record["revision"])
@@ -308,8 +371,11 @@ def checkpoint_meta(cells: list[dict[str, Any]]) -> pd.DataFrame:
             if row.get(column) is None:
                 row[column] = value
             elif row[column] != value:
-                print(f"warning: {key[0]}@{key[1]}: {column} is {row[column]!r} in one cell but {value!r} in "
-                      f"{record['path']}; kept the first", file=sys.stderr)
+                print(
+                    f"warning: {key[0]}@{key[1]}: {column} is {row[column]!r} in one cell but {value!r} in "
+                    f"{record['path']}; kept the first",
+                    file=sys.stderr,
+                )
     frame = pd.DataFrame(list(rows.values()), columns=["model", "revision", *fields.values()])
     for column in ("Size", "Steps", "Tokens", "Parameters", "Non-embedding Parameters"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
@@ -350,11 +416,10 @@ def read_table(path: os.PathLike) -> pd.DataFrame:
     with path.open(newline="") as f:
         reader = csv.reader(f)
         first, second = next(reader, []), next(reader, [])
-    two_headers = (len(first) != len(set(first)) and len(second) == len(first) and second[:1] == [""]
-                   and any(second))
+    two_headers = len(first) != len(set(first)) and len(second) == len(first) and second[:1] == [""] and any(second)
     if not two_headers:
         return pd.read_csv(path)
-    columns = [f"{top}: {sub}" if sub else top for top, sub in zip(first, second)]
+    columns = [f"{top}: {sub}" if sub else top for top, sub in zip(first, second, strict=False)]
     table = pd.read_csv(path, header=None, skiprows=2, names=columns)
     table["Convention"] = RELEASED_CONVENTION
     return table
@@ -366,8 +431,11 @@ def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> li
     written = []
     wide_csv, wide_parquet = out.with_suffix(".csv"), out.with_suffix(".parquet")
     long_base = out.with_name(out.stem + "_long")
-    tables = [(wide_csv, collection.wide), (wide_parquet, collection.wide),
-              (long_base.with_suffix(".parquet"), collection.long)]
+    tables = [
+        (wide_csv, collection.wide),
+        (wide_parquet, collection.wide),
+        (long_base.with_suffix(".parquet"), collection.long),
+    ]
     if long_csv:
         tables.append((long_base.with_suffix(".csv"), collection.long))
     for target, table in tables:  # each file is whole or absent, as for results, even with two collects at once
@@ -385,12 +453,13 @@ def report_skipped(skipped: list[Skipped], stream=None) -> None:
     for item in skipped:
         print(f"skipped ({item.kind}) {item.path}: {item.reason}", file=stream)
     if skipped:
-        counts = {kind: sum(s.kind == kind for s in skipped)
-                  for kind in ("failed", "corrupt", "unreadable", "duplicate")}
+        counts = {
+            kind: sum(s.kind == kind for s in skipped) for kind in ("failed", "corrupt", "unreadable", "duplicate")
+        }
         print("skipped " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n), file=stream)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=cli.prog("llm_line.collect"),
         description="Collect result.json files into a wide table (one row per checkpoint, the paper's "
@@ -398,16 +467,30 @@ def main(argv: Optional[list[str]] = None) -> int:
         epilog="Writes OUT (.csv) and OUT with .parquet, plus <OUT stem>_long.parquet and _long.csv. "
         "Failed, corrupt and unreadable cells (and folders that cannot be listed) are skipped and listed on stderr.",
     )
-    parser.add_argument("roots", nargs="*", default=["results"], metavar="RESULTS_ROOT",
-                        help="folders to search for result.json files (default: results)")
-    parser.add_argument("-o", "--out", default="data/results.csv", type=Path,
-                        help="wide table path (default: data/results.csv)")
-    parser.add_argument("--no-long-csv", dest="long_csv", action="store_false",
-                        help="write the long table as Parquet only (it can be large)")
-    parser.add_argument("--convention", choices=list(CONVENTIONS), default="corrected",
-                        help="which numbers fill the wide table's Loss and Validation Loss columns: corrected "
-                        "(per scored token, packed corpus cells; default) or paper (the released table's: loss_paper, "
-                        "chunks corpus cells); the long table keeps both. See docs/conventions.md")
+    parser.add_argument(
+        "roots",
+        nargs="*",
+        default=["results"],
+        metavar="RESULTS_ROOT",
+        help="folders to search for result.json files (default: results)",
+    )
+    parser.add_argument(
+        "-o", "--out", default="data/results.csv", type=Path, help="wide table path (default: data/results.csv)"
+    )
+    parser.add_argument(
+        "--no-long-csv",
+        dest="long_csv",
+        action="store_false",
+        help="write the long table as Parquet only (it can be large)",
+    )
+    parser.add_argument(
+        "--convention",
+        choices=list(CONVENTIONS),
+        default="corrected",
+        help="which numbers fill the wide table's Loss and Validation Loss columns: corrected "
+        "(per scored token, packed corpus cells; default) or paper (the released table's: loss_paper, "
+        "chunks corpus cells); the long table keeps both. See docs/conventions.md",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 if any file was skipped")
     args = parser.parse_args(argv)
     try:
@@ -420,9 +503,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     written = write_tables(collection, args.out, long_csv=args.long_csv)
     wide = collection.wide
-    print(f"Collected {collection.n_results} results: {len(wide)} checkpoints x "
-          f"{len(wide.columns) - len(META_COLUMNS) - len(EXTRA_COLUMNS)} metric columns, "
-          f"{len(collection.long)} metric values; skipped {len(collection.skipped)}")
+    print(
+        f"Collected {collection.n_results} results: {len(wide)} checkpoints x "
+        f"{len(wide.columns) - len(META_COLUMNS) - len(EXTRA_COLUMNS)} metric columns, "
+        f"{len(collection.long)} metric values; skipped {len(collection.skipped)}"
+    )
     for path in written:
         print(f"wrote {path}")
     return 1 if args.strict and collection.skipped else 0

@@ -58,5 +58,6 @@ def failed_job(error: BaseException, overrides: Sequence[str] | None = None) -> 
     """A JobReturn for a job that failed with `error`, as Hydra's launchers build them."""
     from hydra.core.utils import JobStatus
 
-    return JobReturn(overrides=list(overrides) if overrides is not None else None, status=JobStatus.FAILED,
-                     _return_value=error)
+    return JobReturn(
+        overrides=list(overrides) if overrides is not None else None, status=JobStatus.FAILED, _return_value=error
+    )

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -24,17 +24,17 @@ from omegaconf import MISSING, OmegaConf
 class ModelMeta:
     """What the analysis needs to know about a model; None where unknown."""
 
-    family: Optional[str] = None  # e.g. pythia, the name of a line of checkpoints
-    architecture: Optional[str] = None  # e.g. GPT-NeoX, Llama, Mamba
-    parameters: Optional[int] = None  # None: taken from the loaded model and recorded in the result
-    pretraining_data: Optional[str] = None  # e.g. The Pile, C4, FineWeb-Edu
-    tokenizer: Optional[str] = None  # tokenizer family, e.g. gpt-neox, gpt2
-    tokens_per_step: Optional[int] = None  # tokens seen = step x tokens_per_step
-    final_step: Optional[int] = None  # the training step of the `main` revision, where public
+    family: str | None = None  # e.g. pythia, the name of a line of checkpoints
+    architecture: str | None = None  # e.g. GPT-NeoX, Llama, Mamba
+    parameters: int | None = None  # None: taken from the loaded model and recorded in the result
+    pretraining_data: str | None = None  # e.g. The Pile, C4, FineWeb-Edu
+    tokenizer: str | None = None  # tokenizer family, e.g. gpt-neox, gpt2
+    tokens_per_step: int | None = None  # tokens seen = step x tokens_per_step
+    final_step: int | None = None  # the training step of the `main` revision, where public
     # Training tokens seen at this revision: step (from model.revision, e.g. step3000, step-003000-6BT,
     # step20000-tokens84B; `main` = final_step) x tokens_per_step. None where either is unknown; families with
     # only a final checkpoint set it directly.
-    tokens: Optional[int] = "${tokens_at:${..revision},${.tokens_per_step},${.final_step}}"  # type: ignore[assignment]
+    tokens: int | None = "${tokens_at:${..revision},${.tokens_per_step},${.final_step}}"  # type: ignore[assignment]
 
 
 @dataclass
@@ -43,31 +43,31 @@ class ModelConfig:
 
     name: str = MISSING  # identity in results: the hub id, or a stable name for a local model
     pretrained: str = "${.name}"  # what is loaded: a hub id or a local folder
-    path: Optional[str] = None  # a local folder of checkpoints (lingua exports); such families load from it
+    path: str | None = None  # a local folder of checkpoints (lingua exports); such families load from it
     # A training step: the family's `revision_format` turns it into the revision (pythia: step=3000 ->
     # step3000), so `model.step=range(1000,144000,1000)` sweeps checkpoints. None: `revision` as given.
-    step: Optional[int] = None
+    step: int | None = None
     # Hub branch/tag/commit, or a pattern with `*` that must match exactly one branch (llm_line/hub.py resolves
     # it against the repository's branch list when the cell runs); for a local folder, a subfolder (main = the
     # folder). Set it directly, or via `step`.
     revision: str = "${step_revision:${.revision_format},${.step}}"
     # How a step is named among the family's revisions: a Python format string with {step}, where `*` stands
     # for a part that cannot be computed (OLMo-1B-hf: step{step}-tokens*B); None: no step revisions.
-    revision_format: Optional[str] = "step{step}"
-    size: Optional[str] = None  # for families with several sizes (pythia: 70m ... 12b)
-    sizes: Dict[str, Any] = field(default_factory=dict)  # per-size metadata of a family, read with ${size_meta:...}
-    demo_size: Optional[str] = None  # set: `pretrained` is the offline demo model, built on first use
-    tokenizer: Optional[str] = None  # tokenizer override (hub id or folder); None: the model's own
+    revision_format: str | None = "step{step}"
+    size: str | None = None  # for families with several sizes (pythia: 70m ... 12b)
+    sizes: dict[str, Any] = field(default_factory=dict)  # per-size metadata of a family, read with ${size_meta:...}
+    demo_size: str | None = None  # set: `pretrained` is the offline demo model, built on first use
+    tokenizer: str | None = None  # tokenizer override (hub id or folder); None: the model's own
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float16/bfloat16/float32
     device: str = "auto"  # auto: cuda if available, else cpu
     batch_size: str = "auto"  # an integer, or lm-eval's auto / auto:N
     max_batch_size: int = 64  # upper bound when batch_size is auto
-    max_length: Optional[int] = None  # context length; None: the model's own
+    max_length: int | None = None  # context length; None: the model's own
     trust_remote_code: bool = False
     backend: str = "hf"  # lm-eval model backend
-    add_bos_token: Optional[bool] = None  # prepend BOS to every context (lm-eval's add_bos_token); None: its default
+    add_bos_token: bool | None = None  # prepend BOS to every context (lm-eval's add_bos_token); None: its default
     parallelize: bool = False  # split the model over all visible GPUs (lm-eval's parallelize: device_map=auto)
-    max_memory_per_gpu: Optional[str] = None  # with parallelize, e.g. 70GiB; None: accelerate decides
+    max_memory_per_gpu: str | None = None  # with parallelize, e.g. 70GiB; None: accelerate decides
     meta: ModelMeta = field(default_factory=ModelMeta)
 
 
@@ -82,24 +82,24 @@ class CorpusConfig:
     comparable across model families; `max_tokens` depends on the tokenizer.
     """
 
-    path: Optional[str] = None  # local file or glob; exclusive with `dataset`
-    dataset: Optional[str] = None  # Hugging Face dataset id, e.g. allenai/c4
-    dataset_config: Optional[str] = None  # its configuration (`name` in load_dataset), e.g. en
-    dataset_revision: Optional[str] = None  # a branch, tag or commit of the dataset repo
-    data_files: Optional[str] = None  # a file pattern within the dataset repo, e.g. val.jsonl.zst
+    path: str | None = None  # local file or glob; exclusive with `dataset`
+    dataset: str | None = None  # Hugging Face dataset id, e.g. allenai/c4
+    dataset_config: str | None = None  # its configuration (`name` in load_dataset), e.g. en
+    dataset_revision: str | None = None  # a branch, tag or commit of the dataset repo
+    data_files: str | None = None  # a file pattern within the dataset repo, e.g. val.jsonl.zst
     split: str = "validation"
     streaming: bool = True  # stream the hub dataset instead of downloading all of it
     text_field: str = "text"
-    max_documents: Optional[int] = None  # the first N documents (after shuffling); None: all
-    max_tokens: Optional[int] = None  # stop after the document that reaches N tokens; None: no limit
-    shuffle_seed: Optional[int] = None  # None: source order; local files: exact shuffle; streaming: buffered
+    max_documents: int | None = None  # the first N documents (after shuffling); None: all
+    max_tokens: int | None = None  # stop after the document that reaches N tokens; None: no limit
+    shuffle_seed: int | None = None  # None: source order; local files: exact shuffle; streaming: buffered
     shuffle_buffer: int = 10000  # buffer of a streaming shuffle
     # packed: documents packed into full windows, every token scored once (llm_line/corpus.py). chunks: the
     # paper's original protocol, each document truncated to the model's length and cut into independent chunks
     # of `chunk_length` tokens (docs/conventions.md); its numbers line up with the released table.
     method: str = "packed"
     chunk_length: int = 50  # tokens per chunk of the chunks method (the original: 50; 16 for SlimPajama)
-    context_length: Optional[int] = None  # tokens per window; None: the model's own (model.max_length if set)
+    context_length: int | None = None  # tokens per window; None: the model's own (model.max_length if set)
     separator: str = "auto"  # token around every document: eos, bos, or auto (bos if the tokenizer adds one)
     batch_size: int = 8  # windows per forward pass; does not change the numbers
 
@@ -110,9 +110,9 @@ class TaskConfig:
 
     name: str = MISSING  # lm-eval task or group name, e.g. hellaswag, mmlu; a corpus cell's own name
     display: str = "${.name}"  # the name in the paper's tables, e.g. HellaSwag, C4
-    include_path: Optional[str] = None  # extra folder of lm-eval task YAMLs (llm_line/tasks is always included)
-    limit: Optional[int] = None  # evaluate only the first N documents (for debugging; kept apart in results)
-    corpus: Optional[CorpusConfig] = None  # set: the loss on this corpus (llm_line/corpus.py), not lm-eval
+    include_path: str | None = None  # extra folder of lm-eval task YAMLs (llm_line/tasks is always included)
+    limit: int | None = None  # evaluate only the first N documents (for debugging; kept apart in results)
+    corpus: CorpusConfig | None = None  # set: the loss on this corpus (llm_line/corpus.py), not lm-eval
 
 
 @dataclass
@@ -120,16 +120,16 @@ class WandbConfig:
     """A Weights & Biases run per cell (llm_line/loggers.py); needs `pip install wandb`."""
 
     project: str = "llm-line"
-    entity: Optional[str] = None  # a W&B team or user; None: the logged-in user's default
+    entity: str | None = None  # a W&B team or user; None: the logged-in user's default
     mode: str = "online"  # online, offline (compute nodes without internet; `wandb sync` later) or disabled
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
 class LoggerConfig:
     """Where a finished cell's metrics go besides result.json: metrics.csv always, W&B when set (`logger=wandb`)."""
 
-    wandb: Optional[WandbConfig] = None
+    wandb: WandbConfig | None = None
 
 
 @dataclass
@@ -151,9 +151,9 @@ class ResumingSweeperConf:
     """`hydra/sweeper=resume` (the default): Hydra's basic sweeper minus finished cells, over `grids` if given."""
 
     _target_: str = "hydra_plugins.llm_line_sweeper.ResumingSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
-    grids: Optional[List[Dict[str, Any]]] = None  # a union of grids, each crossed with `params`
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    grids: list[dict[str, Any]] | None = None  # a union of grids, each crossed with `params`
     # SLURM (and other submitit launchers): pending cells sharing a model load go into one job of at most
     # this many cells, loading the model once; 1 = one cell per job. Local sweeps run in one process anyway.
     cells_per_job: int = 32
@@ -165,9 +165,21 @@ class ResumingSweeperConf:
 
 def load_key(model: Any) -> tuple:
     """What decides which weights a cell loads and how: cells with equal keys share one model load."""
-    return (model.backend, model.pretrained, model.revision, model.tokenizer, model.dtype, model.device,
-            model.batch_size, model.max_batch_size, model.max_length, model.trust_remote_code,
-            model.add_bos_token, model.parallelize, model.max_memory_per_gpu)
+    return (
+        model.backend,
+        model.pretrained,
+        model.revision,
+        model.tokenizer,
+        model.dtype,
+        model.device,
+        model.batch_size,
+        model.max_batch_size,
+        model.max_length,
+        model.trust_remote_code,
+        model.add_bos_token,
+        model.parallelize,
+        model.max_memory_per_gpu,
+    )
 
 
 def _path_part(value: object) -> str:
@@ -179,7 +191,7 @@ def _path_part(value: object) -> str:
     return text
 
 
-def cell_dir(model: str, revision: str, task: str, shots: int, limit: Optional[int] = None) -> str:
+def cell_dir(model: str, revision: str, task: str, shots: int, limit: int | None = None) -> str:
     """The run dir of a cell relative to the results root: a pure function of the cell's identity.
 
     `<model>/<revision>/<task>/<shots>shot`, so a re-run, a sweep and `collect` all find the same folder.
@@ -195,7 +207,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _STEP_IN_REVISION = re.compile(r"(?:^|[^a-z])step-?0*(\d+)", re.IGNORECASE)
 
 
-def step_revision(revision_format: Optional[str], step: Optional[int]) -> str:
+def step_revision(revision_format: str | None, step: int | None) -> str:
     """The revision (or revision pattern) that holds training step `step` in a family named by `revision_format`.
 
     A pattern (`step20000-tokens*B`, `step-001000-*BT`) stays one in the cell's identity, so where a result
@@ -208,7 +220,7 @@ def step_revision(revision_format: Optional[str], step: Optional[int]) -> str:
     return revision_format.format(step=int(step))
 
 
-def step_of(revision: Any) -> Optional[int]:
+def step_of(revision: Any) -> int | None:
     """The training step a revision name holds, for every family's naming: `step3000` (Pythia),
     `step20000-tokens84B` (OLMo), `step-001000-2BT` (HuggingFaceFW ablations) -> 3000, 20000, 1000.
     None for any other revision (`main`, a commit hash): its step is not in its name."""
@@ -216,7 +228,7 @@ def step_of(revision: Any) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
-def tokens_at(revision: str, tokens_per_step: Optional[int], final_step: Optional[int]) -> Optional[int]:
+def tokens_at(revision: str, tokens_per_step: int | None, final_step: int | None) -> int | None:
     """Training tokens seen at `revision` (step x tokens per step); None where that is unknown."""
     if tokens_per_step is None:
         return None
@@ -228,7 +240,7 @@ def tokens_at(revision: str, tokens_per_step: Optional[int], final_step: Optiona
     return None
 
 
-def size_meta(table: Any, size: Optional[str], key: str) -> Any:
+def size_meta(table: Any, size: str | None, key: str) -> Any:
     """`table[size][key]` of a family's `sizes` table, or None for a size or key it does not list."""
     entry = table.get(str(size)) if table is not None and size is not None else None
     return None if entry is None else entry.get(key)
@@ -237,7 +249,7 @@ def size_meta(table: Any, size: Optional[str], key: str) -> Any:
 EXPORT_META = "llm_line.json"  # written by `python -m llm_line.lingua.export` at the root of an export folder
 
 
-def export_meta(path: Optional[str], key: str) -> Any:
+def export_meta(path: str | None, key: str) -> Any:
     """A field of the metadata an export wrote (`<path>/llm_line.json`); None if it is not there.
 
     `name` falls back to the folder's name, so a model without that file still has an identity.
@@ -261,8 +273,14 @@ def package_dir() -> str:
 
 def register() -> None:
     """Register the schema and the resolvers; safe to call more than once."""
-    resolvers = {"cell_dir": cell_dir, "step_revision": step_revision, "tokens_at": tokens_at,
-                 "size_meta": size_meta, "export_meta": export_meta, "package_dir": package_dir}
+    resolvers = {
+        "cell_dir": cell_dir,
+        "step_revision": step_revision,
+        "tokens_at": tokens_at,
+        "size_meta": size_meta,
+        "export_meta": export_meta,
+        "package_dir": package_dir,
+    }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

@@ -42,10 +42,11 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from glob import glob, has_magic
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,10 +64,14 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when what a cache file holds, or how it is made, changes
 LOGITS_BYTES = 1 << 30  # at most this much fp32 logits at once (per chunk of tokens)
 TOKENIZE_BATCH = 256  # documents per tokenizer call (fast tokenizers parallelise within a call)
-CHUNKS = "each document truncated to context_length tokens (special tokens as the tokenizer adds them), cut " \
-         "into consecutive chunks of chunk_length tokens, each chunk scored on its own (the paper's original code)"
-PACKING = "documents joined as S d1 S d2 ... dn S (S = separator); non-overlapping windows of context_length " \
-          "inputs, every token after the first S predicted once; causal attention across documents in a window"
+CHUNKS = (
+    "each document truncated to context_length tokens (special tokens as the tokenizer adds them), cut "
+    "into consecutive chunks of chunk_length tokens, each chunk scored on its own (the paper's original code)"
+)
+PACKING = (
+    "documents joined as S d1 S d2 ... dn S (S = separator); non-overlapping windows of context_length "
+    "inputs, every token after the first S predicted once; causal attention across documents in a window"
+)
 
 
 @dataclass
@@ -115,9 +120,14 @@ def _read_hub(corpus: CorpusConfig) -> Iterator[str]:
     import datasets
 
     try:
-        data = datasets.load_dataset(corpus.dataset, corpus.dataset_config, split=corpus.split,
-                                     streaming=corpus.streaming, revision=corpus.dataset_revision,
-                                     data_files=corpus.data_files)
+        data = datasets.load_dataset(
+            corpus.dataset,
+            corpus.dataset_config,
+            split=corpus.split,
+            streaming=corpus.streaming,
+            revision=corpus.dataset_revision,
+            data_files=corpus.data_files,
+        )
     except Exception as e:
         raise CellError(
             f"could not load dataset {corpus.dataset} ({corpus.dataset_config}, split {corpus.split}): "
@@ -125,19 +135,24 @@ def _read_hub(corpus: CorpusConfig) -> Iterator[str]:
             "downloaded once and HF_DATASETS_OFFLINE=1 reuses it. Or point task.corpus.path at local files."
         ) from e
     if corpus.shuffle_seed is not None:
-        data = (data.shuffle(seed=corpus.shuffle_seed, buffer_size=corpus.shuffle_buffer) if corpus.streaming
-                else data.shuffle(seed=corpus.shuffle_seed))
+        data = (
+            data.shuffle(seed=corpus.shuffle_seed, buffer_size=corpus.shuffle_buffer)
+            if corpus.streaming
+            else data.shuffle(seed=corpus.shuffle_seed)
+        )
     for number, row in enumerate(data):
         if corpus.text_field not in row:
-            raise CellError(f"dataset {corpus.dataset} has no field {corpus.text_field!r} ({sorted(row)}); "
-                            "set task.corpus.text_field")
+            raise CellError(
+                f"dataset {corpus.dataset} has no field {corpus.text_field!r} ({sorted(row)}); "
+                "set task.corpus.text_field"
+            )
         yield text_value(row[corpus.text_field], corpus.dataset, number, corpus.text_field)
 
 
 # --- selection, tokenization and its cache -----------------------------------------------------------------------
 
 
-def tokenize(texts: Iterable[str], tokenizer: Any, max_documents: Optional[int], max_tokens: Optional[int]) -> Documents:
+def tokenize(texts: Iterable[str], tokenizer: Any, max_documents: int | None, max_tokens: int | None) -> Documents:
     """Tokenize the first `max_documents` texts, stopping after the document that reaches `max_tokens`."""
     chunks, lengths, nbytes, empty, total, read = [], [], [], 0, 0, 0
     selected = itertools.islice(texts, max_documents)
@@ -148,7 +163,7 @@ def tokenize(texts: Iterable[str], tokenizer: Any, max_documents: Optional[int],
             break
         progress.update(len(batch))
         ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
-        for text, doc in zip(batch, ids):
+        for text, doc in zip(batch, ids, strict=False):
             if max_tokens is not None and total >= max_tokens:
                 break
             read += 1
@@ -187,22 +202,33 @@ def source_fingerprint(corpus: CorpusConfig) -> dict[str, Any]:
     return {k: getattr(corpus, k) for k in ("dataset", "dataset_config", "dataset_revision", "data_files", "split")}
 
 
-def selection(corpus: CorpusConfig, limit: Optional[int]) -> dict[str, Any]:
+def selection(corpus: CorpusConfig, limit: int | None) -> dict[str, Any]:
     """How documents are chosen: with the source and the tokenizer, this decides the cached tokens."""
     caps = [n for n in (corpus.max_documents, limit) if n is not None]  # task.limit caps the documents
     shuffle = None
     if corpus.shuffle_seed is not None:
         shuffle = f"buffer {corpus.shuffle_buffer}" if corpus.dataset is not None and corpus.streaming else "exact"
-    return {"text_field": corpus.text_field, "max_documents": min(caps) if caps else None,
-            "max_tokens": corpus.max_tokens, "shuffle_seed": corpus.shuffle_seed, "shuffle": shuffle}
+    return {
+        "text_field": corpus.text_field,
+        "max_documents": min(caps) if caps else None,
+        "max_tokens": corpus.max_tokens,
+        "shuffle_seed": corpus.shuffle_seed,
+        "shuffle": shuffle,
+    }
 
 
-def cached_documents(corpus: CorpusConfig, limit: Optional[int], tokenizer: Any, cache_dir: Path) -> tuple[Documents, dict]:
+def cached_documents(
+    corpus: CorpusConfig, limit: int | None, tokenizer: Any, cache_dir: Path
+) -> tuple[Documents, dict]:
     """The tokenized selection, from the cache or tokenized now (and cached, atomically, under a lock)."""
     from filelock import FileLock
 
-    key = {"version": CACHE_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer),
-           "source": source_fingerprint(corpus), "selection": selection(corpus, limit)}
+    key = {
+        "version": CACHE_VERSION,
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "source": source_fingerprint(corpus),
+        "selection": selection(corpus, limit),
+    }
     text = json.dumps(key, sort_keys=True)
     path = Path(cache_dir).expanduser() / "corpus" / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.npz"
     info = {"file": str(path), "hit": True, "tokenize_s": 0.0}
@@ -216,12 +242,17 @@ def cached_documents(corpus: CorpusConfig, limit: Optional[int], tokenizer: Any,
             docs = tokenize(read_texts(corpus), tokenizer, sel["max_documents"], sel["max_tokens"])
             info["tokenize_s"] = round(time.perf_counter() - started, 3)
             _save(path, text, docs)
-            log.info("Tokenized %d documents (%d tokens) in %.1f s -> %s",
-                     docs.count, len(docs.tokens), info["tokenize_s"], path)
+            log.info(
+                "Tokenized %d documents (%d tokens) in %.1f s -> %s",
+                docs.count,
+                len(docs.tokens),
+                info["tokenize_s"],
+                path,
+            )
     return docs, info
 
 
-def _load(path: Path, key: str) -> Optional[Documents]:
+def _load(path: Path, key: str) -> Documents | None:
     if not path.exists():
         return None
     try:
@@ -236,8 +267,14 @@ def _load(path: Path, key: str) -> Optional[Documents]:
 
 def _save(path: Path, key: str, docs: Documents) -> None:
     with store.atomic_file(path, "wb") as f:
-        np.savez(f, key=np.array(key), tokens=docs.tokens, lengths=docs.lengths, nbytes=docs.nbytes,
-                 empty=np.array(docs.empty))
+        np.savez(
+            f,
+            key=np.array(key),
+            tokens=docs.tokens,
+            lengths=docs.lengths,
+            nbytes=docs.nbytes,
+            empty=np.array(docs.empty),
+        )
 
 
 # --- packing and the loss ----------------------------------------------------------------------------------------
@@ -287,11 +324,15 @@ def check_head(model: torch.nn.Module, stream: torch.Tensor, device: str) -> Non
     tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
     diff = (full - ours).abs().max().item()
     if diff > tolerance:
-        raise CellError(f"{type(model).__name__}'s logits differ from its output head on its hidden states "
-                        f"(max |diff| {diff:.3g}): it post-processes logits, which corpus loss does not support")
+        raise CellError(
+            f"{type(model).__name__}'s logits differ from its output head on its hidden states "
+            f"(max |diff| {diff:.3g}): it post-processes logits, which corpus loss does not support"
+        )
 
 
-def window_nll(base: torch.nn.Module, head: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def window_nll(
+    base: torch.nn.Module, head: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     """Summed NLL (float64, on the device) of `targets` given `inputs`, both (batch, tokens)."""
     hidden = base(input_ids=inputs, use_cache=False)[0]
     hidden = hidden.reshape(-1, hidden.shape[-1])
@@ -304,8 +345,9 @@ def window_nll(base: torch.nn.Module, head: torch.nn.Module, inputs: torch.Tenso
     return total
 
 
-def packed_loss(model: torch.nn.Module, stream: torch.Tensor, context_length: int, batch_size: int,
-                device: str) -> dict[str, Any]:
+def packed_loss(
+    model: torch.nn.Module, stream: torch.Tensor, context_length: int, batch_size: int, device: str
+) -> dict[str, Any]:
     """Total NLL of `stream[1:]` given what precedes each token within its window of `context_length` inputs."""
     if context_length < 1 or batch_size < 1:
         raise CellError(f"context_length ({context_length}) and batch_size ({batch_size}) must be positive")
@@ -322,8 +364,12 @@ def packed_loss(model: torch.nn.Module, stream: torch.Tensor, context_length: in
     total = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
         for i in tqdm(range(0, full, batch_size), unit="batch", desc="Scoring", disable=None):
-            total += window_nll(base, head, inputs[i : i + batch_size].to(device, non_blocking=True),
-                                targets[i : i + batch_size].to(device, non_blocking=True))
+            total += window_nll(
+                base,
+                head,
+                inputs[i : i + batch_size].to(device, non_blocking=True),
+                targets[i : i + batch_size].to(device, non_blocking=True),
+            )
         if n < predicted:  # the last, shorter window
             total += window_nll(base, head, stream[n:predicted][None].to(device), stream[n + 1 :][None].to(device))
     nll = total.item()  # the one synchronisation
@@ -338,12 +384,14 @@ def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     for start in range(len(full) - len(plain) + 1):
         if full[start : start + len(plain)] == plain:
             return full[:start], full[start + len(plain) :]
-    raise CellError(f"cannot tell the special tokens {type(tokenizer).__name__} adds around a text; "
-                    "use task.corpus.method=packed")
+    raise CellError(
+        f"cannot tell the special tokens {type(tokenizer).__name__} adds around a text; use task.corpus.method=packed"
+    )
 
 
-def paper_chunks(docs: Documents, prefix: list[int], suffix: list[int], max_length: int,
-                 chunk_length: int) -> torch.Tensor:
+def paper_chunks(
+    docs: Documents, prefix: list[int], suffix: list[int], max_length: int, chunk_length: int
+) -> torch.Tensor:
     """The chunks of the original protocol, one per row, right-padded with -1 to `chunk_length`.
 
     A document is `prefix + tokens + suffix` truncated to `max_length` as the tokenizer truncates (the text's
@@ -352,15 +400,20 @@ def paper_chunks(docs: Documents, prefix: list[int], suffix: list[int], max_leng
     """
     keep = max_length - len(prefix) - len(suffix)
     if keep < 1 or chunk_length < 2:
-        raise CellError(f"chunks need context_length ({max_length}) above the tokenizer's {len(prefix) + len(suffix)} "
-                        f"special tokens and chunk_length ({chunk_length}) of at least 2")
+        raise CellError(
+            f"chunks need context_length ({max_length}) above the tokenizer's {len(prefix) + len(suffix)} "
+            f"special tokens and chunk_length ({chunk_length}) of at least 2"
+        )
     rows = []
     before, after = np.asarray(prefix, dtype=np.int64), np.asarray(suffix, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(docs.lengths)[:-1]])
-    for start, length in zip(starts, docs.lengths):
+    for start, length in zip(starts, docs.lengths, strict=False):
         ids = np.concatenate([before, docs.tokens[start : start + min(int(length), keep)].astype(np.int64), after])
-        rows += [ids[i : i + chunk_length] for i in range(0, len(ids) - 1, chunk_length)
-                 if len(ids[i : i + chunk_length]) >= 2]
+        rows += [
+            ids[i : i + chunk_length]
+            for i in range(0, len(ids) - 1, chunk_length)
+            if len(ids[i : i + chunk_length]) >= 2
+        ]
     chunks = np.full((len(rows), chunk_length), -1, dtype=np.int64)
     for row, ids in enumerate(rows):
         chunks[row, : len(ids)] = ids
@@ -380,7 +433,9 @@ def chunks_loss(model: torch.nn.Module, chunks: torch.Tensor, batch_size: int, d
     total = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
         for i in tqdm(range(0, len(chunks), batch_size), unit="batch", desc="Scoring", disable=None):
-            total += window_nll(base, head, inputs[i : i + batch_size].to(device), targets[i : i + batch_size].to(device))
+            total += window_nll(
+                base, head, inputs[i : i + batch_size].to(device), targets[i : i + batch_size].to(device)
+            )
     nll = total.item()
     seconds = time.perf_counter() - started
     return {"nll": nll, "tokens": int((targets >= 0).sum()), "windows": len(chunks), "seconds": seconds}
@@ -401,9 +456,11 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
     model, tokenizer = loaded.lm.model, loaded.lm.tokenizer
     context_length = corpus.context_length or loaded.lm.max_length
     if corpus.context_length and corpus.context_length > loaded.lm.max_length:  # positions it never learned
-        raise CellError(f"task.corpus.context_length={corpus.context_length} is longer than the model's context "
-                        f"({loaded.lm.max_length} tokens); use {loaded.lm.max_length} or less, or null for the "
-                        "model's own")
+        raise CellError(
+            f"task.corpus.context_length={corpus.context_length} is longer than the model's context "
+            f"({loaded.lm.max_length} tokens); use {loaded.lm.max_length} or less, or null for the "
+            "model's own"
+        )
 
     docs, cache = cached_documents(corpus, task.limit, tokenizer, Path(cache_dir))
     model.eval()
@@ -413,8 +470,12 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
         check_head(model, stream, loaded.device)
         out = packed_loss(model, stream, context_length, corpus.batch_size, loaded.device)
         nbytes = int(docs.nbytes.sum())
-        method = {"bpb": out["nll"] / (math.log(2) * nbytes), "bytes": nbytes, "separator": separator,
-                  "separator_token_id": separator_id}
+        method = {
+            "bpb": out["nll"] / (math.log(2) * nbytes),
+            "bytes": nbytes,
+            "separator": separator,
+            "separator_token_id": separator_id,
+        }
     else:
         prefix, suffix = special_tokens(tokenizer)
         chunks = paper_chunks(docs, prefix, suffix, context_length, corpus.chunk_length)
@@ -422,8 +483,15 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
         per_batch = corpus.batch_size * max(1, context_length // corpus.chunk_length)  # batch_size windows' tokens
         out = chunks_loss(model, chunks, per_batch, loaded.device)
         method = {"chunk_length": corpus.chunk_length, "special_tokens": len(prefix) + len(suffix)}
-    log.info("%s: %d tokens in %d %s, %.1f s (%.0f tokens/s)", task.display, out["tokens"], out["windows"],
-             "windows" if corpus.method == "packed" else "chunks", out["seconds"], out["tokens"] / out["seconds"])
+    log.info(
+        "%s: %d tokens in %d %s, %.1f s (%.0f tokens/s)",
+        task.display,
+        out["tokens"],
+        out["windows"],
+        "windows" if corpus.method == "packed" else "chunks",
+        out["seconds"],
+        out["tokens"] / out["seconds"],
+    )
     metrics = {
         "loss": out["nll"] / out["tokens"],
         "nll": out["nll"],

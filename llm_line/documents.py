@@ -9,8 +9,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from llm_line.errors import CellError
 
@@ -34,8 +35,9 @@ def read_file(path: Path, field: str) -> Iterator[str]:
 
         parquet = pq.ParquetFile(path)
         if field not in parquet.schema_arrow.names:
-            raise CellError(f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); "
-                            "set task.corpus.text_field")
+            raise CellError(
+                f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); set task.corpus.text_field"
+            )
         for batch in parquet.iter_batches(columns=[field]):
             yield from (text_value(t, path, "?", field) for t in batch.column(0).to_pylist())
         return
@@ -44,8 +46,10 @@ def read_file(path: Path, field: str) -> Iterator[str]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise CellError(f"{path}:{number} is not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                                "a corpus file must be UTF-8 JSON lines") from None
+                raise CellError(
+                    f"{path}:{number} is not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                    "a corpus file must be UTF-8 JSON lines"
+                ) from None
             if not line.strip():
                 continue
             try:

@@ -32,9 +32,10 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,12 +62,12 @@ class Irreducible:
     group: str
     E: float
     method: str  # compute fit L(N, D) | compute fit L(D) (one model size) | min observed loss | free | given
-    fallback_reason: Optional[str] = None  # why the compute fit was not used, where it was not
+    fallback_reason: str | None = None  # why the compute fit was not used, where it was not
     n: int = 0  # checkpoints the estimate used
-    min_loss: Optional[float] = None
-    r2: Optional[float] = None  # of the compute fit
+    min_loss: float | None = None
+    r2: float | None = None  # of the compute fit
     params: dict[str, float] = field(default_factory=dict)  # A, alpha, B, beta of the compute fit
-    at_bound: Optional[str] = None  # "upper (min observed loss)" or "lower (0)" when E sits on a bound
+    at_bound: str | None = None  # "upper (min observed loss)" or "lower (0)" when E sits on a bound
 
     def describe(self) -> str:
         text = f"{self.E:.4f} ({self.method}"
@@ -90,9 +91,15 @@ def compute_law(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, reduced
     return E + inner**beta
 
 
-def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
-                    D: Optional[Sequence[float]] = None, *, name: str = "loss", group: str = "all",
-                    min_points: Optional[int] = None) -> Irreducible:
+def fit_irreducible(
+    loss: Sequence[float],
+    N: Sequence[float] | None = None,
+    D: Sequence[float] | None = None,
+    *,
+    name: str = "loss",
+    group: str = "all",
+    min_points: int | None = None,
+) -> Irreducible:
     """E of one (group, loss) from the compute-to-loss law; falls back to min(loss), saying why.
 
     The fit runs in a well-conditioned form: with n = N / geomean(N), d = D / geomean(D),
@@ -139,7 +146,7 @@ def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
         for beta in (0.3, 1.0):
             reducible = max(float(L.mean()) - e_frac * upper_E, 1e-3)
             start = math.log(reducible ** (1 / beta) / 2)
-            for p in ((1.0,) if one_size else (0.5, 1.5)):
+            for p in (1.0,) if one_size else (0.5, 1.5):
                 if one_size:
                     x0 = [e_frac * upper_E, start, start, beta]
                     lb, ub = [0, -50, -50, 0.01], [upper_E, 50, 50, 5]
@@ -148,8 +155,7 @@ def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
                     lb, ub = [0, -50, -50, 0.01, 0.01], [upper_E, 50, 50, 10, 5]
                 try:
                     with np.errstate(over="ignore", invalid="ignore"):
-                        res = least_squares(residuals, x0, bounds=(lb, ub), method="trf", x_scale="jac",
-                                            max_nfev=2000)
+                        res = least_squares(residuals, x0, bounds=(lb, ub), method="trf", x_scale="jac", max_nfev=2000)
                 except (ValueError, FloatingPointError) as e:
                     last_error = str(e)
                     continue
@@ -170,16 +176,19 @@ def fit_irreducible(loss: Sequence[float], N: Optional[Sequence[float]] = None,
         params = {"beta": float(beta), "B": float(math.exp(b + log_d0)), "(A/N)^(alpha/beta)": float(math.exp(a))}
     else:
         _, a, b, p, beta = theta
-        params = {"A": float(math.exp(a / p + log_n0)), "alpha": float(p * beta),
-                  "B": float(math.exp(b + log_d0)), "beta": float(beta)}
+        params = {
+            "A": float(math.exp(a / p + log_n0)),
+            "alpha": float(p * beta),
+            "B": float(math.exp(b + log_d0)),
+            "beta": float(beta),
+        }
     at_bound = None
-    if E >= upper_E * (1 - 1e-6):
+    if upper_E * (1 - 1e-6) <= E:
         at_bound = "upper (min observed loss)"
-    elif E <= 1e-6 * upper_E:
+    elif 1e-6 * upper_E >= E:
         at_bound = "lower (0)"
     method = "compute fit L(D) (one model size)" if one_size else "compute fit L(N, D)"
-    return Irreducible(name, group, E, method, None, n=len(L), min_loss=lmin, r2=r2, params=params,
-                       at_bound=at_bound)
+    return Irreducible(name, group, E, method, None, n=len(L), min_loss=lmin, r2=r2, params=params, at_bound=at_bound)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,19 +209,19 @@ class LossFit:
     y: str
     n: int
     status: str  # ok | flagged | failed
-    reason: Optional[str] = None
-    K: Optional[float] = None
-    kappa: Optional[float] = None
-    E_x: Optional[Irreducible] = None
-    E_y: Optional[Irreducible] = None
-    r2: Optional[float] = None
-    rmse: Optional[float] = None
-    K_ci: Optional[tuple[float, float]] = None
-    kappa_ci: Optional[tuple[float, float]] = None
+    reason: str | None = None
+    K: float | None = None
+    kappa: float | None = None
+    E_x: Irreducible | None = None
+    E_y: Irreducible | None = None
+    r2: float | None = None
+    rmse: float | None = None
+    K_ci: tuple[float, float] | None = None
+    kappa_ci: tuple[float, float] | None = None
     n_boot: int = 0  # bootstrap resamples that were fitted
-    x_range: Optional[tuple[float, float]] = None
-    boot: Optional[list[tuple[float, float, float, float]]] = None  # (K, kappa, E_x, E_y) per resample
-    residuals: Optional[list[float]] = None
+    x_range: tuple[float, float] | None = None
+    boot: list[tuple[float, float, float, float]] | None = None  # (K, kappa, E_x, E_y) per resample
+    residuals: list[float] | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -238,7 +247,7 @@ class LossFit:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LossFit":
+    def from_dict(cls, data: dict[str, Any]) -> LossFit:
         data = dict(data)
         for key in ("E_x", "E_y"):
             if data.get(key) is not None:
@@ -257,8 +266,15 @@ def shifted_power_law(x: np.ndarray, K: float, kappa: float, E_x: float, E_y: fl
         return np.where(base >= 0, K * np.power(np.clip(base, 0, None), kappa) + E_y, np.nan)
 
 
-def fit_law(x: np.ndarray, y: np.ndarray, E_x: float, E_y: float, *, free: bool = False,
-            start: Optional[tuple[float, float]] = None) -> Optional[tuple[float, float, float, float, float]]:
+def fit_law(
+    x: np.ndarray,
+    y: np.ndarray,
+    E_x: float,
+    E_y: float,
+    *,
+    free: bool = False,
+    start: tuple[float, float] | None = None,
+) -> tuple[float, float, float, float, float] | None:
     """One bounded least-squares fit of the law; returns (K, kappa, E_x, E_y, cost) or None.
 
     Parameterised as y = E_y + exp(c) * r^kappa with r = (x - E_x) / g, g the geometric mean of x - E_x at
@@ -309,9 +325,20 @@ def fit_law(x: np.ndarray, y: np.ndarray, E_x: float, E_y: float, *, free: bool 
     return K, kappa, ex, ey, float(res.cost)
 
 
-def fit_loss_to_loss(x: Sequence[float], y: Sequence[float], E_x: Irreducible, E_y: Irreducible, *,
-                     group: str = "all", x_name: str = "x", y_name: str = "y", free: bool = False,
-                     n_boot: int = 1000, seed: int = 0, progress: bool = False) -> LossFit:
+def fit_loss_to_loss(
+    x: Sequence[float],
+    y: Sequence[float],
+    E_x: Irreducible,
+    E_y: Irreducible,
+    *,
+    group: str = "all",
+    x_name: str = "x",
+    y_name: str = "y",
+    free: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> LossFit:
     """Fit L_y = K (L_x - E_x)^kappa + E_y to paired losses; bootstrap CIs for K and kappa.
 
     Never raises for bad data: a fit that cannot be made comes back with status "failed" and its reason, one
@@ -361,8 +388,9 @@ def fit_loss_to_loss(x: Sequence[float], y: Sequence[float], E_x: Irreducible, E
     if n_boot > 0:
         rng = np.random.default_rng(seed)
         boot = []
-        for _ in tqdm(range(n_boot), desc=f"bootstrap {group}", unit="fit", leave=False,
-                      disable=None if progress else True):
+        for _ in tqdm(
+            range(n_boot), desc=f"bootstrap {group}", unit="fit", leave=False, disable=None if progress else True
+        ):
             idx = rng.integers(0, n, n)
             xb, yb = x[idx], y[idx]
             if len(np.unique(xb)) < 3:
@@ -390,12 +418,14 @@ def trust_warnings(fit: LossFit, x: np.ndarray, y: np.ndarray, free: bool) -> li
     (nearly) every point by construction and R² ≈ 1, RMSE ≈ 0 say nothing.
     """
     warnings = []
-    pinned = sum(e.E >= m * (1 - 1e-9) for e, m in ((fit.E_x, x.min()), (fit.E_y, y.min())))
+    pinned = sum(m * (1 - 1e-9) <= e.E for e, m in ((fit.E_x, x.min()), (fit.E_y, y.min())))
     parameters = 4 if free else 2 + pinned
     if fit.n - parameters < 1:
         what = "K, κ, E_x, E_y" if free else "K, κ" + (f" and {pinned} E at the minimum loss" if pinned else "")
-        warnings.append(f"nothing left to estimate: {fit.n} checkpoints for {what}, so R² and RMSE do not "
-                        "measure how well the law fits")
+        warnings.append(
+            f"nothing left to estimate: {fit.n} checkpoints for {what}, so R² and RMSE do not "
+            "measure how well the law fits"
+        )
     if fit.kappa <= KAPPA_BOUNDS[0] * (1 + 1e-6) or fit.kappa >= KAPPA_BOUNDS[1] * (1 - 1e-6):
         warnings.append(f"κ = {fit.kappa:.4g} sits on its bound {KAPPA_BOUNDS}")
     if fit.r2 < 0:
@@ -414,8 +444,9 @@ def trust_warnings(fit: LossFit, x: np.ndarray, y: np.ndarray, free: bool) -> li
 # --------------------------------------------------------------------------------------------------
 
 
-def irreducible_for(table: pd.DataFrame, loss: str, group: str, mode: str, size_col: str,
-                    tokens_col: str) -> Irreducible:
+def irreducible_for(
+    table: pd.DataFrame, loss: str, group: str, mode: str, size_col: str, tokens_col: str
+) -> Irreducible:
     values = loss_values(table, loss).to_numpy()
     if mode in ("min", "free"):  # free: only the starting point; the fit replaces it
         finite = values[np.isfinite(values)]
@@ -427,9 +458,19 @@ def irreducible_for(table: pd.DataFrame, loss: str, group: str, mode: str, size_
     return fit_irreducible(values, N, D, name=loss, group=group)
 
 
-def fit_groups(table: pd.DataFrame, x: str, y: str, group: Optional[str] = "Pretraining Data", *,
-               irreducible: str = "compute", size_col: str = "Size", tokens_col: str = "Tokens",
-               n_boot: int = 1000, seed: int = 0, progress: bool = False) -> list[LossFit]:
+def fit_groups(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    group: str | None = "Pretraining Data",
+    *,
+    irreducible: str = "compute",
+    size_col: str = "Size",
+    tokens_col: str = "Tokens",
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[LossFit]:
     """One loss-to-loss fit per group of `table` (all rows as one group if `group` is None).
 
     E of each (group, loss) uses every checkpoint of the group with that loss, also those lacking the other.
@@ -449,12 +490,25 @@ def fit_groups(table: pd.DataFrame, x: str, y: str, group: Optional[str] = "Pret
             continue
         E_x = irreducible_for(rows, x, name, irreducible, size_col, tokens_col)
         E_y = irreducible_for(rows, y, name, irreducible, size_col, tokens_col)
-        fits.append(fit_loss_to_loss(rows[x], rows[y], E_x, E_y, group=name, x_name=x, y_name=y,
-                                     free=irreducible == "free", n_boot=n_boot, seed=seed, progress=progress))
+        fits.append(
+            fit_loss_to_loss(
+                rows[x],
+                rows[y],
+                E_x,
+                E_y,
+                group=name,
+                x_name=x,
+                y_name=y,
+                free=irreducible == "free",
+                n_boot=n_boot,
+                seed=seed,
+                progress=progress,
+            )
+        )
     return fits
 
 
-def group_rows(table: pd.DataFrame, group: Optional[str]) -> list[tuple[str, pd.DataFrame]]:
+def group_rows(table: pd.DataFrame, group: str | None) -> list[tuple[str, pd.DataFrame]]:
     """(label, rows) per value of `group`, sorted; missing values labelled "(no <group>)"."""
     if not group:
         return [("all", table)]
@@ -472,10 +526,10 @@ class Prediction:
     group: str
     x: float
     y: float
-    ci: Optional[tuple[float, float]]  # of the fitted curve at x (bootstrap)
-    pi: Optional[tuple[float, float]]  # for a new checkpoint at x: curve + residual scatter
+    ci: tuple[float, float] | None  # of the fitted curve at x (bootstrap)
+    pi: tuple[float, float] | None  # for a new checkpoint at x: curve + residual scatter
     extrapolated: bool  # x outside the range the law was fitted on
-    note: Optional[str] = None
+    note: str | None = None
 
 
 def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 0) -> Prediction:
@@ -484,8 +538,10 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
         raise ValueError(f"group {fit.group!r} has no fit to predict from: {fit.reason}")
     x_new = float(x_new)
     if x_new < fit.E_x.E:
-        raise ValueError(f"{fit.x} = {x_new:.4g} is below the group's irreducible loss E_x = {fit.E_x.E:.4g}: "
-                         "the law is undefined there")
+        raise ValueError(
+            f"{fit.x} = {x_new:.4g} is below the group's irreducible loss E_x = {fit.E_x.E:.4g}: "
+            "the law is undefined there"
+        )
     y = float(fit.curve(x_new))
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     ci = pi = None
@@ -515,7 +571,7 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
 # --------------------------------------------------------------------------------------------------
 
 
-def _ci(ci: Optional[tuple[float, float]]) -> str:
+def _ci(ci: tuple[float, float] | None) -> str:
     return f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "[no CI]"
 
 
@@ -526,32 +582,57 @@ def format_fits(fits: Sequence[LossFit]) -> str:
     header = ["group", "n", "status", "K", "K 95% CI", "κ", "κ 95% CI", "E_x", "E_y", "R²", "RMSE"]
     cells = []
     for f in fits:
-        cells.append([f.group, str(f.n), f.status] + ([
-            f"{f.K:.4g}", _ci(f.K_ci), f"{f.kappa:.4g}", _ci(f.kappa_ci), f"{f.E_x.E:.4g}", f"{f.E_y.E:.4g}",
-            f"{f.r2:.4f}", f"{f.rmse:.3g}"] if f.fitted else [f"not fitted: {f.reason}"]))
+        cells.append(
+            [f.group, str(f.n), f.status]
+            + (
+                [
+                    f"{f.K:.4g}",
+                    _ci(f.K_ci),
+                    f"{f.kappa:.4g}",
+                    _ci(f.kappa_ci),
+                    f"{f.E_x.E:.4g}",
+                    f"{f.E_y.E:.4g}",
+                    f"{f.r2:.4f}",
+                    f"{f.rmse:.3g}",
+                ]
+                if f.fitted
+                else [f"not fitted: {f.reason}"]
+            )
+        )
     fitted_rows = [row for row in cells if len(row) == len(header)]
     widths = [max([len(h)] + [len(row[i]) for row in (cells if i < 3 else fitted_rows)]) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
         """Text left-aligned, numbers right-aligned; a failed fit's reason runs on after its status."""
-        return " | ".join(v.ljust(w) if i < 3 or len(values) < len(header) else v.rjust(w)
-                          for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+        return " | ".join(
+            v.ljust(w) if i < 3 or len(values) < len(header) else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=False))
+        ).rstrip()
 
-    lines = [f"{fits[0].y}  vs  {fits[0].x}:  L_y = K (L_x - E_x)^κ + E_y", line(header),
-             "-+-".join("-" * w for w in widths)]
+    lines = [
+        f"{fits[0].y}  vs  {fits[0].x}:  L_y = K (L_x - E_x)^κ + E_y",
+        line(header),
+        "-+-".join("-" * w for w in widths),
+    ]
     lines += [line(row) for row in cells]
     flagged = [f"  {f.group}: {w}" for f in fits for w in f.warnings]
     if flagged:
         lines += ["warnings (flagged laws are not to be trusted as they stand):"] + flagged
-    notes = [f"  {f.group}: {label} = {e.describe()}" for f in fits
-             for label, e in (("E_x", f.E_x), ("E_y", f.E_y)) if e is not None]
+    notes = [
+        f"  {f.group}: {label} = {e.describe()}"
+        for f in fits
+        for label, e in (("E_x", f.E_x), ("E_y", f.E_y))
+        if e is not None
+    ]
     if notes:
         lines += ["irreducible losses:"] + notes
     boots = {f.n_boot for f in fits if f.fitted and f.boot}
     if boots:
-        lines.append(f"bootstrap: {', '.join(map(str, sorted(boots)))} resample(s) fitted per group; "
-                     "CIs are percentile intervals" + (" with E_x, E_y held fixed" if not any(
-                         f.E_x and f.E_x.method == "free" for f in fits) else ""))
+        lines.append(
+            f"bootstrap: {', '.join(map(str, sorted(boots)))} resample(s) fitted per group; "
+            "CIs are percentile intervals"
+            + (" with E_x, E_y held fixed" if not any(f.E_x and f.E_x.method == "free" for f in fits) else "")
+        )
     return "\n".join(lines)
 
 
@@ -560,9 +641,23 @@ def fits_frame(fits: Sequence[LossFit]) -> pd.DataFrame:
     rows = []
     for f in fits:
         K_ci, kappa_ci = f.K_ci or (None, None), f.kappa_ci or (None, None)
-        row = {"group": f.group, "x": f.x, "y": f.y, "n": f.n, "status": f.status, "reason": f.reason,
-               "K": f.K, "K_lo": K_ci[0], "K_hi": K_ci[1], "kappa": f.kappa, "kappa_lo": kappa_ci[0],
-               "kappa_hi": kappa_ci[1], "r2": f.r2, "rmse": f.rmse, "n_boot": f.n_boot}
+        row = {
+            "group": f.group,
+            "x": f.x,
+            "y": f.y,
+            "n": f.n,
+            "status": f.status,
+            "reason": f.reason,
+            "K": f.K,
+            "K_lo": K_ci[0],
+            "K_hi": K_ci[1],
+            "kappa": f.kappa,
+            "kappa_lo": kappa_ci[0],
+            "kappa_hi": kappa_ci[1],
+            "r2": f.r2,
+            "rmse": f.rmse,
+            "n_boot": f.n_boot,
+        }
         for label, e in (("E_x", f.E_x), ("E_y", f.E_y)):
             bound = f"at {e.at_bound} bound" if e and e.at_bound else None
             row[label] = e.E if e else None
@@ -578,7 +673,7 @@ def load_fits(path: Path) -> list[LossFit]:
     return [LossFit.from_dict(d) for d in json.loads(Path(path).read_text())["fits"]]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from llm_line.store import atomic_file, write_json
 
     parser = argparse.ArgumentParser(
@@ -591,26 +686,51 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_arguments(parser)
     parser.add_argument("--x", required=True, help='x-axis loss column, e.g. "FineWeb-Edu Validation Loss"')
     parser.add_argument("--y", required=True, nargs="+", help='y-axis loss column(s), e.g. "HellaSwag Loss"')
-    parser.add_argument("--group", default="Pretraining Data",
-                        help='column whose values get one fit each (default "Pretraining Data"; "" = one fit)')
-    parser.add_argument("--irreducible", choices=("compute", "min", "free"), default="compute",
-                        help="E from the compute-to-loss fit (default, falls back to min loss), the min "
-                        "loss, or fitted freely with K and kappa")
+    parser.add_argument(
+        "--group",
+        default="Pretraining Data",
+        help='column whose values get one fit each (default "Pretraining Data"; "" = one fit)',
+    )
+    parser.add_argument(
+        "--irreducible",
+        choices=("compute", "min", "free"),
+        default="compute",
+        help="E from the compute-to-loss fit (default, falls back to min loss), the min "
+        "loss, or fitted freely with K and kappa",
+    )
     parser.add_argument("--size-col", default="Size", help="model size N column (default Size)")
     parser.add_argument("--tokens-col", default="Tokens", help="training tokens D column (default Tokens)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--predict", type=float, nargs="+", default=[], metavar="X",
-                        help="predict the y-loss of every group at these x-losses")
+    parser.add_argument(
+        "--predict",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="X",
+        help="predict the y-loss of every group at these x-losses",
+    )
     parser.add_argument("--json", type=Path, help="also write the fits (with bootstrap samples) here")
     parser.add_argument("--csv", type=Path, help="also write the fitted parameters as a tidy CSV here")
     args = parser.parse_args(argv)
 
     try:
         table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
-        runs = {y: fit_groups(table, args.x, y, args.group or None, irreducible=args.irreducible,
-                              size_col=args.size_col, tokens_col=args.tokens_col, n_boot=args.bootstrap,
-                              seed=args.seed, progress=True) for y in args.y}
+        runs = {
+            y: fit_groups(
+                table,
+                args.x,
+                y,
+                args.group or None,
+                irreducible=args.irreducible,
+                size_col=args.size_col,
+                tokens_col=args.tokens_col,
+                n_boot=args.bootstrap,
+                seed=args.seed,
+                progress=True,
+            )
+            for y in args.y
+        }
     except (FileNotFoundError, KeyError, DataError) as e:
         parser.error(str(e.args[0]) if e.args else str(e))
     predictions = []
@@ -627,14 +747,26 @@ def main(argv: Optional[list[str]] = None) -> int:
                     print(f"  predict {f.group} at {x_new}: {e}")
                     continue
                 predictions.append({"y": y, **asdict(p)})
-                print(f"  predict {f.group}: {args.x} = {x_new:.4g} -> {y} = {p.y:.4g}, 95% CI {_ci(p.ci)}, "
-                      f"95% prediction interval {_ci(p.pi)}" + (f" ({p.note})" if p.note else ""))
+                print(
+                    f"  predict {f.group}: {args.x} = {x_new:.4g} -> {y} = {p.y:.4g}, 95% CI {_ci(p.ci)}, "
+                    f"95% prediction interval {_ci(p.pi)}" + (f" ({p.note})" if p.note else "")
+                )
         print()
     fits = [f for group_fits in runs.values() for f in group_fits]
     if args.json:
-        write_json(args.json, {"data": [str(d) for d in args.data], "where": args.where, "group": args.group,
-                               "irreducible": args.irreducible, "bootstrap": args.bootstrap, "seed": args.seed,
-                               "fits": [f.to_dict() for f in fits], "predictions": predictions})
+        write_json(
+            args.json,
+            {
+                "data": [str(d) for d in args.data],
+                "where": args.where,
+                "group": args.group,
+                "irreducible": args.irreducible,
+                "bootstrap": args.bootstrap,
+                "seed": args.seed,
+                "fits": [f.to_dict() for f in fits],
+                "predictions": predictions,
+            },
+        )
         print(f"wrote {args.json}")
     if args.csv:
         with atomic_file(args.csv) as out:

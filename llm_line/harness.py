@@ -15,7 +15,7 @@ import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lm_eval
 import torch
@@ -39,8 +39,8 @@ class LoadedModel:
     key: tuple
     lm: Any
     pretrained: str  # what was actually loaded (a local revision resolves to its subfolder)
-    revision: Optional[str]  # the hub branch or tag loaded (a pattern resolved to it); None for a local folder
-    commit: Optional[str]  # the hub commit the files came from (pythia issue #205: branches can change)
+    revision: str | None  # the hub branch or tag loaded (a pattern resolved to it); None for a local folder
+    commit: str | None  # the hub commit the files came from (pythia issue #205: branches can change)
     device: str
     dtype: str
 
@@ -67,7 +67,7 @@ class LoadedModel:
         continuation itself starts with that token, lm-eval uses it as the context instead.
         """
         if context:
-            trailing = context[len(context.rstrip()):]
+            trailing = context[len(context.rstrip()) :]
             return trailing + continuation, len(compat.encode_pair(self.lm, context, continuation)[1])
         ids = self.lm.tok_encode(continuation, add_special_tokens=False)
         if ids and ids[0] == self.lm.prefix_token_id:
@@ -94,11 +94,11 @@ def non_embedding_parameters(model: Any) -> int:
     return sum(p.numel() for key, p in seen.items() if key not in embeddings)
 
 
-_task_managers: dict[Optional[str], TaskManager] = {}
-_model: Optional[LoadedModel] = None
+_task_managers: dict[str | None, TaskManager] = {}
+_model: LoadedModel | None = None
 
 
-def task_manager(include_path: Optional[str]) -> TaskManager:
+def task_manager(include_path: str | None) -> TaskManager:
     """lm-eval's task index with this project's tasks (and the user's folder) included; built once."""
     if include_path not in _task_managers:
         paths = [str(BUILTIN_TASKS)] + ([str(Path(include_path).expanduser())] if include_path else [])
@@ -147,8 +147,10 @@ def check_fewshot_pool(name: str, task: Any, shots: int) -> None:
     available = pool - 1 if split is not None and split == task.get_config("test_split") else pool
     if shots > available:
         where = f"its {split} split" if split else "its few-shot source"
-        raise CellError(f"task {name} has {available} few-shot examples ({where}), fewer than shots={shots}; "
-                        f"use shots={max(available, 0)} or less")
+        raise CellError(
+            f"task {name} has {available} few-shot examples ({where}), fewer than shots={shots}; "
+            f"use shots={max(available, 0)} or less"
+        )
 
 
 class _TaskYamlLoader(yaml.SafeLoader):
@@ -166,8 +168,10 @@ def check_task_yamls(folder: Path) -> None:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line = f":{mark.line + 1}" if mark is not None else ""
-            raise CellError(f"{path}{line}: not valid YAML ({e.problem or e.context}); lm-eval skipped it, so its "
-                            "task is unknown. Fix the file.") from e
+            raise CellError(
+                f"{path}{line}: not valid YAML ({e.problem or e.context}); lm-eval skipped it, so its "
+                "task is unknown. Fix the file."
+            ) from e
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise CellError(f"{path}: unreadable task YAML ({e}); lm-eval skipped it. Fix the file.") from e
 
@@ -198,7 +202,7 @@ def resolve_batch_size(batch_size: str, device: str) -> int | str:
     return batch_size
 
 
-def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
+def resolve_source(model: ModelConfig) -> tuple[str, str | None]:
     """(what to load, hub branch). A hub revision (or pattern) is checked against the repository's branches;
     a local folder's revision is a subfolder of it (`main`: the folder)."""
     local = Path(model.pretrained).expanduser()
@@ -217,9 +221,11 @@ def resolve_source(model: ModelConfig) -> tuple[str, Optional[str]]:
                     f"local model {local} is a folder of checkpoints; pick one with model.revision=... or "
                     f"model.step=... (available: {', '.join(steps)})"
                 )
-            raise CellError(f"local model folder {local} holds no config.json, so it is not a saved model; point "
-                            "model.pretrained at the folder that `save_pretrained` wrote (config.json, weights, "
-                            "tokenizer)")
+            raise CellError(
+                f"local model folder {local} holds no config.json, so it is not a saved model; point "
+                "model.pretrained at the folder that `save_pretrained` wrote (config.json, weights, "
+                "tokenizer)"
+            )
         return str(local), None
     if not (local / model.revision).is_dir():
         available = sorted(p.name for p in local.iterdir() if (p / "config.json").exists())
@@ -270,7 +276,7 @@ def load_model(model: ModelConfig) -> LoadedModel:
     return _model
 
 
-def explain_load_error(error: BaseException, pretrained: str, revision: Optional[str]) -> str:
+def explain_load_error(error: BaseException, pretrained: str, revision: str | None) -> str:
     """One line that says why a model did not load and what to do about it."""
     if revision is None:  # a local folder: the hub is not involved
         return f"failed to load {pretrained}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"

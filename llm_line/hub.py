@@ -20,9 +20,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from llm_line import store
 from llm_line.config import _STEP_IN_REVISION
@@ -42,7 +43,7 @@ def offline() -> bool:
     return constants.is_offline_mode()
 
 
-def hub_id(pretrained: str, demo_size: Optional[str] = None) -> Optional[str]:
+def hub_id(pretrained: str, demo_size: str | None = None) -> str | None:
     """`pretrained` if it names a hub repository, None for a local folder (or the demo model)."""
     if demo_size or pretrained.startswith(("/", "./", "../", "~")) or Path(pretrained).expanduser().is_dir():
         return None
@@ -54,7 +55,7 @@ def refs_file(repo: str, kind: str) -> Path:
     return cache / "hub_refs" / f"{kind}s--{repo.replace('/', '--')}.json"
 
 
-def list_refs(repo: str, kind: str = "model") -> Optional[dict[str, str]]:
+def list_refs(repo: str, kind: str = "model") -> dict[str, str] | None:
     """Branch and tag names of `repo` -> their commits; None offline when nothing about `repo` is cached."""
     key = (kind, repo)
     if key in _refs:
@@ -81,7 +82,7 @@ def list_refs(repo: str, kind: str = "model") -> Optional[dict[str, str]]:
     return refs
 
 
-def _cached_branches(repo: str, kind: str) -> Optional[dict[str, str]]:
+def _cached_branches(repo: str, kind: str) -> dict[str, str] | None:
     """The revisions the hub cache has downloaded of `repo` (what an offline node can load), or None."""
     from huggingface_hub import constants
 
@@ -91,7 +92,7 @@ def _cached_branches(repo: str, kind: str) -> Optional[dict[str, str]]:
     return {str(p.relative_to(folder)): p.read_text().strip() for p in folder.rglob("*") if p.is_file()}
 
 
-def downloaded_commit(repo: str, revision: str, kind: str = "model") -> Optional[str]:
+def downloaded_commit(repo: str, revision: str, kind: str = "model") -> str | None:
     """The commit the hub cache holds for `revision` of `repo`: what a load from the hub just used."""
     if _COMMIT.match(revision):
         return revision
@@ -103,7 +104,7 @@ class Resolved:
     """A revision as found in the repository: its branch (or tag) name and commit; commit None if unverified."""
 
     name: str
-    commit: Optional[str]
+    commit: str | None
 
 
 def resolve(repo: str, revision: str, kind: str = "model") -> Resolved:
@@ -121,22 +122,32 @@ def resolve(repo: str, revision: str, kind: str = "model") -> Resolved:
             raise CellError(
                 f"cannot resolve revision {revision!r} of {repo} offline (HF_HUB_OFFLINE is set): its branch list "
                 "is not cached. Download the grid once where the hub is reachable "
-                "(`python evaluate.py -m ... hydra.sweeper.prefetch=true`).")
+                "(`python evaluate.py -m ... hydra.sweeper.prefetch=true`)."
+            )
         return Resolved(revision, None)
-    matches = sorted(name for name in refs if fnmatch.fnmatchcase(name, revision)) if pattern else \
-        [revision] if revision in refs else []
+    matches = (
+        sorted(name for name in refs if fnmatch.fnmatchcase(name, revision))
+        if pattern
+        else [revision]
+        if revision in refs
+        else []
+    )
     if len(matches) == 1:
         return Resolved(matches[0], refs[matches[0]])
     if matches:
-        raise CellError(f"revision {revision!r} matches {len(matches)} branches of {repo} ({', '.join(matches[:5])}); "
-                        "set model.revision to one of them")
+        raise CellError(
+            f"revision {revision!r} matches {len(matches)} branches of {repo} ({', '.join(matches[:5])}); "
+            "set model.revision to one of them"
+        )
     where = "in the hub cache (HF_HUB_OFFLINE is set)" if offline() else "on the hub"
     near = nearest(refs, revision)
-    raise CellError(f"revision {revision!r} of {repo} does not exist {where}; "
-                    + (f"nearest: {', '.join(near)}" if near else f"it has: {', '.join(sorted(refs)[:8]) or 'no branches'}"))
+    raise CellError(
+        f"revision {revision!r} of {repo} does not exist {where}; "
+        + (f"nearest: {', '.join(near)}" if near else f"it has: {', '.join(sorted(refs)[:8]) or 'no branches'}")
+    )
 
 
-def step_of(revision: str) -> Optional[int]:
+def step_of(revision: str) -> int | None:
     match = _STEP_IN_REVISION.search(revision)
     return int(match.group(1)) if match else None
 
@@ -152,42 +163,61 @@ def nearest(refs: Iterable[str], revision: str, n: int = 2) -> list[str]:
     return below + above
 
 
-def explain(error: BaseException, repo: str, revision: Optional[str], kind: str = "model") -> str:
+def explain(error: BaseException, repo: str, revision: str | None, kind: str = "model") -> str:
     """One line that says why `repo` could not be reached or read, and what to do about it."""
     from huggingface_hub import errors as hub
 
     chain: list[BaseException] = []
-    e: Optional[BaseException] = error
+    e: BaseException | None = error
     while e is not None and len(chain) < 10:
         chain.append(e)
         e = e.__cause__ or e.__context__
     kinds = tuple(type(x) for x in chain)
     text = " | ".join(f"{type(x).__name__}: {x}" for x in chain)
-    status = next((getattr(getattr(x, "response", None), "status_code", None) for x in chain
-                   if getattr(x, "response", None) is not None), None)
+    status = next(
+        (
+            getattr(getattr(x, "response", None), "status_code", None)
+            for x in chain
+            if getattr(x, "response", None) is not None
+        ),
+        None,
+    )
     where = repo + (f" at revision {revision!r}" if revision else "")
     detail = f"{type(chain[-1]).__name__}: {str(chain[-1]).strip().splitlines()[0][:160]}" if chain else ""
     if any(issubclass(k, hub.GatedRepoError) for k in kinds) or status == 403:
-        return (f"{kind} {repo} is gated: accept its terms on its hub page, then log in with `hf auth login` "
-                f"(or set HF_TOKEN) ({detail})")
+        return (
+            f"{kind} {repo} is gated: accept its terms on its hub page, then log in with `hf auth login` "
+            f"(or set HF_TOKEN) ({detail})"
+        )
     if any(issubclass(k, hub.RevisionNotFoundError) for k in kinds) or "valid git identifier" in text:
-        return (f"revision {revision!r} does not exist for {repo}. List its branches with `python -c \"from "
-                f"huggingface_hub import list_repo_refs; print(list_repo_refs('{repo}'))\"` and set model.revision")
-    if any(issubclass(k, hub.RepositoryNotFoundError) for k in kinds) or status == 401 \
-            or "not a valid model identifier" in text:
-        return (f"{kind} {repo!r} is neither a local folder nor a {kind} on the Hugging Face hub, or it is private: "
-                f"check its name, or log in with `hf auth login` if you have access ({detail})")
+        return (
+            f'revision {revision!r} does not exist for {repo}. List its branches with `python -c "from '
+            f"huggingface_hub import list_repo_refs; print(list_repo_refs('{repo}'))\"` and set model.revision"
+        )
+    if (
+        any(issubclass(k, hub.RepositoryNotFoundError) for k in kinds)
+        or status == 401
+        or "not a valid model identifier" in text
+    ):
+        return (
+            f"{kind} {repo!r} is neither a local folder nor a {kind} on the Hugging Face hub, or it is private: "
+            f"check its name, or log in with `hf auth login` if you have access ({detail})"
+        )
     if offline() or any(issubclass(k, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled)) for k in kinds):
-        return (f"cannot load {where}: the Hugging Face hub is disabled (HF_HUB_OFFLINE is set) and it is not in "
-                "the local cache. Download it once where the hub is reachable, into the same HF_HOME (`hf download "
-                "REPO --revision REV`, or a whole grid with hydra.sweeper.prefetch=true); the offline demo needs "
-                "no hub: `python evaluate.py`")
+        return (
+            f"cannot load {where}: the Hugging Face hub is disabled (HF_HUB_OFFLINE is set) and it is not in "
+            "the local cache. Download it once where the hub is reachable, into the same HF_HOME (`hf download "
+            "REPO --revision REV`, or a whole grid with hydra.sweeper.prefetch=true); the offline demo needs "
+            "no hub: `python evaluate.py`"
+        )
     if any(issubclass(k, (ConnectionError, TimeoutError, OSError)) for k in kinds) or "connect" in text.lower():
         from huggingface_hub import constants
 
-        return (f"cannot load {where}: the Hugging Face hub at {constants.ENDPOINT} is unreachable. Check the "
-                "network or HF_ENDPOINT; on nodes without internet, download on the login node first and run with "
-                f"HF_HUB_OFFLINE=1 ({detail})")
+        return (
+            f"cannot load {where}: the Hugging Face hub at {constants.ENDPOINT} is unreachable. Check the "
+            "network or HF_ENDPOINT; on nodes without internet, download on the login node first and run with "
+            f"HF_HUB_OFFLINE=1 ({detail})"
+        )
     return f"failed to load {where}: {detail}"
 
 
@@ -198,8 +228,8 @@ class Check:
     repo: str
     revision: str
     kind: str = "model"
-    found: Optional[Resolved] = None
-    problem: Optional[str] = None  # why it cannot run (missing, gated, ...); None: found or unverified
+    found: Resolved | None = None
+    problem: str | None = None  # why it cannot run (missing, gated, ...); None: found or unverified
 
     @property
     def verified(self) -> bool:
@@ -236,12 +266,13 @@ def report(checks: Sequence[Check]) -> str:
     """What the preflight found, for the log: missing ones with their nearest, what could not be verified."""
     missing = [c for c in checks if c.problem]
     unverified = [c for c in checks if not c.problem and not c.verified]
-    lines = [f"hub preflight: {len(checks)} repository revisions, {len(missing)} missing, "
-             f"{len(unverified)} unverified"]
+    lines = [f"hub preflight: {len(checks)} repository revisions, {len(missing)} missing, {len(unverified)} unverified"]
     lines += [f"  missing: {c.problem}" for c in missing]
     if unverified:
-        lines.append("  not verified (HF_HUB_OFFLINE is set and the branch list is not cached): "
-                     + ", ".join(f"{c.repo}@{c.revision}" for c in unverified))
+        lines.append(
+            "  not verified (HF_HUB_OFFLINE is set and the branch list is not cached): "
+            + ", ".join(f"{c.repo}@{c.revision}" for c in unverified)
+        )
     return "\n".join(lines)
 
 
@@ -279,8 +310,11 @@ def fetch(cells: Sequence[Any]) -> None:
     revisions = hub_revisions(cells)
     for kind, repo, revision in revisions:
         if kind != "model":
-            log.warning("Not downloading dataset %s (a streamed corpus): its cells need the hub, or a local copy "
-                        "of the selection in task.corpus.path", repo)
+            log.warning(
+                "Not downloading dataset %s (a streamed corpus): its cells need the hub, or a local copy "
+                "of the selection in task.corpus.path",
+                repo,
+            )
             continue
         found = resolve(repo, revision, kind)
         log.info("Downloading %s@%s", repo, found.name)
@@ -295,5 +329,6 @@ def fetch(cells: Sequence[Any]) -> None:
         for name, include_path in sorted(lm_eval_tasks, key=str):
             log.info("Downloading the data of task %s", name)
             harness.task_manager(include_path).load([name])
-    log.info("Prefetch done: %d model revisions, %d tasks", sum(k == "model" for k, _, _ in revisions),
-             len(lm_eval_tasks))
+    log.info(
+        "Prefetch done: %d model revisions, %d tasks", sum(k == "model" for k, _, _ in revisions), len(lm_eval_tasks)
+    )

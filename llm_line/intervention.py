@@ -17,15 +17,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llm_line import cli, fit as fitting
+from llm_line import cli
+from llm_line import fit as fitting
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args
 
 CI_LEVEL = fitting.CI_LEVEL
@@ -37,9 +38,9 @@ class Offset:
 
     group: str
     n: int  # checkpoints scored (both losses, x at or above the base law's E_x)
-    mean: Optional[float] = None  # mean residual y - law(x)
-    ci: Optional[tuple[float, float]] = None  # bootstrap interval of `mean`
-    rmse: Optional[float] = None
+    mean: float | None = None  # mean residual y - law(x)
+    ci: tuple[float, float] | None = None  # bootstrap interval of `mean`
+    rmse: float | None = None
     below_E_x: int = 0  # checkpoints left out: x below the base law's E_x
 
 
@@ -54,23 +55,51 @@ class Intervention:
 
     def frame(self) -> pd.DataFrame:
         """The offsets as a tidy table (one row per group)."""
-        return pd.DataFrame([{
-            "column": self.column, "base": self.base.group, "x": self.base.x, "y": self.base.y,
-            "group": o.group, "n": o.n, "mean_residual": o.mean, "ci_lo": o.ci[0] if o.ci else None,
-            "ci_hi": o.ci[1] if o.ci else None, "rmse": o.rmse, "below_E_x": o.below_E_x,
-            "base_K": self.base.K, "base_kappa": self.base.kappa, "base_E_x": self.base.E_x.E,
-            "base_E_y": self.base.E_y.E, "base_r2": self.base.r2} for o in self.offsets])
+        return pd.DataFrame(
+            [
+                {
+                    "column": self.column,
+                    "base": self.base.group,
+                    "x": self.base.x,
+                    "y": self.base.y,
+                    "group": o.group,
+                    "n": o.n,
+                    "mean_residual": o.mean,
+                    "ci_lo": o.ci[0] if o.ci else None,
+                    "ci_hi": o.ci[1] if o.ci else None,
+                    "rmse": o.rmse,
+                    "below_E_x": o.below_E_x,
+                    "base_K": self.base.K,
+                    "base_kappa": self.base.kappa,
+                    "base_E_x": self.base.E_x.E,
+                    "base_E_y": self.base.E_y.E,
+                    "base_r2": self.base.r2,
+                }
+                for o in self.offsets
+            ]
+        )
 
 
-def offsets(table: pd.DataFrame, x: str, y: str, column: str, base: str, *, irreducible: str = "compute",
-            n_boot: int = 1000, seed: int = 0, progress: bool = False) -> Intervention:
+def offsets(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    column: str,
+    base: str,
+    *,
+    irreducible: str = "compute",
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> Intervention:
     """Fit the law on the rows whose `column` is `base`; score every group of `column` against it."""
     check_convention(table, f"all rows of this intervention on {column!r}")
     groups = dict(fitting.group_rows(table, column))
     if base not in groups:
         raise KeyError(f"no rows with {column} = {base!r}; the groups are {', '.join(map(repr, groups))}")
-    (law,) = fitting.fit_groups(groups[base], x, y, None, irreducible=irreducible, n_boot=n_boot, seed=seed,
-                                progress=progress)
+    (law,) = fitting.fit_groups(
+        groups[base], x, y, None, irreducible=irreducible, n_boot=n_boot, seed=seed, progress=progress
+    )
     law.group = base
     if not law.ok:
         why = law.reason or "; ".join(law.warnings)
@@ -91,8 +120,9 @@ def offsets(table: pd.DataFrame, x: str, y: str, column: str, base: str, *, irre
             offset.rmse = float(math.sqrt(np.mean(residual**2)))
         if len(xs) >= 2 and len(boot) >= 20:
             means = []
-            for K, kappa, E_x, E_y in tqdm(boot, desc=f"offset {name}", leave=False,
-                                           disable=None if progress else True):
+            for K, kappa, E_x, E_y in tqdm(
+                boot, desc=f"offset {name}", leave=False, disable=None if progress else True
+            ):
                 idx = rng.integers(0, len(xs), len(xs))
                 means.append(np.mean(ys[idx] - fitting.shifted_power_law(xs[idx], K, kappa, E_x, E_y)))
             lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
@@ -105,21 +135,33 @@ def offsets(table: pd.DataFrame, x: str, y: str, column: str, base: str, *, irre
 def format_intervention(result: Intervention) -> str:
     """The base law, then one aligned line per group: n, mean residual with its interval, RMSE."""
     law = result.base
-    lines = [f"{law.y}  vs  {law.x}: residuals from the law of {result.column} = {law.group!r} "
-             f"(K={law.K:.4g}, κ={law.kappa:.4g}, E_x={law.E_x.E:.4g}, E_y={law.E_y.E:.4g}, R²={law.r2:.4f}, "
-             f"n={law.n})"]
-    frame = pd.DataFrame([{
-        result.column: o.group + (" (base)" if o.group == law.group else ""), "n": o.n,
-        "mean residual": "" if o.mean is None else f"{o.mean:+.4f}",
-        f"{CI_LEVEL:.0%} CI": fitting._ci(o.ci) if o.n else "", "RMSE": "" if o.rmse is None else f"{o.rmse:.4f}",
-        "left out (x < E_x)": o.below_E_x or ""} for o in result.offsets])
+    lines = [
+        f"{law.y}  vs  {law.x}: residuals from the law of {result.column} = {law.group!r} "
+        f"(K={law.K:.4g}, κ={law.kappa:.4g}, E_x={law.E_x.E:.4g}, E_y={law.E_y.E:.4g}, R²={law.r2:.4f}, "
+        f"n={law.n})"
+    ]
+    frame = pd.DataFrame(
+        [
+            {
+                result.column: o.group + (" (base)" if o.group == law.group else ""),
+                "n": o.n,
+                "mean residual": "" if o.mean is None else f"{o.mean:+.4f}",
+                f"{CI_LEVEL:.0%} CI": fitting._ci(o.ci) if o.n else "",
+                "RMSE": "" if o.rmse is None else f"{o.rmse:.4f}",
+                "left out (x < E_x)": o.below_E_x or "",
+            }
+            for o in result.offsets
+        ]
+    )
     lines.append(frame.to_string(index=False))
-    lines.append("mean residual > 0: the group reaches a given x-loss with a higher y-loss than the base; its "
-                 "interval carries the base law's bootstrap and the group's checkpoints resampled")
+    lines.append(
+        "mean residual > 0: the group reaches a given x-loss with a higher y-loss than the base; its "
+        "interval carries the base law's bootstrap and the group's checkpoints resampled"
+    )
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     from llm_line import plot
@@ -137,8 +179,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--y", required=True, nargs="+", help="y-axis loss column(s): one panel each")
     parser.add_argument("--group", required=True, help="the intervention: the column whose values are compared")
     parser.add_argument("--base", required=True, help="the value of --group whose law the others are scored on")
-    parser.add_argument("--irreducible", choices=("compute", "min", "free"), default="compute",
-                        help="how the base law's E_x, E_y are found (see python -m llm_line.fit --help)")
+    parser.add_argument(
+        "--irreducible",
+        choices=("compute", "min", "free"),
+        default="compute",
+        help="how the base law's E_x, E_y are found (see python -m llm_line.fit --help)",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--csv", type=Path, help="also write the offsets as a tidy CSV here")
@@ -146,8 +192,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
-        results = [offsets(table, args.x, y, args.group, args.base, irreducible=args.irreducible,
-                           n_boot=args.bootstrap, seed=args.seed, progress=True) for y in args.y]
+        results = [
+            offsets(
+                table,
+                args.x,
+                y,
+                args.group,
+                args.base,
+                irreducible=args.irreducible,
+                n_boot=args.bootstrap,
+                seed=args.seed,
+                progress=True,
+            )
+            for y in args.y
+        ]
     except (FileNotFoundError, KeyError, DataError) as e:
         parser.error(str(e.args[0]) if e.args else str(e))
     for result in results:

@@ -33,8 +33,12 @@ METRICS_CSV = "metrics.csv"
 
 def metric_rows(result: dict[str, Any]) -> list[tuple[str, str, float]]:
     """(task or group, metric, value) for every number of a result's metrics, in the result's order."""
-    return [(task, name, value) for task, values in result["metrics"].items() for name, value in values.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return [
+        (task, name, value)
+        for task, values in result["metrics"].items()
+        for name, value in values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
 
 
 def write_csv(run_dir: Path, result: dict[str, Any]) -> Path:
@@ -67,9 +71,16 @@ def send_wandb(settings: Any, run_dir: Path, result: dict[str, Any]) -> None:
 
     cell = result["cell"]
     run = wandb.init(
-        project=settings.project, entity=settings.entity, mode=settings.mode, group=str(cell["model"]),
-        name=str(run_dir), job_type=str(cell["task"]), tags=list(settings.tags or []),
-        config=result.get("config"), dir=str(run_dir), reinit="finish_previous",
+        project=settings.project,
+        entity=settings.entity,
+        mode=settings.mode,
+        group=str(cell["model"]),
+        name=str(run_dir),
+        job_type=str(cell["task"]),
+        tags=list(settings.tags or []),
+        config=result.get("config"),
+        dir=str(run_dir),
+        reinit="finish_previous",
     )
     try:
         run.log({f"{task}/{metric}": value for task, metric, value in metric_rows(result)})
@@ -87,5 +98,4 @@ def log_result(logger: Any, run_dir: Path, result: dict[str, Any]) -> None:
         try:
             send_wandb(logger.wandb, run_dir, result)
         except Exception as e:  # a dashboard outage must not fail a cell whose result is already saved
-            log.warning("W&B logging of %s failed: %s: %s (the result itself is saved)", run_dir,
-                        type(e).__name__, e)
+            log.warning("W&B logging of %s failed: %s: %s (the result itself is saved)", run_dir, type(e).__name__, e)

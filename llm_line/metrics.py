@@ -23,8 +23,9 @@ ones; use it to extend or compare with the released table (docs/conventions.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -138,9 +139,7 @@ def cell_metrics(
     tokenization: Tokenization,
 ) -> dict[str, dict[str, float]]:
     """Metrics of every task and group in an lm-eval run: lm-eval's scores, answer losses, doc counts."""
-    per_task = {
-        name: answer_losses(task, results["samples"][name], tokenization) for name, task in tasks.items()
-    }
+    per_task = {name: answer_losses(task, results["samples"][name], tokenization) for name, task in tasks.items()}
     metrics = {}
     for name, entry in results["results"].items():
         losses = [loss for leaf in leaves(name, group_map) for loss in per_task.get(leaf, [])]

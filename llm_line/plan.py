@@ -6,11 +6,11 @@
 and `packs`, the jobs. The sweeper prints it (`hydra.sweeper.dry_run=true`), checks it, and launches its
 packs; other tools (a pre-download, a preflight) can reuse `make_plan` with the same inputs.
 
-Fast on purpose (about 6 ms of CPU per cell, against 78 ms for a full compose): Hydra composes each distinct combination of config-group
-choices (`model=pythia task=piqa`) once; the remaining value overrides (`model.size=1b`) are applied to a
-copy with Hydra's own override code, which validates them exactly as a full compose does (tests check the
-two agree). A cell that fails to compose, or whose run dir holds another cell's result, is an `error` cell:
-reported, not launched; the other cells run.
+Fast on purpose (about 6 ms of CPU per cell, against 78 ms for a full compose): Hydra composes each
+distinct combination of config-group choices (`model=pythia task=piqa`) once; the remaining value overrides
+(`model.size=1b`) are applied to a copy with Hydra's own override code, which validates them exactly as a
+full compose does (tests check the two agree). A cell that fails to compose, or whose run dir holds another
+cell's result, is an `error` cell: reported, not launched; the other cells run.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import functools
 import os
 import socket
 from collections import Counter
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -43,12 +43,12 @@ class PlannedCell:
     """One cell of the grid as planned; `cfg.hydra` holds only `sweep` (dir, subdir)."""
 
     overrides: list[str]
-    cfg: Optional[DictConfig] = None  # the composed cell config; None for an error cell
+    cfg: DictConfig | None = None  # the composed cell config; None for an error cell
     run_dir: str = ""  # below the sweep dir
-    cell: Optional[dict[str, Any]] = None  # identity (llm_line.cell.identity)
+    cell: dict[str, Any] | None = None  # identity (llm_line.cell.identity)
     state: str = "launch"
     detail: str = ""
-    pack: Optional[int] = None  # index into Plan.packs
+    pack: int | None = None  # index into Plan.packs
 
 
 @dataclass
@@ -68,16 +68,23 @@ class Plan:
         """Pack again after cells were taken out of the launch (e.g. by the hub preflight)."""
         self.packs = pack(self.cells, cells_per_job)
 
-    def describe(self, cells_per_job: Optional[int] = None, max_array_size: Optional[int] = None) -> str:
+    def describe(self, cells_per_job: int | None = None, max_array_size: int | None = None) -> str:
         """What a dry run prints: counts, then the jobs, then every cell that is not simply done or launched."""
         counts = self.counts()
-        lines = [f"{len(self.cells)} cells in the grid: {counts['done']} done, {counts['running']} running and "
-                 f"{counts['queued']} queued elsewhere, {counts['failed']} failed before, {counts['error']} "
-                 f"with errors; {len(self.to_launch())} to launch"]
+        lines = [
+            f"{len(self.cells)} cells in the grid: {counts['done']} done, {counts['running']} running and "
+            f"{counts['queued']} queued elsewhere, {counts['failed']} failed before, {counts['error']} "
+            f"with errors; {len(self.to_launch())} to launch"
+        ]
         if self.packs and cells_per_job:
-            lines.append(f"{len(self.packs)} jobs (one model load each, at most {cells_per_job} cells per job)"
-                         + (f" in {-(-len(self.packs) // max_array_size)} job arrays of at most {max_array_size}"
-                            if max_array_size else ""))
+            lines.append(
+                f"{len(self.packs)} jobs (one model load each, at most {cells_per_job} cells per job)"
+                + (
+                    f" in {-(-len(self.packs) // max_array_size)} job arrays of at most {max_array_size}"
+                    if max_array_size
+                    else ""
+                )
+            )
         for state in ("error", "running", "queued", "failed"):
             for c in self.cells:
                 if c.state == state:
@@ -85,8 +92,9 @@ class Plan:
         return "\n".join(lines)
 
 
-def compose_cells(config_loader: ConfigLoader, config: DictConfig,
-                  cells_overrides: Sequence[Sequence[str]]) -> list[DictConfig | Exception]:
+def compose_cells(
+    config_loader: ConfigLoader, config: DictConfig, cells_overrides: Sequence[Sequence[str]]
+) -> list[DictConfig | Exception]:
     """Each cell's config (or the error composing it): one Hydra compose per distinct config-group choice,
     then the cell's value overrides applied to a copy by Hydra's own code (same validation, same errors).
 
@@ -127,8 +135,13 @@ def without_hydra_runtime(composed: DictConfig) -> DictConfig:
     return composed
 
 
-def make_plan(config_loader: ConfigLoader, config: DictConfig, cells_overrides: Sequence[Sequence[str]],
-              cells_per_job: int = 1, queue: Optional[set[str]] = None) -> Plan:
+def make_plan(
+    config_loader: ConfigLoader,
+    config: DictConfig,
+    cells_overrides: Sequence[Sequence[str]],
+    cells_per_job: int = 1,
+    queue: set[str] | None = None,
+) -> Plan:
     """Compose, validate and classify every cell, then pack the cells to launch into jobs.
 
     `queue`: SLURM's queue (claims.slurm_queue()), to tell live claims and submissions from dead ones.
@@ -138,13 +151,18 @@ def make_plan(config_loader: ConfigLoader, config: DictConfig, cells_overrides: 
     cells = []
     with compat.cached_interpolation_parsing():
         composed = compose_cells(config_loader, config, cells_overrides)
-        for overrides, cfg in zip(cells_overrides, composed):
+        for overrides, cfg in zip(cells_overrides, composed, strict=False):
             cells.append(classify(overrides, cfg, sweep_dir, submitted, queue))
     return Plan(cells, pack(cells, cells_per_job))
 
 
-def classify(overrides: Sequence[str], cfg: DictConfig | Exception, sweep_dir: Path, submitted: dict[str, str],
-             queue: Optional[set[str]]) -> PlannedCell:
+def classify(
+    overrides: Sequence[str],
+    cfg: DictConfig | Exception,
+    sweep_dir: Path,
+    submitted: dict[str, str],
+    queue: set[str] | None,
+) -> PlannedCell:
     """A cell's state; an `error` cell when it cannot be composed or its run dir holds another cell's result."""
     from llm_line.cell import finished, identity
 
@@ -187,7 +205,7 @@ def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:
     return packs
 
 
-def submitted_elsewhere(sweep_dir: Path, queue: Optional[set[str]]) -> dict[str, str]:
+def submitted_elsewhere(sweep_dir: Path, queue: set[str] | None) -> dict[str, str]:
     """Run dirs that earlier sweeps submitted and whose job is still queued or running (or launcher alive)."""
     found: dict[str, str] = {}
     for path in sorted((sweep_dir / store.MANIFESTS).glob("*.json")):
@@ -202,10 +220,12 @@ def submitted_elsewhere(sweep_dir: Path, queue: Optional[set[str]]) -> dict[str,
                 job = entry.get("job")
                 if job and job in queue:
                     found[entry["run_dir"]] = f"job {job}"
-        elif manifest.get("host") == socket.gethostname() and manifest.get("pid") not in (None, os.getpid()) \
-                and claims.pid_alive(int(manifest["pid"])):
+        elif (
+            manifest.get("host") == socket.gethostname()
+            and manifest.get("pid") not in (None, os.getpid())
+            and claims.pid_alive(int(manifest["pid"]))
+        ):
             for entry in manifest.get("cells", []):
                 if entry.get("launched"):
                     found[entry["run_dir"]] = f"sweep pid {manifest['pid']}"
     return found
-

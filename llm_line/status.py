@@ -19,19 +19,19 @@ import socket
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from llm_line import claims, cli, store
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
 
-def slurm_queue() -> Optional[set[str]]:
+def slurm_queue() -> set[str] | None:
     """This user's jobs in SLURM's queue (llm_line.claims.slurm_queue); None where SLURM is not here."""
     return claims.slurm_queue()
 
 
-def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: Optional[set[str]]) -> tuple[str, str]:
+def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: set[str] | None) -> tuple[str, str]:
     """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, launched, job)."""
     cell = entry.get("cell")
     try:
@@ -58,7 +58,7 @@ def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: O
     return "missing", ""
 
 
-def sweep_alive(manifest: dict[str, Any], queue: Optional[set[str]]) -> bool:
+def sweep_alive(manifest: dict[str, Any], queue: set[str] | None) -> bool:
     """Can launched-but-unstarted cells of this sweep still start? (its job arrays are queued, or its launcher runs)
 
     A SLURM sweep is known by the array job ids its manifest records, never by job name.
@@ -70,7 +70,7 @@ def sweep_alive(manifest: dict[str, Any], queue: Optional[set[str]]) -> bool:
     return claims.pid_alive(int(manifest["pid"]))
 
 
-def grid_status(root: Path, manifest: dict[str, Any], queue: Optional[set[str]]) -> list[dict[str, Any]]:
+def grid_status(root: Path, manifest: dict[str, Any], queue: set[str] | None) -> list[dict[str, Any]]:
     alive = sweep_alive(manifest, queue)
     rows = []
     for entry in manifest["cells"]:
@@ -105,12 +105,15 @@ def report(name: str, rows: list[dict[str, Any]], show: set[str]) -> None:
                 print(f"  {state:<8} {row['run_dir']}{detail}")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=cli.prog("llm_line.status"), description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="results root (the sweep dir, `results_dir` of the sweep)")
     parser.add_argument("--all", action="store_true", help="every sweep launched into ROOT, not only the latest")
-    parser.add_argument("--show", default="failed,running,missing",
-                        help=f"states whose cells are listed one per line (of {','.join(STATES)}; default %(default)s)")
+    parser.add_argument(
+        "--show",
+        default="failed,running,missing",
+        help=f"states whose cells are listed one per line (of {','.join(STATES)}; default %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the cells and their states as JSON")
     args = parser.parse_args(argv)
     if not args.root.is_dir():
@@ -125,10 +128,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             except store.CorruptResult as e:
                 print(f"skipping sweep manifest {e}", file=sys.stderr)
                 continue
-            grids.append((f"sweep {path.stem} ({manifest.get('created', '?')})", grid_status(args.root, manifest, queue)))
+            grids.append(
+                (f"sweep {path.stem} ({manifest.get('created', '?')})", grid_status(args.root, manifest, queue))
+            )
     else:
-        grids.append((f"{args.root} (no sweep manifest; cells found on disk)",
-                      grid_status(args.root, {"cells": unlisted_cells(args.root)}, queue)))
+        grids.append(
+            (
+                f"{args.root} (no sweep manifest; cells found on disk)",
+                grid_status(args.root, {"cells": unlisted_cells(args.root)}, queue),
+            )
+        )
     if args.json:
         print(json.dumps([{"grid": name, "cells": rows} for name, rows in grids], indent=1))
     else:

@@ -16,9 +16,10 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional
+from typing import IO, Any
 
 from llm_line.errors import CellError
 
@@ -100,8 +101,9 @@ def read_json(path: Path, max_bytes: int = MAX_BYTES) -> Any:
         with path.open("rb") as f:
             text = f.read(max_bytes + 1)
     except PermissionError as e:
-        raise UnreadableResult(f"{path}: permission denied; give this user read access (chmod/chown) or "
-                               "use a results_dir of your own") from e
+        raise UnreadableResult(
+            f"{path}: permission denied; give this user read access (chmod/chown) or use a results_dir of your own"
+        ) from e
     except OSError as e:
         raise CorruptResult(f"{path}: unreadable ({e})") from e
     try:
@@ -147,7 +149,7 @@ class OtherCellResult(CellError):
     """A valid result in a run dir that belongs to another cell (copied there, or two cells share a path)."""
 
 
-def current_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
+def current_result(run_dir: Path, cell: dict[str, Any]) -> dict[str, Any] | None:
     """Read-only: the result of `cell` in `run_dir` if it counts as done, else None.
 
     Raises CorruptResult for a bad file and OtherCellResult for another cell's result. A `failure.json` newer
@@ -169,7 +171,7 @@ def current_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, An
     return result
 
 
-def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, Any]]:
+def finished_result(run_dir: Path, cell: dict[str, Any]) -> dict[str, Any] | None:
     """The valid result of this cell in `run_dir`, or None if it must be (re)computed.
 
     A corrupt file is set aside with a warning. A file this user cannot read is not corrupt: that is an error
@@ -186,7 +188,7 @@ def finished_result(run_dir: Path, cell: dict[str, Any]) -> Optional[dict[str, A
         return None
 
 
-def set_aside_for_recompute(run_dir: Path) -> Optional[Path]:
+def set_aside_for_recompute(run_dir: Path) -> Path | None:
     """A forced recompute starts: the old result no longer counts (kept as `result.json.replaced-<time>`)."""
     path = run_dir / RESULT
     if not path.exists():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -130,13 +130,17 @@ def loss_values(table: pd.DataFrame, column: str) -> pd.Series:
     text = values.isna() & table[column].notna()
     if text.any():
         index = text[text].index[0]
-        raise DataError(f"column {column!r} holds the text {table.at[index, column]!r} in "
-                        f"{describe_row(table, index)}: a loss must be a number ({int(text.sum())} such row(s))")
+        raise DataError(
+            f"column {column!r} holds the text {table.at[index, column]!r} in "
+            f"{describe_row(table, index)}: a loss must be a number ({int(text.sum())} such row(s))"
+        )
     negative = values < 0
     if negative.any():
         index = negative[negative].index[0]
-        raise DataError(f"column {column!r} holds the negative loss {values[index]:g} in "
-                        f"{describe_row(table, index)}: losses are ≥ 0 ({int(negative.sum())} such row(s))")
+        raise DataError(
+            f"column {column!r} holds the negative loss {values[index]:g} in "
+            f"{describe_row(table, index)}: losses are ≥ 0 ({int(negative.sum())} such row(s))"
+        )
     return values.astype(float)
 
 
@@ -149,14 +153,22 @@ def check_convention(rows: pd.DataFrame, group: str) -> None:
         return
     known = sorted(rows[CONVENTION].dropna().astype(str).unique())
     if len(known) > 1:
-        raise DataError(f"group {group!r} mixes rows of {CONVENTION} {' and '.join(known)}: their losses are "
-                        f"computed differently; fit them apart (--where {CONVENTION}={known[0]}, or "
-                        f"--group {CONVENTION})")
+        raise DataError(
+            f"group {group!r} mixes rows of {CONVENTION} {' and '.join(known)}: their losses are "
+            f"computed differently; fit them apart (--where {CONVENTION}={known[0]}, or "
+            f"--group {CONVENTION})"
+        )
 
 
-def load(paths: Sequence[os.PathLike], *, where: Sequence[str] = (), dropna: Sequence[str] = (),
-         average: Sequence[str] = (), keep_duplicates: bool = False,
-         report=print) -> pd.DataFrame:
+def load(
+    paths: Sequence[os.PathLike],
+    *,
+    where: Sequence[str] = (),
+    dropna: Sequence[str] = (),
+    average: Sequence[str] = (),
+    keep_duplicates: bool = False,
+    report=print,
+) -> pd.DataFrame:
     """The rows an analysis uses (with the `average` columns built); reports the duplicates it drops."""
     table = read_tables(paths)
     for spec in average:
@@ -167,29 +179,54 @@ def load(paths: Sequence[os.PathLike], *, where: Sequence[str] = (), dropna: Seq
     if not keep_duplicates:
         table, dropped = drop_duplicates(table)
         if len(dropped):
-            report(f"dropped {len(dropped)} duplicate row(s) (same values in every measured column as a row "
-                   f"kept; --keep-duplicates keeps them): "
-                   + "; ".join(describe_row(dropped, i) for i in dropped.index))
+            report(
+                f"dropped {len(dropped)} duplicate row(s) (same values in every measured column as a row "
+                f"kept; --keep-duplicates keeps them): " + "; ".join(describe_row(dropped, i) for i in dropped.index)
+            )
     return table
 
 
 def add_arguments(parser) -> None:
     """The table options every analysis command shares."""
-    parser.add_argument("--data", nargs="+", default=["data/results.csv"],
-                        help="wide table(s) (.csv or .parquet; collected, or the paper's released CSV); several "
-                        "are stacked with a Source column (default data/results.csv)")
-    parser.add_argument("--where", action="append", default=[], metavar="COL=V[,V]",
-                        help="keep rows whose COL is one of the values (COL!=V drops them; V=nan means "
-                        "missing; numbers compare as numbers); repeatable")
-    parser.add_argument("--dropna", action="append", default=[], metavar="COL",
-                        help="drop rows with no value in COL; repeatable")
-    parser.add_argument("--average", action="append", default=[], metavar="[NAME=]A,B,...",
-                        help='add a column NAME holding the mean of the loss columns A, B, ... (default name '
-                        '"Mean(A, B)"); use it as --x or --y; repeatable')
-    parser.add_argument("--keep-duplicates", action="store_true",
-                        help="keep rows that repeat another row's measurements (dropped and reported by default)")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["data/results.csv"],
+        help="wide table(s) (.csv or .parquet; collected, or the paper's released CSV); several "
+        "are stacked with a Source column (default data/results.csv)",
+    )
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COL=V[,V]",
+        help="keep rows whose COL is one of the values (COL!=V drops them; V=nan means "
+        "missing; numbers compare as numbers); repeatable",
+    )
+    parser.add_argument(
+        "--dropna", action="append", default=[], metavar="COL", help="drop rows with no value in COL; repeatable"
+    )
+    parser.add_argument(
+        "--average",
+        action="append",
+        default=[],
+        metavar="[NAME=]A,B,...",
+        help="add a column NAME holding the mean of the loss columns A, B, ... (default name "
+        '"Mean(A, B)"); use it as --x or --y; repeatable',
+    )
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep rows that repeat another row's measurements (dropped and reported by default)",
+    )
 
 
 def load_from_args(args, report=print) -> pd.DataFrame:
-    return load(args.data, where=args.where, dropna=args.dropna, average=args.average,
-                keep_duplicates=args.keep_duplicates, report=report)
+    return load(
+        args.data,
+        where=args.where,
+        dropna=args.dropna,
+        average=args.average,
+        keep_duplicates=args.keep_duplicates,
+        report=report,
+    )

@@ -114,7 +114,9 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 return
             rest = parts[2:]
             if rest == ["refs"]:
-                branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": repo.commit(b)} for b in repo.branches]
+                branches = [
+                    {"name": b, "ref": f"refs/heads/{b}", "targetCommit": repo.commit(b)} for b in repo.branches
+                ]
                 return self.json({"branches": branches, "tags": [], "converts": []}, body)
             revision = rest[1] if len(rest) >= 2 and rest[0] in ("revision", "tree", "paths-info") else "main"
             branch = repo.branch_of(revision)
@@ -122,9 +124,20 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 return self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             files = repo.files(branch)
             if not rest or rest[0] == "revision":
-                return self.json({"id": repo.id, "sha": repo.commit(branch), "private": False, "gated": False,
-                                  "disabled": False, "siblings": [{"rfilename": n} for n in files],
-                                  "tags": [], "downloads": 0, "likes": 0}, body)
+                return self.json(
+                    {
+                        "id": repo.id,
+                        "sha": repo.commit(branch),
+                        "private": False,
+                        "gated": False,
+                        "disabled": False,
+                        "siblings": [{"rfilename": n} for n in files],
+                        "tags": [],
+                        "downloads": 0,
+                        "likes": 0,
+                    },
+                    body,
+                )
             if rest[0] == "tree":
                 prefix = "/".join(rest[2:]).strip("/")
                 recursive = query.get("recursive", ["false"])[0].lower() == "true"
@@ -191,7 +204,7 @@ def tree(files: dict[str, Path], prefix: str, recursive: bool) -> list[dict]:
     for name, path in files.items():
         if prefix and not name.startswith(prefix + "/"):
             continue
-        rest = name[len(prefix) + 1:] if prefix else name
+        rest = name[len(prefix) + 1 :] if prefix else name
         parts = rest.split("/")
         for depth in range(1, len(parts)):
             folder = "/".join(([prefix] if prefix else []) + parts[:depth])
@@ -199,6 +212,5 @@ def tree(files: dict[str, Path], prefix: str, recursive: bool) -> list[dict]:
                 entries.setdefault(folder, {"type": "directory", "path": folder, "oid": "0" * 40})
         if recursive or len(parts) == 1:
             data = path.read_bytes()
-            entries[name] = {"type": "file", "path": name, "size": len(data),
-                             "oid": hashlib.sha1(data).hexdigest()}
+            entries[name] = {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
     return list(entries.values())

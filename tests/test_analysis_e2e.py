@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, run_evaluate
+
 from llm_line.collect import read_table
 
 SWEEP = ["-m", "model=demo", "model.size=tiny,small", "model.revision=step0,step100,step200,step300"]
@@ -16,17 +16,42 @@ def analyse(root, tmp_path, x, y):
     """collect -> fit -> plot through the three CLIs; returns the wide table and the fits."""
     data = tmp_path / "data" / "results.csv"
     python = [sys.executable, "-m"]
-    proc = subprocess.run([*python, "llm_line.collect", str(root), "-o", str(data), "--strict"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*python, "llm_line.collect", str(root), "-o", str(data), "--strict"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     fits_json = tmp_path / "fits.json"
-    proc = subprocess.run([*python, "llm_line.fit", "--data", str(data), "--x", x, "--y", y, "--group",
-                           "Pretraining Data", "--bootstrap", "100", "--predict", "1.0", "--json", str(fits_json)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            *python,
+            "llm_line.fit",
+            "--data",
+            str(data),
+            "--x",
+            x,
+            "--y",
+            y,
+            "--group",
+            "Pretraining Data",
+            "--bootstrap",
+            "100",
+            "--predict",
+            "1.0",
+            "--json",
+            str(fits_json),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figure = tmp_path / "figures" / "demo"
-    proc = subprocess.run([*python, "llm_line.plot", "--data", str(data), "--x", x, "--y", y, "-o", str(figure)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*python, "llm_line.plot", "--data", str(data), "--x", x, "--y", y, "-o", str(figure)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert figure.with_suffix(".png").stat().st_size > 10_000 and figure.with_suffix(".pdf").exists()
     return read_table(data), json.loads(fits_json.read_text())
@@ -53,11 +78,15 @@ def test_demo_task_against_demo_corpus(tmp_path, cache_dir):
     root = tmp_path / "results"
     run_evaluate(*SWEEP, "task=demo,val_demo", results_dir=root)
     data = tmp_path / "probe.csv"
-    subprocess.run([sys.executable, "-m", "llm_line.collect", str(root), "-o", str(data)], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "llm_line.collect", str(root), "-o", str(data)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     (x,) = [c for c in read_table(data).columns if c.endswith(" Validation Loss")]
     wide, fits = analyse(root, tmp_path, x, "Demo Loss")
-    assert len(wide) == 8 and wide[x].notna().all() and f"{x[:-len(' Loss')]} BPB" in wide.columns
+    assert len(wide) == 8 and wide[x].notna().all() and f"{x[: -len(' Loss')]} BPB" in wide.columns
     (f,) = fits["fits"]
     # The pipeline runs through: a law is fitted and reported with finite statistics. No R² bound here: the
     # demo corpus is mostly text the demo model never trained on, so as the model memorises its facts the

@@ -16,7 +16,10 @@ def test_first_claim_wins_and_a_live_holder_is_respected(tmp_path):
     record = json.loads((tmp_path / store.RUNNING).read_text())
     assert record["pid"] == os.getpid() and record["host"] == socket.gethostname() and record["cell"] == CELL
     # another process of this host finds it held by a live pid (ours) and gets the holder back
-    code = f"from pathlib import Path; from llm_line import claims; print(claims.acquire(Path({str(tmp_path)!r}), {CELL!r}))"
+    code = (
+        f"from pathlib import Path; from llm_line import claims; "
+        f"print(claims.acquire(Path({str(tmp_path)!r}), {CELL!r}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert f"'pid': {os.getpid()}" in out
     claims.release(tmp_path)

@@ -15,27 +15,75 @@ from llm_line.config import cell_dir, step_of
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
 
-META = {"family": "pythia", "architecture": "GPT-NeoX", "parameters": None, "pretraining_data": "The Pile",
-        "tokenizer": "gpt-neox", "tokens_per_step": 2097152}
+META = {
+    "family": "pythia",
+    "architecture": "GPT-NeoX",
+    "parameters": None,
+    "pretraining_data": "The Pile",
+    "tokenizer": "gpt-neox",
+    "tokens_per_step": 2097152,
+}
 
 
 def task_metrics(loss, acc=0.5, n_docs=100):
-    return {"acc": acc, "acc_stderr": 0.01, "acc_norm": acc + 0.01, "acc_norm_stderr": 0.01, "loss": loss,
-            "loss_stderr": 0.02, "nll": 2 * loss, "nll_per_byte": loss / 3, "bpb": loss / 2, "bpb_stderr": 0.01,
-            "answer_tokens": 2.0, "answer_bytes": 6.0, "n_docs": n_docs}
+    return {
+        "acc": acc,
+        "acc_stderr": 0.01,
+        "acc_norm": acc + 0.01,
+        "acc_norm_stderr": 0.01,
+        "loss": loss,
+        "loss_stderr": 0.02,
+        "nll": 2 * loss,
+        "nll_per_byte": loss / 3,
+        "bpb": loss / 2,
+        "bpb_stderr": 0.01,
+        "answer_tokens": 2.0,
+        "answer_bytes": 6.0,
+        "n_docs": n_docs,
+    }
 
 
-def write_result(root, model, revision, task, metrics, *, display=None, kind="lm_eval", shots=0, limit=None,
-                 meta=META, groups=None, num_parameters=162322944, finished="2026-11-26T10:00:00+0000"):
+def write_result(
+    root,
+    model,
+    revision,
+    task,
+    metrics,
+    *,
+    display=None,
+    kind="lm_eval",
+    shots=0,
+    limit=None,
+    meta=META,
+    groups=None,
+    num_parameters=162322944,
+    finished="2026-11-26T10:00:00+0000",
+):
     cell = {"model": model, "revision": revision, "task": task, "shots": shots, "limit": limit}
     result = {
-        "schema": store.SCHEMA_VERSION, "status": "ok", "cell": cell, "metrics": metrics,
+        "schema": store.SCHEMA_VERSION,
+        "status": "ok",
+        "cell": cell,
+        "metrics": metrics,
         "n_docs": metrics[task].get("n_docs", 0),
-        "model": {"loaded_from": model, "resolved_commit": "abc123", "device": "cpu", "dtype": "float32",
-                  "batch_size": 8, "num_parameters": num_parameters,
-                  "num_parameters_non_embedding": num_parameters // 2, "meta": dict(meta)},
-        "task": {"kind": kind, "display": display or task, "versions": {}, "n_shot": {task: shots},
-                 "fewshot_seed": 1234, "groups": groups or {}},
+        "model": {
+            "loaded_from": model,
+            "resolved_commit": "abc123",
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": 8,
+            "num_parameters": num_parameters,
+            "num_parameters_non_embedding": num_parameters // 2,
+            "meta": dict(meta),
+        },
+        "task": {
+            "kind": kind,
+            "display": display or task,
+            "versions": {},
+            "n_shot": {task: shots},
+            "fewshot_seed": 1234,
+            "groups": groups or {},
+        },
         "run": {"finished": finished},
     }
     path = Path(root) / cell_dir(model, revision, task, shots, limit) / store.RESULT
@@ -48,20 +96,54 @@ def results(tmp_path):
     """Two Pythia checkpoints x hellaswag, mmlu (a group), a corpus; plus a few-shot and a debugging cell."""
     root = tmp_path / "results"
     for revision, loss in (("step1000", 3.0), ("step143000", 2.5)):
-        write_result(root, "EleutherAI/pythia-160m", revision, "hellaswag",
-                     {"hellaswag": task_metrics(loss)}, display="HellaSwag")
-        mmlu = {"mmlu": task_metrics(loss + 1), "mmlu_stem": task_metrics(loss + 1.1),
-                "mmlu_humanities": task_metrics(loss + 0.9), "mmlu_abstract_algebra": task_metrics(loss + 1.2)}
-        write_result(root, "EleutherAI/pythia-160m", revision, "mmlu", mmlu, display="MMLU",
-                     groups={"mmlu": ["mmlu_stem", "mmlu_humanities"], "mmlu_stem": ["mmlu_abstract_algebra"],
-                             "mmlu_humanities": []})
-        write_result(root, "EleutherAI/pythia-160m", revision, "c4",
-                     {"c4": {"loss": loss + 0.5, "bpb": (loss + 0.5) / 3, "tokens": 1000, "bytes": 4000}},
-                     display="C4", kind="corpus")
-    write_result(root, "EleutherAI/pythia-160m", "step1000", "hellaswag", {"hellaswag": task_metrics(2.9)},
-                 display="HellaSwag", shots=5)
-    write_result(root, "EleutherAI/pythia-160m", "step1000", "piqa", {"piqa": task_metrics(9.0)},
-                 display="PIQA", limit=10)
+        write_result(
+            root,
+            "EleutherAI/pythia-160m",
+            revision,
+            "hellaswag",
+            {"hellaswag": task_metrics(loss)},
+            display="HellaSwag",
+        )
+        mmlu = {
+            "mmlu": task_metrics(loss + 1),
+            "mmlu_stem": task_metrics(loss + 1.1),
+            "mmlu_humanities": task_metrics(loss + 0.9),
+            "mmlu_abstract_algebra": task_metrics(loss + 1.2),
+        }
+        write_result(
+            root,
+            "EleutherAI/pythia-160m",
+            revision,
+            "mmlu",
+            mmlu,
+            display="MMLU",
+            groups={
+                "mmlu": ["mmlu_stem", "mmlu_humanities"],
+                "mmlu_stem": ["mmlu_abstract_algebra"],
+                "mmlu_humanities": [],
+            },
+        )
+        write_result(
+            root,
+            "EleutherAI/pythia-160m",
+            revision,
+            "c4",
+            {"c4": {"loss": loss + 0.5, "bpb": (loss + 0.5) / 3, "tokens": 1000, "bytes": 4000}},
+            display="C4",
+            kind="corpus",
+        )
+    write_result(
+        root,
+        "EleutherAI/pythia-160m",
+        "step1000",
+        "hellaswag",
+        {"hellaswag": task_metrics(2.9)},
+        display="HellaSwag",
+        shots=5,
+    )
+    write_result(
+        root, "EleutherAI/pythia-160m", "step1000", "piqa", {"piqa": task_metrics(9.0)}, display="PIQA", limit=10
+    )
     return root
 
 
@@ -71,8 +153,9 @@ def test_long_table_has_every_value_with_metadata(results):
     long = c.long
     # 13 numbers per task entry; mmlu has 4 entries; the corpus cell 4
     assert len(long) == 2 * (13 + 4 * 13 + 4) + 13 + 13
-    row = long[(long.revision == "step1000") & (long.task == "hellaswag") & (long.shots == 0)
-               & (long.metric == "loss")].iloc[0]
+    row = long[
+        (long.revision == "step1000") & (long.task == "hellaswag") & (long.shots == 0) & (long.metric == "loss")
+    ].iloc[0]
     assert row.value == 3.0 and row.subtask == "hellaswag" and row.kind == "lm_eval" and row.display == "HellaSwag"
     assert row.step == 1000 and row.tokens == 1000 * 2097152 and row["size"] == 162322944
     assert row.architecture == "GPT-NeoX" and row.pretraining_data == "The Pile" and row.family == "pythia"
@@ -139,10 +222,12 @@ def test_bad_files_are_skipped_and_reported_with_path_and_reason(results, tmp_pa
 
 
 def test_the_same_cell_under_two_roots_keeps_the_later_one(tmp_path, capsys):
-    early = write_result(tmp_path / "a", "m", "step1", "hellaswag", {"hellaswag": task_metrics(2.0)},
-                         finished="2026-11-01T00:00:00+0000")
-    write_result(tmp_path / "b", "m", "step1", "hellaswag", {"hellaswag": task_metrics(1.5)},
-                 finished="2026-11-02T00:00:00+0000")
+    early = write_result(
+        tmp_path / "a", "m", "step1", "hellaswag", {"hellaswag": task_metrics(2.0)}, finished="2026-11-01T00:00:00+0000"
+    )
+    write_result(
+        tmp_path / "b", "m", "step1", "hellaswag", {"hellaswag": task_metrics(1.5)}, finished="2026-11-02T00:00:00+0000"
+    )
     c = collect.collect([tmp_path / "a", tmp_path / "b"])
     assert c.n_results == 1 and c.wide["hellaswag Loss"].tolist() == [1.5]
     assert [(s.kind, s.path) for s in c.skipped] == [("duplicate", early)]
@@ -161,21 +246,29 @@ def test_cli_writes_csv_and_parquet_that_read_back_alike(results, tmp_path):
 
 
 def test_cli_help_and_errors(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "llm_line.collect", "--help"], cwd=ROOT, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llm_line.collect", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "RESULTS_ROOT" in proc.stdout and "parquet" in proc.stdout.lower()
-    proc = subprocess.run([sys.executable, "-m", "llm_line.collect", str(tmp_path / "nope")], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llm_line.collect", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "llm_line.collect", str(tmp_path), "-o", str(tmp_path / "x.csv")],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llm_line.collect", str(tmp_path), "-o", str(tmp_path / "x.csv")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "no valid result.json" in proc.stderr
 
 
 def test_analysis_modules_do_not_import_torch():
-    code = ("import sys; sys.modules['torch'] = None; "
-            "import llm_line.collect, llm_line.fit, llm_line.plot, llm_line.intervention; "
-            "assert 'transformers' not in sys.modules and 'lm_eval' not in sys.modules")
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "import llm_line.collect, llm_line.fit, llm_line.plot, llm_line.intervention; "
+        "assert 'transformers' not in sys.modules and 'lm_eval' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
@@ -190,8 +283,13 @@ def test_released_table_reads_into_the_same_form(released):
     assert released.shape == (129, 80)
     assert set(released["Convention"]) == {"paper"}  # written by the paper's original code
     assert [c for c in released.columns if c.startswith("Intervention")] == [
-        "Intervention: Size", "Intervention: Context Length", "Intervention: Optimizer",
-        "Intervention: Architecture", "Intervention: Pretraining Data", "Intervention: Tokenizer"]
+        "Intervention: Size",
+        "Intervention: Context Length",
+        "Intervention: Optimizer",
+        "Intervention: Architecture",
+        "Intervention: Pretraining Data",
+        "Intervention: Tokenizer",
+    ]
     assert released["Intervention: Size"].dtype == bool
     assert released["HellaSwag Loss"].dtype == "float64" and released["Tokens"].dtype == "float64"
     assert set(collect.META_COLUMNS) <= set(released.columns)
@@ -217,8 +315,7 @@ def test_collected_columns_are_named_as_in_the_released_table(released, tmp_path
         write_result(tmp_path, "m", "step1", conf["name"], metrics, display=conf["display"], groups=groups)
     for display in collect.PAPER_CORPORA:
         task = display.lower().replace(" ", "_")
-        write_result(tmp_path, "m", "step1", task, {task: {"loss": 3.0, "bpb": 1.0}}, display=display,
-                     kind="corpus")
+        write_result(tmp_path, "m", "step1", task, {task: {"loss": 3.0, "bpb": 1.0}}, display=display, kind="corpus")
     wide = collect.collect([tmp_path]).wide
     ours = [c for c in wide.columns if c not in collect.EXTRA_COLUMNS]
     missing = [c for c in ours if c not in released.columns and not c.startswith("MMLU_")]
@@ -229,7 +326,12 @@ def test_collected_columns_are_named_as_in_the_released_table(released, tmp_path
 
 def test_one_step_parser_for_every_familys_revision_names():
     assert [step_of(r) for r in ("step3000", "step-001000-2BT", "step20000-tokens84B", "main", "abc123")] == [
-        3000, 1000, 20000, None, None]
+        3000,
+        1000,
+        20000,
+        None,
+        None,
+    ]
 
 
 def test_steps_and_tokens_from_every_familys_revisions(tmp_path):
@@ -241,22 +343,36 @@ def test_steps_and_tokens_from_every_familys_revisions(tmp_path):
         "main": (300_000_000_000, None, 300_000_000_000),
     }
     for revision, (tokens, _, _) in cases.items():
-        write_result(tmp_path, "m", revision, "hellaswag", {"hellaswag": task_metrics(2.0)},
-                     meta={**META, "tokens": tokens})
+        write_result(
+            tmp_path, "m", revision, "hellaswag", {"hellaswag": task_metrics(2.0)}, meta={**META, "tokens": tokens}
+        )
     wide = collect.collect([tmp_path]).wide.set_index("Revision")
     for revision, (_, steps, tokens) in cases.items():
-        assert (pd.isna(wide.loc[revision, "Steps"]) if steps is None else wide.loc[revision, "Steps"] == steps)
+        assert pd.isna(wide.loc[revision, "Steps"]) if steps is None else wide.loc[revision, "Steps"] == steps
         assert wide.loc[revision, "Tokens"] == tokens
 
 
 @pytest.fixture
 def both_conventions(tmp_path):
     """One checkpoint: a task with loss and loss_paper, and C4 computed packed (val_c4) and chunked (val_c4_paper)."""
-    write_result(tmp_path, "m", "step1", "hellaswag", {"hellaswag": {**task_metrics(2.0), "loss_paper": 2.2}},
-                 display="HellaSwag")
+    write_result(
+        tmp_path,
+        "m",
+        "step1",
+        "hellaswag",
+        {"hellaswag": {**task_metrics(2.0), "loss_paper": 2.2}},
+        display="HellaSwag",
+    )
     for task, method, loss in (("val_c4", "packed", 3.0), ("val_c4_paper", "chunks", 3.4)):
-        path = write_result(tmp_path, "m", "step1", task, {task: {"loss": loss, "tokens": 10, "n_docs": 2,
-                            **({"bpb": 1.1} if method == "packed" else {})}}, display="C4", kind="corpus")
+        path = write_result(
+            tmp_path,
+            "m",
+            "step1",
+            task,
+            {task: {"loss": loss, "tokens": 10, "n_docs": 2, **({"bpb": 1.1} if method == "packed" else {})}},
+            display="C4",
+            kind="corpus",
+        )
         result = json.loads(path.read_text())
         result["task"]["settings"] = {"method": method}
         store.write_json(path, result)

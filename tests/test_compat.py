@@ -1,13 +1,13 @@
 """The private library behaviours llm-line relies on (llm_line/compat.py): an upgrade that changes one fails here."""
 
 import pytest
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import ROOT
 from llm_line import compat
 
 

@@ -13,8 +13,18 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 # hf needs model.name and lingua model.path; tests/test_zoo.py composes every family with what it needs.
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem not in ("hf", "lingua"))
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
-PAPER_TASKS = ["piqa", "social_iqa", "commonsense_qa", "copa", "hellaswag", "arc_easy", "arc_challenge",
-               "openbookqa", "mmlu", "winogrande"]
+PAPER_TASKS = [
+    "piqa",
+    "social_iqa",
+    "commonsense_qa",
+    "copa",
+    "hellaswag",
+    "arc_easy",
+    "arc_challenge",
+    "openbookqa",
+    "mmlu",
+    "winogrande",
+]
 
 
 def load(*overrides):

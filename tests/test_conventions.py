@@ -36,11 +36,21 @@ TASKS = {
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conv_tasks")
-    (folder / "docs.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in DOCS), encoding="utf-8")
+    (folder / "docs.jsonl").write_text(
+        "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in DOCS), encoding="utf-8"
+    )
     for name, spec in TASKS.items():
-        config = {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"validation": str(folder / "docs.jsonl")}},
-                  "output_type": "multiple_choice", "validation_split": "validation", "doc_to_choice": "{{choices}}",
-                  "doc_to_target": "{{label}}", "metric_list": [{"metric": "acc"}], **spec}
+        config = {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"validation": str(folder / "docs.jsonl")}},
+            "output_type": "multiple_choice",
+            "validation_split": "validation",
+            "doc_to_choice": "{{choices}}",
+            "doc_to_target": "{{label}}",
+            "metric_list": [{"metric": "acc"}],
+            **spec,
+        }
         (folder / f"{name}.yaml").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     (folder / "conv.yaml").write_text(json.dumps({"group": "conv", "task": list(TASKS)}))
     return folder
@@ -51,7 +61,9 @@ def bos_tokenizer(demo_model, tmp_path_factory):
     """The demo tokenizer made to put a BOS before every text, as Llama-style tokenizers do."""
     tokenizer = AutoTokenizer.from_pretrained(demo_model)
     bos = tokenizer.bos_token
-    tokenizer._tokenizer.post_processor = TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)])
+    tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
+    )
     folder = tmp_path_factory.mktemp("bos_tokenizer")
     tokenizer.save_pretrained(folder)
     assert AutoTokenizer.from_pretrained(folder)("a")["input_ids"][0] == tokenizer.bos_token_id
@@ -59,9 +71,17 @@ def bos_tokenizer(demo_model, tmp_path_factory):
 
 
 def model_config(demo_model, tokenizer=None):
-    return OmegaConf.merge(OmegaConf.structured(ModelConfig), {
-        "name": "demo", "pretrained": str(demo_model), "dtype": "float32", "device": "cpu", "batch_size": "8",
-        "tokenizer": str(tokenizer) if tokenizer else None})
+    return OmegaConf.merge(
+        OmegaConf.structured(ModelConfig),
+        {
+            "name": "demo",
+            "pretrained": str(demo_model),
+            "dtype": "float32",
+            "device": "cpu",
+            "batch_size": "8",
+            "tokenizer": str(tokenizer) if tokenizer else None,
+        },
+    )
 
 
 @pytest.fixture(scope="module", params=["plain", "bos"])
@@ -115,7 +135,7 @@ def test_tokens_and_bytes_are_those_lm_eval_scored(run, demo_model):
                 assert context.endswith(" ") and not answer.startswith(" ")
                 scored = " " + answer
                 ctx_ids = tokenizer(context.rstrip())["input_ids"]
-                answer_ids = tokenizer(context.rstrip() + scored)["input_ids"][len(ctx_ids):]
+                answer_ids = tokenizer(context.rstrip() + scored)["input_ids"][len(ctx_ids) :]
             else:
                 scored = answer
                 ctx_ids = [tokenizer.bos_token_id]  # lm-eval's prefix token
@@ -130,8 +150,10 @@ def test_tokens_and_bytes_are_those_lm_eval_scored(run, demo_model):
 
 
 def test_loss_paper_by_hand():
-    losses = [metrics.AnswerLoss(nll=3.0, tokens=3, bytes=6, paper_tokens=3),
-              metrics.AnswerLoss(nll=2.0, tokens=1, bytes=2, paper_tokens=1)]
+    losses = [
+        metrics.AnswerLoss(nll=3.0, tokens=3, bytes=6, paper_tokens=3),
+        metrics.AnswerLoss(nll=2.0, tokens=1, bytes=2, paper_tokens=1),
+    ]
     s = metrics.summarize(losses)
     assert s["loss"] == pytest.approx((1.0 + 2.0) / 2)
     assert s["loss_paper"] == pytest.approx((3.0 / 2 + 2.0 / 1) / 2)  # divisor max(1, n - 1)
@@ -166,8 +188,19 @@ def test_chunks_equal_the_original_loop(demo_model, bos_tokenizer, tmp_path, tok
     path = tmp_path / "corpus.jsonl"
     path.write_text(DEMO_CORPUS.read_text(encoding="utf-8") + '{"text": "a"}\n{"text": "ab"}\n', encoding="utf-8")
     tokenizer_path = bos_tokenizer if tokenizer_kind == "bos" else None
-    task = OmegaConf.merge(OmegaConf.structured(TaskConfig), {"name": "val_conv", "corpus": {
-        "path": str(path), "method": "chunks", "chunk_length": chunk, "context_length": max_length, "batch_size": 2}})
+    task = OmegaConf.merge(
+        OmegaConf.structured(TaskConfig),
+        {
+            "name": "val_conv",
+            "corpus": {
+                "path": str(path),
+                "method": "chunks",
+                "chunk_length": chunk,
+                "context_length": max_length,
+                "batch_size": 2,
+            },
+        },
+    )
     out = corpus.evaluate(model_config(demo_model, tokenizer_path), task, str(tmp_path / "cache"))
     model = AutoModelForCausalLM.from_pretrained(demo_model, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or demo_model)
@@ -205,9 +238,9 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     """A user's own sweep collected in the paper convention, concatenated with the released table's rows, fits:
     demo checkpoints (task and corpus named as the paper's HellaSwag and C4) beside the paper's families."""
     import pandas as pd
+    from conftest import SHARED
     from hydra import compose, initialize_config_dir
 
-    from conftest import SHARED
     from llm_line import collect, fit
     from llm_line.cell import run_cell
     from llm_line.config import cell_dir
@@ -216,13 +249,16 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     if not released_csv.exists():
         pytest.skip(f"the paper's released table is not at {released_csv}")
     root = tmp_path / "results"
-    tasks = [["task=demo_sounds", "task.display=HellaSwag"],
-             ["task=val_demo", "task.display=C4", "task.corpus.method=chunks"]]
+    tasks = [
+        ["task=demo_sounds", "task.display=HellaSwag"],
+        ["task=val_demo", "task.display=C4", "task.corpus.method=chunks"],
+    ]
     with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
         for revision in ("step0", "step100", "step200", "step300"):
             for task in tasks:
-                cfg = compose("config", overrides=["model=demo", f"model.revision={revision}", *task,
-                                                   f"results_dir={root}"])
+                cfg = compose(
+                    "config", overrides=["model=demo", f"model.revision={revision}", *task, f"results_dir={root}"]
+                )
                 run_cell(cfg, root / cell_dir(cfg.model.name, revision, cfg.task.name, 0))
     ours = collect.collect([root], "paper").wide
     assert len(ours) == 4 and set(ours["Convention"]) == {"paper"} and ours["C4 Validation Loss"].notna().all()
@@ -258,6 +294,7 @@ def test_paper_convention_matches_the_released_tables_commonsense_qa_ratio():
     """CommonSenseQA's answers (" A" ... " E") are one token of two bytes: in the paper convention Loss / BPB is
     2 ln 2 for every row, as in the released table."""
     from conftest import SHARED
+
     from llm_line import collect
 
     ours = metrics.summarize([metrics.AnswerLoss(nll=nll, tokens=1, bytes=2, paper_tokens=1) for nll in (0.7, 1.9)])

@@ -31,8 +31,12 @@ def demo_texts() -> list[str]:
 
 
 def documents(tokenizer, texts=None, **selection) -> corpus.Documents:
-    return corpus.tokenize(iter(texts if texts is not None else demo_texts()), tokenizer,
-                           selection.get("max_documents"), selection.get("max_tokens"))
+    return corpus.tokenize(
+        iter(texts if texts is not None else demo_texts()),
+        tokenizer,
+        selection.get("max_documents"),
+        selection.get("max_tokens"),
+    )
 
 
 def reference_loss(model, stream: list[int], context: int) -> tuple[float, int, int]:
@@ -149,7 +153,9 @@ def test_a_model_that_post_processes_its_logits_is_refused(lm, monkeypatch):
     stream = corpus.pack(documents(tokenizer, ["The glozoo is known for pink."]), tokenizer.eos_token_id)
     corpus.check_head(model, stream, "cpu")
     forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda **kw: SimpleNamespace(logits=30 * torch.tanh(forward(**kw).logits / 30)))
+    monkeypatch.setattr(
+        model, "forward", lambda **kw: SimpleNamespace(logits=30 * torch.tanh(forward(**kw).logits / 30))
+    )
     with pytest.raises(CellError, match="post-processes logits"):
         corpus.check_head(model, stream, "cpu")
 
@@ -243,8 +249,9 @@ def test_tokenization_is_cached_per_tokenizer_content(lm, tmp_path, demo_model, 
     docs, info = corpus.cached_documents(config, None, tokenizer, tmp_path)
     assert not info["hit"] and Path(info["file"]).parent == tmp_path / "corpus"
     assert not list((tmp_path / "corpus").glob(".*.tmp"))  # written atomically
-    again, info2 = corpus.cached_documents(config, None, AutoTokenizer.from_pretrained(demo_model / "step100"),
-                                           tmp_path)  # another checkpoint, same tokenizer: read, not tokenized
+    again, info2 = corpus.cached_documents(
+        config, None, AutoTokenizer.from_pretrained(demo_model / "step100"), tmp_path
+    )  # another checkpoint, same tokenizer: read, not tokenized
     assert info2["hit"] and info2["file"] == info["file"]
     assert np.array_equal(docs.tokens, again.tokens) and np.array_equal(docs.nbytes, again.nbytes)
     _, other = corpus.cached_documents(CorpusConfig(path=str(DEMO_CORPUS), max_documents=5), None, tokenizer, tmp_path)
@@ -287,8 +294,13 @@ def test_corpus_configs_name_the_papers_corpora():
     from test_config import load
 
     # spelled as the paper's released table spells its columns ("RefineWeb Validation Loss", "Slimpajama ...")
-    expected = {"val_c4": "C4", "val_fineweb_edu": "FineWeb-Edu", "val_pile_uc": "The Pile UC",
-                "val_refinedweb": "RefineWeb", "val_slimpajama": "Slimpajama"}
+    expected = {
+        "val_c4": "C4",
+        "val_fineweb_edu": "FineWeb-Edu",
+        "val_pile_uc": "The Pile UC",
+        "val_refinedweb": "RefineWeb",
+        "val_slimpajama": "Slimpajama",
+    }
     for task, display in expected.items():
         cfg = load(f"task={task}", "model=pythia")
         c = cfg.task.corpus
@@ -306,12 +318,27 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
     path = tmp_path / "llm-line--demo-tiny" / "main" / "val_demo" / "0shot" / store.RESULT
     result = store.read_result(path)
     assert result["status"] == "ok" and result["n_docs"] == result["metrics"]["val_demo"]["documents"]
-    assert result["cell"] == {"model": "llm-line/demo-tiny", "revision": "main", "task": "val_demo", "shots": 0,
-                              "limit": None}
+    assert result["cell"] == {
+        "model": "llm-line/demo-tiny",
+        "revision": "main",
+        "task": "val_demo",
+        "shots": 0,
+        "limit": None,
+    }
     assert result["task"]["kind"] == "corpus" and result["task"]["display"] == "Demo Corpus"
     m = result["metrics"]["val_demo"]
-    for key in ("loss", "bpb", "tokens", "bytes", "documents", "windows", "tokens_per_s", "context_length",
-                "separator", "packing"):
+    for key in (
+        "loss",
+        "bpb",
+        "tokens",
+        "bytes",
+        "documents",
+        "windows",
+        "tokens_per_s",
+        "context_length",
+        "separator",
+        "packing",
+    ):
         assert key in m, key
     assert m["context_length"] == 256 and m["separator"] == "eos" and m["packing"] == "packed"
     assert result["task"]["settings"]["path"] == str(DEMO_CORPUS)
@@ -326,8 +353,9 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
     other = cli("task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False)
     assert other.returncode != 0 and "other corpus settings (context_length" in other.stderr + other.stdout
     assert path.read_bytes() == before
-    swept = cli("-m", "task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False,
-                block_torch=True)  # the sweeper makes the same decision before launching anything
+    swept = cli(
+        "-m", "task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False, block_torch=True
+    )  # the sweeper makes the same decision before launching anything
     assert swept.returncode != 0 and "other corpus settings (context_length" in swept.stderr + swept.stdout
     assert path.read_bytes() == before
 

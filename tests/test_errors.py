@@ -26,9 +26,14 @@ def done(tmp_path_factory, cache_dir):
         (["model.revison=step1"], "Key 'revison' not in 'ModelConfig'"),
         (["task.name=hellaswg"], "lm-eval does not know the task 'hellaswg'; did you mean hellaswag"),
         (["task=demo_sounds", "model.revision=step7"], "revision 'step7' does not exist in local model"),
-        (["task=demo_sounds", "model=pythia", "model.size=70m"],
-         "cannot load EleutherAI/pythia-70m at revision 'main': the Hugging Face hub is disabled"),
-        (["task=demo_sounds", "model=pythia", "model.pretrained=/nonexistent/model"], "local model folder /nonexistent/model does not exist"),
+        (
+            ["task=demo_sounds", "model=pythia", "model.size=70m"],
+            "cannot load EleutherAI/pythia-70m at revision 'main': the Hugging Face hub is disabled",
+        ),
+        (
+            ["task=demo_sounds", "model=pythia", "model.pretrained=/nonexistent/model"],
+            "local model folder /nonexistent/model does not exist",
+        ),
     ],
 )
 def test_bad_input_fails_clearly_and_touches_nothing(done, cli, overrides, message):
@@ -109,8 +114,11 @@ def error_lines(proc) -> list[str]:
     "overrides, message",
     [
         (["shots=-1"], "error: shots=-1: the number of few-shot examples cannot be negative; use shots=0 or more"),
-        (["task.limit=0"], "error: task.limit=0: evaluates no documents; use a positive number of documents, "
-                           "or task.limit=null for all"),
+        (
+            ["task.limit=0"],
+            "error: task.limit=0: evaluates no documents; use a positive number of documents, "
+            "or task.limit=null for all",
+        ),
         (["task.limit=-1"], "error: task.limit=-1: evaluates no documents"),
         (["task.include_path=/nonexistent/tasks"], "error: task.include_path=/nonexistent/tasks is not a folder"),
     ],
@@ -135,8 +143,10 @@ def test_results_dir_that_is_a_file_is_one_line(tmp_path, cli):
 
 def test_read_only_results_dir_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(checks.os, "access", lambda path, mode: Path(path) != tmp_path)  # root may write anywhere
-    with pytest.raises(CellError, match=f"results_dir={tmp_path}/new \\(its nearest existing folder {tmp_path}\\) "
-                                        "is not writable by this user"):
+    with pytest.raises(
+        CellError,
+        match=f"results_dir={tmp_path}/new \\(its nearest existing folder {tmp_path}\\) is not writable by this user",
+    ):
         checks.check_results_dir(str(tmp_path / "new"))
     monkeypatch.undo()
     checks.check_results_dir(str(tmp_path / "new"))
@@ -147,8 +157,9 @@ def test_a_cell_error_is_one_line_with_its_traceback_in_the_log_and_failure_json
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     message = "task demo_sounds has 16 few-shot examples (its train split), fewer than shots=1000; use shots=16"
-    assert [line for line in error_lines(proc) if not line.startswith(("Error executing job", "Set the env"))] \
-        == [f"error: {message} or less"]
+    assert [line for line in error_lines(proc) if not line.startswith(("Error executing job", "Set the env"))] == [
+        f"error: {message} or less"
+    ]
     run_dir = tmp_path / "llm-line--demo-tiny" / "main" / "demo_sounds" / "1000shot_limit1"
     failure = json.loads((run_dir / store.FAILURE).read_text())
     assert failure["error"].startswith(f"CellError: {message}") and "check_fewshot_pool" in failure["traceback"]
@@ -159,14 +170,12 @@ def test_a_cell_error_is_one_line_with_its_traceback_in_the_log_and_failure_json
 
 def test_hydra_full_error_keeps_the_whole_traceback():
     """HYDRA_FULL_ERROR=1 makes Hydra re-raise the UserError; its cause is the original, with its traceback."""
-    with pytest.raises(checks.UserError) as raised:
-        with checks.one_line_errors():
-            raise CellError("what is wrong; how to fix it")
+    with pytest.raises(checks.UserError) as raised, checks.one_line_errors():
+        raise CellError("what is wrong; how to fix it")
     assert str(raised.value) == "error: what is wrong; how to fix it"
     assert isinstance(raised.value.__cause__, CellError) and raised.value.__cause__.__traceback__ is not None
-    with pytest.raises(ValueError):  # a bug is not a user error: its traceback stays
-        with checks.one_line_errors():
-            raise ValueError("bug")
+    with pytest.raises(ValueError), checks.one_line_errors():  # a bug is not a user error: its traceback stays
+        raise ValueError("bug")
 
 
 def test_an_empty_model_folder_says_it_is_not_a_saved_model(tmp_path):
@@ -176,8 +185,11 @@ def test_an_empty_model_folder_says_it_is_not_a_saved_model(tmp_path):
     from llm_line.config import ModelConfig
 
     model = OmegaConf.structured(ModelConfig(name="mine", pretrained=str(tmp_path), revision="main"))
-    with pytest.raises(CellError, match=f"local model folder {tmp_path} holds no config.json, so it is not a saved "
-                                        "model; point model.pretrained at the folder that `save_pretrained` wrote"):
+    with pytest.raises(
+        CellError,
+        match=f"local model folder {tmp_path} holds no config.json, so it is not a saved "
+        "model; point model.pretrained at the folder that `save_pretrained` wrote",
+    ):
         harness.resolve_source(model)
 
 
@@ -208,22 +220,27 @@ def test_a_corpus_context_longer_than_the_model_is_refused(demo_model, tmp_path)
     from llm_line import corpus
 
     cfg = load("task=val_demo", "task.corpus.context_length=257", f"model.pretrained={demo_model}")
-    with pytest.raises(CellError, match="task.corpus.context_length=257 is longer than the model's context "
-                                        "\\(256 tokens\\); use 256 or less"):
+    with pytest.raises(
+        CellError,
+        match="task.corpus.context_length=257 is longer than the model's context \\(256 tokens\\); use 256 or less",
+    ):
         corpus.evaluate(cfg.model, cfg.task, str(tmp_path))
 
 
 # --- result files: the whole schema, permissions, non-regular files ------------------------------------------
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"metrics": {}}, "metrics lack the task's own entry 't'"),
-    ({"metrics": {"t": 0.5}}, "metrics lack the task's own entry 't'"),
-    ({"n_docs": "2"}, "n_docs is '2', not a count"),
-    ({"n_docs": -1}, "n_docs is -1, not a count"),
-    ({"cell": {k: v for k, v in CELL.items() if k != "limit"}}, "cell lacks one of"),
-    ({"status": "failed"}, "status 'failed', not 'ok'"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"metrics": {}}, "metrics lack the task's own entry 't'"),
+        ({"metrics": {"t": 0.5}}, "metrics lack the task's own entry 't'"),
+        ({"n_docs": "2"}, "n_docs is '2', not a count"),
+        ({"n_docs": -1}, "n_docs is -1, not a count"),
+        ({"cell": {k: v for k, v in CELL.items() if k != "limit"}}, "cell lacks one of"),
+        ({"status": "failed"}, "status 'failed', not 'ok'"),
+    ],
+)
 def test_a_result_of_the_wrong_shape_is_not_done_anywhere(tmp_path, capsys, change, reason):
     path = tmp_path / "m" / "main" / "t" / "0shot" / store.RESULT
     store.write_json(path, {**GOOD, **change})
@@ -324,8 +341,13 @@ def test_two_collects_writing_one_table_at_once(tmp_path):
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.parquet", "out_long.csv",
-                                                          "out_long.parquet", "r"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.csv",
+        "out.parquet",
+        "out_long.csv",
+        "out_long.parquet",
+        "r",
+    ]
     assert pd_read(tmp_path / "out.csv")["Name"].tolist() == ["m"]
 
 

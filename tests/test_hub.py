@@ -7,10 +7,10 @@ import shutil
 import socket
 
 import pytest
+from hub_server import HubServer, Repo
 from huggingface_hub import constants
 from omegaconf import OmegaConf
 
-from hub_server import HubServer, Repo
 from llm_line import hub, store
 from llm_line.errors import CellError
 
@@ -30,10 +30,13 @@ def repos(demo_model, tmp_path_factory, cache_dir):
         shutil.copy(hub_tasks_dir() / f"colors_{split}.jsonl", colors / f"{split}.jsonl")
     shutil.copy(corpus_file(), corpus / "validation.jsonl")
     branches = {f"step{s}": demo_model / f"step{s}" for s in STEPS} | {"main": demo_model / "step300"}
-    return [Repo("model", MODEL, branches), Repo("model", f"{ORG}/gated", branches, gated=True),
-            Repo("model", f"{ORG}/private", branches, private=True),
-            Repo("dataset", f"{ORG}/demo-colors", {"main": colors}),
-            Repo("dataset", f"{ORG}/demo-corpus", {"main": corpus})]
+    return [
+        Repo("model", MODEL, branches),
+        Repo("model", f"{ORG}/gated", branches, gated=True),
+        Repo("model", f"{ORG}/private", branches, private=True),
+        Repo("dataset", f"{ORG}/demo-colors", {"main": colors}),
+        Repo("dataset", f"{ORG}/demo-corpus", {"main": corpus}),
+    ]
 
 
 def hub_tasks_dir():
@@ -53,7 +56,9 @@ def online(repos, tmp_path, monkeypatch):
     """A running hub for this test, in-process: huggingface_hub pointed at it, offline mode off, fresh caches."""
     with HubServer(repos) as server:
         monkeypatch.setattr(constants, "ENDPOINT", server.url)  # both read HF_ENDPOINT when first imported
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setenv("LLM_LINE_CACHE", str(tmp_path / "llm_line"))
@@ -64,8 +69,11 @@ def online(repos, tmp_path, monkeypatch):
 def test_patterns_and_names_resolve_against_the_branch_list_listed_once(online):
     assert hub.resolve(MODEL, "step1*") == hub.Resolved("step100", online.repos[("model", MODEL)].commit("step100"))
     assert hub.resolve(MODEL, "step300").name == "step300" and hub.resolve(MODEL, "main").name == "main"
-    with pytest.raises(CellError, match=r"'step150' of llm-line/demo-hub does not exist on the hub; "
-                                        r"nearest: step0, step100, step200, step300"):
+    with pytest.raises(
+        CellError,
+        match=r"'step150' of llm-line/demo-hub does not exist on the hub; "
+        r"nearest: step0, step100, step200, step300",
+    ):
         hub.resolve(MODEL, "step150")
     with pytest.raises(CellError, match=r"'step\*' matches 4 branches"):
         hub.resolve(MODEL, "step*")
@@ -81,23 +89,35 @@ def test_offline_resolution_uses_the_cached_listing_and_says_what_it_cannot_veri
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     hub._refs.clear()
     assert hub.resolve(MODEL, "step1*").name == "step100"  # the saved listing, at any age
-    checks = hub.preflight([cell(MODEL, "step100"), cell(f"{ORG}/never-listed", "step5"),
-                            cell(f"{ORG}/never-listed", "step5*")])
+    checks = hub.preflight(
+        [cell(MODEL, "step100"), cell(f"{ORG}/never-listed", "step5"), cell(f"{ORG}/never-listed", "step5*")]
+    )
     text = hub.report(checks)
     assert "1 missing, 1 unverified" in text and "llm-line/never-listed@step5" in text
     assert "cannot resolve revision 'step5*' of llm-line/never-listed offline" in text
 
 
 def cell(repo, revision, dataset=None):
-    return OmegaConf.create({"model": {"pretrained": repo, "demo_size": None, "revision": revision,
-                                       "tokenizer": None},
-                             "task": {"name": "t", "include_path": None,
-                                      "corpus": {"dataset": dataset, "dataset_revision": None} if dataset else None}})
+    return OmegaConf.create(
+        {
+            "model": {"pretrained": repo, "demo_size": None, "revision": revision, "tokenizer": None},
+            "task": {
+                "name": "t",
+                "include_path": None,
+                "corpus": {"dataset": dataset, "dataset_revision": None} if dataset else None,
+            },
+        }
+    )
 
 
 def test_preflight_stops_a_grid_with_missing_revisions_unless_told_to_launch_the_rest(online, caplog):
-    cells = [cell(MODEL, "step100"), cell(MODEL, "step150"), cell(MODEL, "step1*"), cell(MODEL, "step250"),
-             cell(MODEL, "main", dataset=f"{ORG}/demo-corpus")]
+    cells = [
+        cell(MODEL, "step100"),
+        cell(MODEL, "step150"),
+        cell(MODEL, "step1*"),
+        cell(MODEL, "step250"),
+        cell(MODEL, "main", dataset=f"{ORG}/demo-corpus"),
+    ]
     missing = hub.missing_cells(cells)
     assert "nearest: step0, step100, step200, step300" in caplog.text  # step150's neighbours, listed
     assert "nearest: step100, step200, step300" in caplog.text  # step250's (only one branch above it)
@@ -117,12 +137,20 @@ def test_prefetch_downloads_a_grid_into_the_cache(online):
     assert online.requests.count(f"GET /{MODEL}/resolve/{hub.downloaded_commit(MODEL, 'main')}/model.safetensors") == 1
 
 
-@pytest.mark.parametrize("repo, message", [
-    (f"{ORG}/gated", "model llm-line/gated is gated: accept its terms on its hub page, then log in with `hf auth login`"),
-    (f"{ORG}/private", "model 'llm-line/private' is neither a local folder nor a model on the Hugging Face hub, "
-                       "or it is private"),
-    (f"{ORG}/nope", "model 'llm-line/nope' is neither a local folder nor a model on the Hugging Face hub"),
-])
+@pytest.mark.parametrize(
+    "repo, message",
+    [
+        (
+            f"{ORG}/gated",
+            "model llm-line/gated is gated: accept its terms on its hub page, then log in with `hf auth login`",
+        ),
+        (
+            f"{ORG}/private",
+            "model 'llm-line/private' is neither a local folder nor a model on the Hugging Face hub, or it is private",
+        ),
+        (f"{ORG}/nope", "model 'llm-line/nope' is neither a local folder nor a model on the Hugging Face hub"),
+    ],
+)
 def test_hub_refusals_are_one_clear_line(online, repo, message):
     with pytest.raises(CellError) as error:
         hub.resolve(repo, "main")
@@ -157,19 +185,29 @@ def hub_tasks(tmp_path_factory):
 @pytest.fixture
 def hub_env(monkeypatch, tmp_path):
     """`hub_env(url, offline)`: the environment of the CLI runs that follow (a temporary HF_HOME for the test)."""
+
     def use(server_url, offline):
         monkeypatch.setenv("HF_ENDPOINT", server_url)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
         for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
             monkeypatch.setenv(name, "1") if offline else monkeypatch.delenv(name, raising=False)
+
     return use
 
 
 def test_a_hub_model_on_a_hub_dataset_task_downloads_records_its_commit_then_runs_offline(
-        repos, hub_tasks, cli, hub_env, tmp_path):
+    repos, hub_tasks, cli, hub_env, tmp_path
+):
     """model=hf model.name=<org>/<repo> model.step=100 on an lm-eval task with a hub dataset_path."""
-    cell_args = ["model=hf", f"model.name={MODEL}", "model.step=100", "task=demo", "task.name=hub_colors",
-                 f"task.include_path={hub_tasks}", "task.limit=8"]
+    cell_args = [
+        "model=hf",
+        f"model.name={MODEL}",
+        "model.step=100",
+        "task=demo",
+        "task.name=hub_colors",
+        f"task.include_path={hub_tasks}",
+        "task.limit=8",
+    ]
     with HubServer(repos) as server:
         hub_env(server.url, offline=False)
         first = cli(*cell_args, results_dir=tmp_path / "online")
@@ -192,19 +230,27 @@ def test_a_hub_model_on_a_hub_dataset_task_downloads_records_its_commit_then_run
 def test_a_missing_branch_fails_with_the_nearest_ones(repos, cli, hub_env, tmp_path):
     with HubServer(repos) as server:
         hub_env(server.url, offline=False)
-        proc = cli("model=hf", f"model.name={MODEL}", "model.step=150", "task=demo_sounds", results_dir=tmp_path,
-                   check=False)
+        proc = cli(
+            "model=hf", f"model.name={MODEL}", "model.step=150", "task=demo_sounds", results_dir=tmp_path, check=False
+        )
     assert proc.returncode != 0
-    assert "revision 'step150' of llm-line/demo-hub does not exist on the hub; nearest: step0, step100, step200, " \
-           "step300" in proc.stderr + proc.stdout
+    assert (
+        "revision 'step150' of llm-line/demo-hub does not exist on the hub; nearest: step0, step100, step200, "
+        "step300" in proc.stderr + proc.stdout
+    )
     assert not list(tmp_path.rglob(store.RESULT))
 
 
 def test_a_corpus_task_streams_a_hub_dataset(repos, cli, hub_env, tmp_path):
     with HubServer(repos) as server:
         hub_env(server.url, offline=False)
-        cli("task=val_demo", "task.corpus.path=null", f"task.corpus.dataset={ORG}/demo-corpus",
-            "task.corpus.max_documents=20", results_dir=tmp_path)
+        cli(
+            "task=val_demo",
+            "task.corpus.path=null",
+            f"task.corpus.dataset={ORG}/demo-corpus",
+            "task.corpus.max_documents=20",
+            results_dir=tmp_path,
+        )
         assert any(r.startswith(f"GET /datasets/{ORG}/demo-corpus/resolve/") for r in server.requests)
     (path,) = tmp_path.rglob(store.RESULT)
     result = json.loads(path.read_text())
@@ -221,8 +267,10 @@ def test_the_sweep_stops_on_missing_revisions_and_prefetches_the_rest(repos, cli
         stopped = cli(*sweep, results_dir=tmp_path, check=False)
         assert stopped.returncode != 0 and not [r for r in server.requests if "/resolve/" in r]
         assert "1 cells of this grid ask for hub revisions that do not exist" in stopped.stderr
-        assert "'step150' of llm-line/demo-hub does not exist on the hub; nearest: step0, step100, step200" \
-            in stopped.stdout + stopped.stderr  # the preflight's report, logged
+        assert (
+            "'step150' of llm-line/demo-hub does not exist on the hub; nearest: step0, step100, step200"
+            in stopped.stdout + stopped.stderr
+        )  # the preflight's report, logged
         cli(*sweep, "hydra.sweeper.skip_missing=true", "hydra.sweeper.prefetch=true", results_dir=tmp_path)
         commit = server.repos[("model", MODEL)].commit("step100")
         assert f"GET /{MODEL}/resolve/{commit}/model.safetensors" in server.requests

@@ -22,15 +22,24 @@ def architectures(seed=0, points=30):
     frames = []
     for name, shift, lo in (("Llama", 0.0, 2.6), ("Mamba", 0.0, 2.7), ("Other data", 0.1, 2.1)):
         x = np.linspace(lo, 4.0, points)
-        frames.append(pd.DataFrame({"Architecture": name, "Val Loss": x, "Other Val Loss": x + 0.2,
-                                    "Task Loss": 1.2 * (x - 2.0) ** 0.9 + 1.5 + shift + rng.normal(0, 0.005, points),
-                                    "Task2 Loss": 0.8 * (x - 2.0) ** 1.1 + 1.0 + shift}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "Architecture": name,
+                    "Val Loss": x,
+                    "Other Val Loss": x + 0.2,
+                    "Task Loss": 1.2 * (x - 2.0) ** 0.9 + 1.5 + shift + rng.normal(0, 0.005, points),
+                    "Task2 Loss": 0.8 * (x - 2.0) ** 1.1 + 1.0 + shift,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def test_offsets_hold_zero_for_the_same_law_and_find_a_shift():
-    result = intervention.offsets(architectures(), "Val Loss", "Task Loss", "Architecture", "Llama",
-                                  irreducible="min", n_boot=200, seed=1)
+    result = intervention.offsets(
+        architectures(), "Val Loss", "Task Loss", "Architecture", "Llama", irreducible="min", n_boot=200, seed=1
+    )
     by = {o.group: o for o in result.offsets}
     assert result.base.group == "Llama" and result.base.ok and result.base.n == 30
     assert by["Llama"].mean == pytest.approx(0, abs=0.002) and by["Llama"].rmse == pytest.approx(0.005, rel=0.3)
@@ -57,8 +66,9 @@ def test_the_base_must_exist_and_have_a_trusted_law():
 
 
 def test_residual_figure_draws_every_group_and_the_zero_line():
-    result = intervention.offsets(architectures(points=15), "Val Loss", "Task Loss", "Architecture", "Llama",
-                                  irreducible="min", n_boot=50)
+    result = intervention.offsets(
+        architectures(points=15), "Val Loss", "Task Loss", "Architecture", "Llama", irreducible="min", n_boot=50
+    )
     fig = plot.residual_figure([result])
     ax = fig.axes[0]
     points = [c for c in ax.collections if isinstance(c, PathCollection)]
@@ -73,10 +83,38 @@ def test_cli_averages_losses_writes_table_csv_and_figure(tmp_path):
     architectures().to_csv(data, index=False)
     out, tidy = tmp_path / "figures" / "arch", tmp_path / "offsets.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "llm_line.intervention", "--data", str(data), "--average",
-         "Validation=Val Loss,Other Val Loss", "--average", "Test=Task Loss,Task2 Loss", "--x", "Validation",
-         "--y", "Test", "Task Loss", "--group", "Architecture", "--base", "Llama", "--irreducible", "min",
-         "--bootstrap", "50", "--csv", str(tidy), "-o", str(out)], cwd=ROOT, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "llm_line.intervention",
+            "--data",
+            str(data),
+            "--average",
+            "Validation=Val Loss,Other Val Loss",
+            "--average",
+            "Test=Task Loss,Task2 Loss",
+            "--x",
+            "Validation",
+            "--y",
+            "Test",
+            "Task Loss",
+            "--group",
+            "Architecture",
+            "--base",
+            "Llama",
+            "--irreducible",
+            "min",
+            "--bootstrap",
+            "50",
+            "--csv",
+            str(tidy),
+            "-o",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Test  vs  Validation: residuals from the law of Architecture = 'Llama'" in proc.stdout
     offsets = pd.read_csv(tidy)
@@ -90,13 +128,15 @@ def test_the_readme_commands_run_on_the_released_table(tmp_path, monkeypatch, ca
     """The three analysis commands a researcher pastes from the README: laws, figure, intervention table."""
     import shlex
 
-
     released = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
     if not released.exists():
         pytest.skip(f"the paper's released table is not at {released}")
     readme = (ROOT / "README.md").read_text()
-    commands = [line for line in readme.splitlines()
-                if line.startswith(("llm-line fit ", "llm-line plot ", "llm-line intervention "))]
+    commands = [
+        line
+        for line in readme.splitlines()
+        if line.startswith(("llm-line fit ", "llm-line plot ", "llm-line intervention "))
+    ]
     assert len(commands) == 3
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["llm-line"])

@@ -17,15 +17,47 @@ from llm_line.lingua import export, make_configs
 ROOT = Path(__file__).resolve().parents[1]
 
 # A tiny BPE in tiktoken's file format: the 256 bytes, then merges each made of two earlier tokens.
-MERGES = ["th", "he", "in", "er", "an", " t", " a", "the", " th", " the", "ing", "re", " c", "on", "at", "en",
-          "es", " s", "or", "ed", " w", " o", "ll", "is", " is"]
+MERGES = [
+    "th",
+    "he",
+    "in",
+    "er",
+    "an",
+    " t",
+    " a",
+    "the",
+    " th",
+    " the",
+    "ing",
+    "re",
+    " c",
+    "on",
+    "at",
+    "en",
+    "es",
+    " s",
+    "or",
+    "ed",
+    " w",
+    " o",
+    "ll",
+    "is",
+    " is",
+]
 N_RANKS = 256 + len(MERGES)
 VOCAB = N_RANKS + 256  # lingua appends 256 special tokens after the BPE ranks
 # Llama-3's pre-tokenisation regex, which lingua's tiktoken tokenizer uses for any BPE file.
-LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-TEXTS = ["the cat sat on the mat", "Is it? It's 12345 ingredients...\n\n  spaced\tout", "naïve café — 東京 🙂",
-         " leading space", "they'll WE'RE ok"]
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+TEXTS = [
+    "the cat sat on the mat",
+    "Is it? It's 12345 ingredients...\n\n  spaced\tout",
+    "naïve café — 東京 🙂",
+    " leading space",
+    "they'll WE'RE ok",
+]
 # Special tokens' text inside a document: lingua's encode_ordinary treats it as ordinary text.
 SPECIAL_TEXT = "a <|begin_of_text|>b<|end_of_text|> <|reserved_special_token_9|>\n"
 
@@ -39,16 +71,43 @@ def write_bpe(path: Path) -> dict:
 
 
 def llama_args():
-    return {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": None, "rope_theta": 10000.0,
-            "norm_eps": 1e-5, "multiple_of": 32, "ffn_dim_multiplier": None, "max_seqlen": 64,
-            "vocab_size": VOCAB, "weight_tying": False, "sliding_window": None, "seed": 42}
+    return {
+        "dim": 64,
+        "n_layers": 2,
+        "n_heads": 4,
+        "n_kv_heads": 2,
+        "head_dim": None,
+        "rope_theta": 10000.0,
+        "norm_eps": 1e-5,
+        "multiple_of": 32,
+        "ffn_dim_multiplier": None,
+        "max_seqlen": 64,
+        "vocab_size": VOCAB,
+        "weight_tying": False,
+        "sliding_window": None,
+        "seed": 42,
+    }
 
 
 def mamba_args(weight_tying=True):
-    return {"dim": 64, "n_layers": 2, "n_heads": 4, "state_dim": 16, "n_groups": 1, "conv_size": 4,
-            "dt_bias": True, "D_has_head_dim": False, "learnable_init_states": False, "ssm_chunk_size": 256,
-            "vocab_size": VOCAB, "weight_tying": weight_tying, "multiple_of": 32, "ffn_dim_multiplier": None,
-            "norm_eps": 1e-5, "seed": 42}
+    return {
+        "dim": 64,
+        "n_layers": 2,
+        "n_heads": 4,
+        "state_dim": 16,
+        "n_groups": 1,
+        "conv_size": 4,
+        "dt_bias": True,
+        "D_has_head_dim": False,
+        "learnable_init_states": False,
+        "ssm_chunk_size": 256,
+        "vocab_size": VOCAB,
+        "weight_tying": weight_tying,
+        "multiple_of": 32,
+        "ffn_dim_multiplier": None,
+        "norm_eps": 1e-5,
+        "seed": 42,
+    }
 
 
 def ffn_dim(args):  # lingua's FeedForward: 2/3 of 4*dim, rounded up to multiple_of
@@ -68,13 +127,17 @@ def llama_state(args, gen):
     sd = {"tok_embeddings.weight": w(VOCAB, dim), "norm.weight": norm(), "output.weight": w(VOCAB, dim)}
     for i in range(args["n_layers"]):
         p = f"layers.{i}."
-        sd |= {p + "attention.wq.weight": w(args["n_heads"] * hd, dim),
-               p + "attention.wk.weight": w(args["n_kv_heads"] * hd, dim),
-               p + "attention.wv.weight": w(args["n_kv_heads"] * hd, dim),
-               p + "attention.wo.weight": w(dim, args["n_heads"] * hd),
-               p + "feed_forward.w1.weight": w(ffn_dim(args), dim), p + "feed_forward.w3.weight": w(ffn_dim(args), dim),
-               p + "feed_forward.w2.weight": w(dim, ffn_dim(args)),
-               p + "attention_norm.weight": norm(), p + "ffn_norm.weight": norm()}
+        sd |= {
+            p + "attention.wq.weight": w(args["n_heads"] * hd, dim),
+            p + "attention.wk.weight": w(args["n_kv_heads"] * hd, dim),
+            p + "attention.wv.weight": w(args["n_kv_heads"] * hd, dim),
+            p + "attention.wo.weight": w(dim, args["n_heads"] * hd),
+            p + "feed_forward.w1.weight": w(ffn_dim(args), dim),
+            p + "feed_forward.w3.weight": w(ffn_dim(args), dim),
+            p + "feed_forward.w2.weight": w(dim, ffn_dim(args)),
+            p + "attention_norm.weight": norm(),
+            p + "ffn_norm.weight": norm(),
+        }
     return sd
 
 
@@ -83,31 +146,49 @@ def mamba_state(args, gen):
     w = lambda *shape, s=0.15: torch.randn(*shape, generator=gen) * s  # noqa: E731
     norm = lambda size: 1 + torch.randn(size, generator=gen) * 0.1  # noqa: E731
     embeddings = w(VOCAB, dim)
-    sd = {"tok_embeddings.weight": embeddings, "norm.weight": norm(dim),
-          "output.tied_module.weight": embeddings.clone()}  # how lingua's TiedLinear shows up in a state dict
+    sd = {
+        "tok_embeddings.weight": embeddings,
+        "norm.weight": norm(dim),
+        "output.tied_module.weight": embeddings.clone(),
+    }  # how lingua's TiedLinear shows up in a state dict
     for i in range(args["n_layers"]):
         p = f"layers.{i}."
         dt = torch.empty(heads).uniform_(0.001, 0.1, generator=gen)
-        sd |= {p + "ssm_norm.weight": norm(dim),
-               p + "ssm.in_proj.weight": w(2 * hidden + 2 * n + heads, dim),
-               p + "ssm.conv_weight": w(hidden + 2 * n, args["conv_size"], s=0.5),
-               p + "ssm.dt_bias": dt + torch.log(-torch.expm1(-dt)),  # inverse softplus, as lingua initialises it
-               p + "ssm.A_log": torch.empty(heads).uniform_(1, 16, generator=gen).log(),
-               p + "ssm.D": norm(heads),
-               p + "ssm.out_proj.weight": w(dim, hidden),
-               p + "ssm.ssm_norm.weight": norm(hidden)}
+        sd |= {
+            p + "ssm_norm.weight": norm(dim),
+            p + "ssm.in_proj.weight": w(2 * hidden + 2 * n + heads, dim),
+            p + "ssm.conv_weight": w(hidden + 2 * n, args["conv_size"], s=0.5),
+            p + "ssm.dt_bias": dt + torch.log(-torch.expm1(-dt)),  # inverse softplus, as lingua initialises it
+            p + "ssm.A_log": torch.empty(heads).uniform_(1, 16, generator=gen).log(),
+            p + "ssm.D": norm(heads),
+            p + "ssm.out_proj.weight": w(dim, hidden),
+            p + "ssm.ssm_norm.weight": norm(hidden),
+        }
     return sd
 
 
 def params_json(name, model, data_source="fineweb_edu_100bt", tokenizer="tokenizers/tiny.tiktoken"):
     """The parts of lingua's dumped TrainArgs that matter here, in its layout."""
-    return {"name": name, "dump_dir": f"/runs/{name}", "seed": 42, "grad_acc_steps": 2, "steps": 200,
-            "data": {"root_dir": "data", "sources": {data_source: 100.0}, "batch_size": 4, "seq_len": 64,
-                     "n_views": 2, "add_bos": True, "add_eos": True,
-                     "tokenizer": {"name": "tiktoken", "path": tokenizer}},
-            "optim": {"lr": 3e-3, "weight_decay": 0.033, "warmup": 5000, "scheduler": "cosine"},
-            "model": model,
-            "distributed": {"dp_replicate": 2, "dp_shard": 1, "tp_size": 1, "model_dtype": "bf16"}}
+    return {
+        "name": name,
+        "dump_dir": f"/runs/{name}",
+        "seed": 42,
+        "grad_acc_steps": 2,
+        "steps": 200,
+        "data": {
+            "root_dir": "data",
+            "sources": {data_source: 100.0},
+            "batch_size": 4,
+            "seq_len": 64,
+            "n_views": 2,
+            "add_bos": True,
+            "add_eos": True,
+            "tokenizer": {"name": "tiktoken", "path": tokenizer},
+        },
+        "optim": {"lr": 3e-3, "weight_decay": 0.033, "warmup": 5000, "scheduler": "cosine"},
+        "model": model,
+        "distributed": {"dp_replicate": 2, "dp_shard": 1, "tp_size": 1, "model_dtype": "bf16"},
+    }
 
 
 def write_consolidated(folder: Path, params: dict, state: dict, step: int) -> None:
@@ -129,6 +210,7 @@ def write_distributed(folder: Path, params: dict, state: dict, step: int) -> Non
 
 
 # ------------------------------------------------------------------------- reference forwards (lingua's math)
+
 
 def rms(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
@@ -155,13 +237,16 @@ def llama_reference(sd, args, tokens):
         k = rope((h @ sd[p + "attention.wk.weight"].T).view(batch, seq, kv_heads, hd))
         v = (h @ sd[p + "attention.wv.weight"].T).view(batch, seq, kv_heads, hd)
         k, v = (t.repeat_interleave(heads // kv_heads, dim=2) for t in (k, v))
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / hd ** 0.5
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / hd**0.5
         attn = scores.masked_fill(~causal, float("-inf")).softmax(-1)
         out = torch.einsum("bhqk,bkhd->bqhd", attn, v).reshape(batch, seq, heads * hd)
         x = x + out @ sd[p + "attention.wo.weight"].T
         h = rms(x, sd[p + "ffn_norm.weight"], eps)
-        x = x + (F.silu(h @ sd[p + "feed_forward.w1.weight"].T) * (h @ sd[p + "feed_forward.w3.weight"].T)) \
+        x = (
+            x
+            + (F.silu(h @ sd[p + "feed_forward.w1.weight"].T) * (h @ sd[p + "feed_forward.w3.weight"].T))
             @ sd[p + "feed_forward.w2.weight"].T
+        )
     return rms(x, sd["norm.weight"], eps) @ sd["output.weight"].T
 
 
@@ -176,7 +261,7 @@ def mamba_reference(sd, args, tokens):
         u = rms(x, sd[f"layers.{i}.ssm_norm.weight"], args["norm_eps"]) @ sd[p + "in_proj.weight"].T
         z, xbc, dt = u.split([hidden, hidden + 2 * n, heads], dim=-1)
         padded = F.pad(xbc, (0, 0, k - 1, 0))  # causal: output t sees inputs t-k+1 .. t
-        conv = sum(padded[:, j:j + seq] * sd[p + "conv_weight"][:, j] for j in range(k))
+        conv = sum(padded[:, j : j + seq] * sd[p + "conv_weight"][:, j] for j in range(k))
         xs, b, c = F.silu(conv).split([hidden, n, n], dim=-1)
         xs = xs.view(batch, seq, heads, hd)
         dt = F.softplus(dt + sd[p + "dt_bias"])
@@ -184,8 +269,10 @@ def mamba_reference(sd, args, tokens):
         state = torch.zeros(batch, heads, hd, n)
         ys = []
         for t in range(seq):
-            state = state * torch.exp(dt[:, t] * a)[:, :, None, None] \
+            state = (
+                state * torch.exp(dt[:, t] * a)[:, :, None, None]
                 + (dt[:, t, :, None] * xs[:, t])[..., None] * b[:, t, None, None, :]
+            )
             ys.append(torch.einsum("bhpn,bn->bhp", state, c[:, t]) + sd[p + "D"][None, :, None] * xs[:, t])
         y = torch.stack(ys, dim=1).reshape(batch, seq, hidden)
         x = x + rms(y * F.silu(z), sd[p + "ssm_norm.weight"], 1e-5) @ sd[p + "out_proj.weight"].T
@@ -193,6 +280,7 @@ def mamba_reference(sd, args, tokens):
 
 
 # ------------------------------------------------------------------------------------------------------ tests
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -261,9 +349,17 @@ def test_export_layout_and_metadata(runs):
     assert meta["tokens_per_step"] == 4 * 64 * 2 * 2  # batch x seq_len x grad_acc x data-parallel ranks
     args = runs["llama"]["args"]
     hd = args["dim"] // args["n_heads"]
-    expected = (2 * VOCAB * args["dim"] + args["dim"] + args["n_layers"] * (
-        2 * args["dim"] * args["n_heads"] * hd + 2 * args["dim"] * args["n_kv_heads"] * hd
-        + 3 * args["dim"] * ffn_dim(args) + 2 * args["dim"]))
+    expected = (
+        2 * VOCAB * args["dim"]
+        + args["dim"]
+        + args["n_layers"]
+        * (
+            2 * args["dim"] * args["n_heads"] * hd
+            + 2 * args["dim"] * args["n_kv_heads"] * hd
+            + 3 * args["dim"] * ffn_dim(args)
+            + 2 * args["dim"]
+        )
+    )
     assert meta["parameters"] == expected
     mamba = json.loads((runs["mamba"]["out"] / "llm_line.json").read_text())
     assert mamba["architecture"] == "Mamba2"
@@ -275,11 +371,19 @@ def test_tokenizer_is_lingua_tiktoken(runs):
     tiktoken = pytest.importorskip("tiktoken")
     from transformers import AutoTokenizer
 
-    names = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 2: "<|fim_prefix|>", 3: "<|fim_middle|>",
-             253: "<|fim_end_fill|>", 254: "<|fim_pad|>", 255: "<|fim_suffix|>"}
+    names = {
+        0: "<|begin_of_text|>",
+        1: "<|end_of_text|>",
+        2: "<|fim_prefix|>",
+        3: "<|fim_middle|>",
+        253: "<|fim_end_fill|>",
+        254: "<|fim_pad|>",
+        255: "<|fim_suffix|>",
+    }
     specials = {names.get(i, f"<|reserved_special_token_{i}|>"): N_RANKS + i for i in range(256)}
-    lingua_like = tiktoken.core.Encoding(name="tiny", pat_str=LLAMA3_PATTERN, mergeable_ranks=runs["ranks"],
-                                         special_tokens=specials)
+    lingua_like = tiktoken.core.Encoding(
+        name="tiny", pat_str=LLAMA3_PATTERN, mergeable_ranks=runs["ranks"], special_tokens=specials
+    )
     tokenizer = AutoTokenizer.from_pretrained(runs["llama"]["out"] / "step100")
     for text in TEXTS + [SPECIAL_TEXT]:
         expected = lingua_like.encode_ordinary(text)
@@ -310,11 +414,22 @@ def test_export_is_idempotent_and_refuses_what_it_cannot_express(runs, tmp_path)
 
 def test_evaluate_sweeps_an_export_by_step(runs, tmp_path, cli):
     out = runs["llama"]["out"]
-    proc = cli("-m", "model=lingua", f"model.path={out}", "model.step=100,200", "task=demo_colors",
-               "task.limit=4", "model.batch_size=4", results_dir=tmp_path)
+    proc = cli(
+        "-m",
+        "model=lingua",
+        f"model.path={out}",
+        "model.step=100,200",
+        "task=demo_colors",
+        "task.limit=4",
+        "model.batch_size=4",
+        results_dir=tmp_path,
+    )
     for step in (100, 200):
-        result = json.loads((tmp_path / "lingua--tiny-llama" / f"step{step}" / "demo_colors" / "0shot_limit4"
-                             / "result.json").read_text())
+        result = json.loads(
+            (
+                tmp_path / "lingua--tiny-llama" / f"step{step}" / "demo_colors" / "0shot_limit4" / "result.json"
+            ).read_text()
+        )
         assert result["cell"]["revision"] == f"step{step}"
         meta = result["model"]["meta"]
         assert meta["architecture"] == "Llama" and meta["tokens"] == step * 4 * 64 * 2 * 2
@@ -329,8 +444,9 @@ def test_make_configs_are_the_committed_ones(tmp_path):
     make_configs.write_all(tmp_path)
     committed = ROOT / "lingua" / "configs"
     generated = {p.name: p.read_text() for p in tmp_path.iterdir()}
-    assert generated == {p.name: p.read_text() for p in committed.iterdir()}, \
+    assert generated == {p.name: p.read_text() for p in committed.iterdir()}, (
         "lingua/configs is stale: run python -m llm_line.lingua.make_configs"
+    )
 
 
 def test_ladder_matches_the_paper_setup():
@@ -343,25 +459,49 @@ def test_ladder_matches_the_paper_setup():
     for entry in runs_:
         cfg = yaml.safe_load(make_configs.render(entry))
         data, optim = cfg["data"], cfg["optim"]
-        assert cfg["steps"] * data["batch_size"] * data["seq_len"] * cfg["grad_acc_steps"] * make_configs.GPUS \
-            == 16000 * 524288  # 8.39B tokens
+        assert (
+            cfg["steps"] * data["batch_size"] * data["seq_len"] * cfg["grad_acc_steps"] * make_configs.GPUS
+            == 16000 * 524288
+        )  # 8.39B tokens
         if "-ctx" not in entry["name"]:
             assert data["seq_len"] == 2048
         if entry["name"].endswith(("-llama3", "-gpt2")):  # not an intervention
-            assert (optim["lr"], optim["weight_decay"], optim["warmup"], optim["scheduler"]) == (3e-3, 0.033, 5000, "cosine")
+            assert (optim["lr"], optim["weight_decay"], optim["warmup"], optim["scheduler"]) == (
+                3e-3,
+                0.033,
+                5000,
+                "cosine",
+            )
     counts = {}
-    for arch, (dim, layers, heads) in [("llama", s) for s in make_configs.SIZES["llama"]] + \
-            [("mamba", s) for s in make_configs.SIZES["mamba"]]:
+    for arch, (dim, layers, heads) in [("llama", s) for s in make_configs.SIZES["llama"]] + [
+        ("mamba", s) for s in make_configs.SIZES["mamba"]
+    ]:
         with torch.device("meta"):
             if arch == "llama":
-                model = LlamaForCausalLM(LlamaConfig(hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
-                                                     intermediate_size=256 * -(-int(8 * dim / 3) // 256),
-                                                     vocab_size=128256))
+                model = LlamaForCausalLM(
+                    LlamaConfig(
+                        hidden_size=dim,
+                        num_hidden_layers=layers,
+                        num_attention_heads=heads,
+                        intermediate_size=256 * -(-int(8 * dim / 3) // 256),
+                        vocab_size=128256,
+                    )
+                )
                 expected = make_configs.llama_parameters(dim, layers, 128256)
             else:
-                model = Mamba2ForCausalLM(Mamba2Config(hidden_size=dim, num_hidden_layers=layers, num_heads=heads,
-                                                       head_dim=2 * dim // heads, expand=2, state_size=128, n_groups=1,
-                                                       use_conv_bias=False, vocab_size=128256))
+                model = Mamba2ForCausalLM(
+                    Mamba2Config(
+                        hidden_size=dim,
+                        num_hidden_layers=layers,
+                        num_heads=heads,
+                        head_dim=2 * dim // heads,
+                        expand=2,
+                        state_size=128,
+                        n_groups=1,
+                        use_conv_bias=False,
+                        vocab_size=128256,
+                    )
+                )
                 expected = make_configs.mamba_parameters(dim, layers, heads, 128256) + layers * heads  # + dt_bias
         assert model.num_parameters() == expected
         counts[(arch, dim)] = expected
@@ -389,8 +529,10 @@ def test_wsd_runs_cool_down():
     for cfg in wsd:
         optim, steps = cfg["optim"], cfg["steps"]
         assert optim["scheduler"] == "wsd" and "cycle_length" not in optim  # lingua's default cycle: 1.0
-        factor = [lingua_wsd(s, optim["warmup"], steps, optim["decay_fraction"], optim["lr_min_ratio"])
-                  for s in range(steps + 1)]
+        factor = [
+            lingua_wsd(s, optim["warmup"], steps, optim["decay_fraction"], optim["lr_min_ratio"])
+            for s in range(steps + 1)
+        ]
         assert factor[2500] == 0.5 and set(factor[5000:14401]) == {1.0}
         decay = factor[14401:]
         assert len(decay) == 1600
@@ -407,8 +549,13 @@ def test_lingua_folder_does_not_shadow_meta_lingua(tmp_path):
     meta = tmp_path / "lingua"
     meta.mkdir()
     (meta / "__init__.py").write_text("WHO = 'meta'\n")
-    proc = subprocess.run([sys.executable, "-c", "import lingua; print(lingua.WHO)"], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    proc = subprocess.run(
+        [sys.executable, "-c", "import lingua; print(lingua.WHO)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"},
+    )
     assert proc.stdout.strip() == "meta", proc.stderr
     assert not list((ROOT / "lingua").rglob("*.py"))
 
@@ -425,8 +572,9 @@ def test_prepare_data_writes_lingua_chunks(tmp_path):
     raw.mkdir()
     with gzip.open(raw / "c4-train.00000-of-01024.json.gz", "wt") as f:
         f.writelines(json.dumps({"text": f"doc {i}", "url": "x"}) + "\n" for i in range(30))
-    pq.write_table(pa.table({"text": [f"edu {i}" for i in range(20)], "score": list(range(20))}),
-                   raw / "000_00000.parquet")
+    pq.write_table(
+        pa.table({"text": [f"edu {i}" for i in range(20)], "score": list(range(20))}), raw / "000_00000.parquet"
+    )
     prepare_data.main(["c4", str(tmp_path / "data"), "--source-dir", str(raw), "--chunks", "4", "--val-docs", "5"])
     out = tmp_path / "data" / "c4"
     chunks = sorted(out.glob("*.chunk.*.jsonl"))  # the glob lingua's data loader uses
@@ -452,8 +600,10 @@ def test_prepare_data_reads_zst_and_writes_nothing_from_a_broken_file(tmp_path):
     (raw / "00.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
     prepare_data.main(["pile_uc", str(tmp_path / "data"), "--source-dir", str(raw), "--chunks", "2", "--val-docs", "2"])
     out = tmp_path / "data" / "pile_uc"
-    assert [json.loads(line)["text"] for line in (out / "pile_uc.val.jsonl").read_text().splitlines()] == \
-        ["pile 0", "pile 1"]
+    assert [json.loads(line)["text"] for line in (out / "pile_uc.val.jsonl").read_text().splitlines()] == [
+        "pile 0",
+        "pile 1",
+    ]
     assert sum(len(p.read_text().splitlines()) for p in out.glob("*.chunk.*.jsonl")) == 10
 
     (raw / "01.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "fine"}\n{"text": \n'))

@@ -21,8 +21,12 @@ def test_csv_holds_every_metric_with_the_cell_identity(tmp_path):
     loggers.log_result(None, tmp_path, RESULT)
     rows = list(csv.DictReader((tmp_path / loggers.METRICS_CSV).open()))
     assert [(r["task_or_group"], r["metric"], float(r["value"])) for r in rows] == [
-        ("mmlu", "acc", 0.25), ("mmlu", "loss", 1.5), ("mmlu", "n_docs", 40.0),
-        ("mmlu_stem", "acc", 0.5), ("mmlu_stem", "n_docs", 10.0)]
+        ("mmlu", "acc", 0.25),
+        ("mmlu", "loss", 1.5),
+        ("mmlu", "n_docs", 40.0),
+        ("mmlu_stem", "acc", 0.5),
+        ("mmlu_stem", "n_docs", 10.0),
+    ]
     assert {(r["model"], r["revision"], r["shots"]) for r in rows} == {("m", "step100", "5")}
 
 
@@ -58,8 +62,13 @@ def test_wandb_gets_one_run_per_cell_with_its_metrics(tmp_path, fake_wandb):
     (_, init), (_, logged), finish = calls
     assert init["project"] == "p" and init["group"] == "m" and init["config"] == RESULT["config"]
     assert init["mode"] == "offline" and init["tags"] == ["paper"]
-    assert logged == {"mmlu/acc": 0.25, "mmlu/loss": 1.5, "mmlu/n_docs": 40, "mmlu_stem/acc": 0.5,
-                      "mmlu_stem/n_docs": 10}
+    assert logged == {
+        "mmlu/acc": 0.25,
+        "mmlu/loss": 1.5,
+        "mmlu/n_docs": 40,
+        "mmlu_stem/acc": 0.5,
+        "mmlu_stem/n_docs": 10,
+    }
     assert finish == ("finish",)
     assert (tmp_path / loggers.METRICS_CSV).exists()
 

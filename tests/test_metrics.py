@@ -7,13 +7,12 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llm_line import harness, metrics
 from llm_line.config import ModelConfig, TaskConfig
-
-from conftest import ROOT
 
 SHOTS = 2
 REVISION = "step100"  # part-trained: accuracies strictly between chance and 1
@@ -21,9 +20,17 @@ REVISION = "step100"  # part-trained: accuracies strictly between chance and 1
 
 @pytest.fixture(scope="module")
 def run(demo_model):
-    model = OmegaConf.merge(OmegaConf.structured(ModelConfig), {
-        "name": "demo", "pretrained": str(demo_model), "revision": REVISION, "dtype": "float32",
-        "device": "cpu", "batch_size": "8"})
+    model = OmegaConf.merge(
+        OmegaConf.structured(ModelConfig),
+        {
+            "name": "demo",
+            "pretrained": str(demo_model),
+            "revision": REVISION,
+            "dtype": "float32",
+            "device": "cpu",
+            "batch_size": "8",
+        },
+    )
     task = OmegaConf.merge(OmegaConf.structured(TaskConfig), {"name": "demo"})
     out = harness.evaluate(model, task, SHOTS, fewshot_seed=1234)
     out["metrics"] = metrics.cell_metrics(out["results"], out["tasks"], out["group_map"], out["model"])
@@ -33,11 +40,30 @@ def run(demo_model):
 def test_accuracy_equals_lm_eval_cli(run, demo_model, tmp_path):
     """An independent `lm_eval` CLI run of the same model and task gives the same acc and acc_norm."""
     subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-         f"pretrained={demo_model / REVISION},dtype=float32", "--tasks", "demo", "--include_path",
-         str(ROOT / "llm_line" / "tasks"), "--num_fewshot", str(SHOTS), "--device", "cpu", "--batch_size", "8",
-         "--output_path", str(tmp_path)],
-        check=True, capture_output=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={demo_model / REVISION},dtype=float32",
+            "--tasks",
+            "demo",
+            "--include_path",
+            str(ROOT / "llm_line" / "tasks"),
+            "--num_fewshot",
+            str(SHOTS),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "8",
+            "--output_path",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
     )
     (path,) = tmp_path.rglob("results_*.json")
     cli = json.loads(path.read_text())["results"]
@@ -94,8 +120,10 @@ def test_group_losses_are_sample_weighted_means_of_their_tasks(run):
 
 
 def test_summarize_by_hand():
-    losses = [metrics.AnswerLoss(nll=2.0, tokens=2, bytes=4, paper_tokens=2),
-              metrics.AnswerLoss(nll=3.0, tokens=1, bytes=3, paper_tokens=1)]
+    losses = [
+        metrics.AnswerLoss(nll=2.0, tokens=2, bytes=4, paper_tokens=2),
+        metrics.AnswerLoss(nll=3.0, tokens=1, bytes=3, paper_tokens=1),
+    ]
     s = metrics.summarize(losses)
     assert s["loss"] == pytest.approx((1.0 + 3.0) / 2)
     assert s["nll"] == pytest.approx(2.5)

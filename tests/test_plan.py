@@ -3,11 +3,11 @@
 import shutil
 
 import pytest
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from conftest import ROOT
 from llm_line import store
 from llm_line.plan import make_plan
 
@@ -51,23 +51,29 @@ def test_bad_cells_are_errors_and_the_others_are_planned(loader_and_config, tmp_
     grid = cells("model=demo", "task=demo_sounds,demo_colors,no_such_task", "shots=0,many", f"results_dir={tmp_path}")
     plan = make_plan(loader, config, grid, cells_per_job=32)
     states = [(c.overrides[1], c.overrides[2], c.state) for c in plan.cells]
-    assert [s for s in states if s[2] != "error"] == [("task=demo_sounds", "shots=0", "launch"),
-                                                      ("task=demo_colors", "shots=0", "launch")]
+    assert [s for s in states if s[2] != "error"] == [
+        ("task=demo_sounds", "shots=0", "launch"),
+        ("task=demo_colors", "shots=0", "launch"),
+    ]
     errors = {c.detail.split(":")[0] for c in plan.cells if c.state == "error"}
     assert errors == {"MissingConfigException", "ConfigCompositionException"}
 
 
 def test_states_and_packs(loader_and_config, tmp_path):
     loader, config = loader_and_config
-    grid = cells("model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2",
-                 f"results_dir={tmp_path}")
+    grid = cells(
+        "model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2", f"results_dir={tmp_path}"
+    )
     first = make_plan(loader, config, grid, cells_per_job=3)
     assert [len(p) for p in first.packs] == [3, 1, 3, 1]
     assert [first.cells[i].cfg.model.size for p in first.packs for i in p] == ["tiny"] * 4 + ["small"] * 4
     # a result of the right cell (done), one copied from another cell (error), a failure (launched again)
     done, copied, failed = (tmp_path / first.cells[i].run_dir for i in (0, 1, 2))
     done.mkdir(parents=True)
-    store.write_json(done / store.RESULT, {"schema": 1, "cell": first.cells[0].cell, "metrics": {first.cells[0].cell["task"]: {"acc": 1.0}}, "n_docs": 1})
+    store.write_json(
+        done / store.RESULT,
+        {"schema": 1, "cell": first.cells[0].cell, "metrics": {first.cells[0].cell["task"]: {"acc": 1.0}}, "n_docs": 1},
+    )
     copied.mkdir(parents=True)
     shutil.copy(done / store.RESULT, copied / store.RESULT)
     store.write_json(failed / store.FAILURE, {"error": "boom"})
@@ -76,7 +82,10 @@ def test_states_and_packs(loader_and_config, tmp_path):
     assert "holds the result of another cell" in plan.cells[1].detail
     assert [len(p) for p in plan.packs] == [2, 4]
     text = plan.describe(32, 1000)
-    assert "8 cells in the grid: 1 done, 0 running and 0 queued elsewhere, 1 failed before, 1 with errors; 6 to launch" in text
+    assert (
+        "8 cells in the grid: 1 done, 0 running and 0 queued elsewhere, 1 failed before, 1 with errors; 6 to launch"
+        in text
+    )
     assert "2 jobs (one model load each, at most 32 cells per job) in 1 job arrays of at most 1000" in text
 
 
@@ -86,8 +95,16 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
     corpus = make_plan(loader, config, grid).cells[0]
     run_dir = tmp_path / corpus.run_dir
     run_dir.mkdir(parents=True)
-    store.write_json(run_dir / store.RESULT, {"schema": 1, "cell": corpus.cell, "metrics": {corpus.cell["task"]: {"loss": 1.0}}, "n_docs": 1,
-                                              "task": {"settings": {"max_documents": 3}}})
+    store.write_json(
+        run_dir / store.RESULT,
+        {
+            "schema": 1,
+            "cell": corpus.cell,
+            "metrics": {corpus.cell["task"]: {"loss": 1.0}},
+            "n_docs": 1,
+            "task": {"settings": {"max_documents": 3}},
+        },
+    )
     plan = make_plan(loader, config, grid)
     assert [c.state for c in plan.cells] == ["error", "launch"]
     assert "was computed with other corpus settings" in plan.cells[0].detail

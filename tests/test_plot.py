@@ -19,16 +19,26 @@ def three_groups(points=100, seed=0):
     """3 pretraining datasets x 100 checkpoints of two architectures, each group on its own law."""
     rng = np.random.default_rng(seed)
     frames = []
-    for group, K, kappa, E_x, E_y in (("C4", 1.1, 0.9, 1.9, 1.5), ("FineWeb-Edu", 0.9, 1.2, 1.7, 1.3),
-                                      ("The Pile", 1.3, 0.8, 2.0, 1.8)):
+    for group, K, kappa, E_x, E_y in (
+        ("C4", 1.1, 0.9, 1.9, 1.5),
+        ("FineWeb-Edu", 0.9, 1.2, 1.7, 1.3),
+        ("The Pile", 1.3, 0.8, 2.0, 1.8),
+    ):
         N, D = 10 ** rng.uniform(7.5, 9.5, points), 10 ** rng.uniform(9, 11.5, points)
         reducible = ((1e7 / N) ** (0.35 / 0.3) + 1e8 / D) ** 0.3
-        frames.append(pd.DataFrame({
-            "Size": N, "Tokens": D, "Pretraining Data": group,
-            "Architecture": np.where(np.arange(points) % 2, "Llama", "Mamba"),
-            "C4 Validation Loss": E_x + reducible + rng.normal(0, 0.01, points),
-            "HellaSwag Loss": E_y + K * reducible**kappa + rng.normal(0, 0.01, points),
-            "PIQA Loss": E_y + 0.5 + K * reducible**kappa + rng.normal(0, 0.01, points)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "Size": N,
+                    "Tokens": D,
+                    "Pretraining Data": group,
+                    "Architecture": np.where(np.arange(points) % 2, "Llama", "Mamba"),
+                    "C4 Validation Loss": E_x + reducible + rng.normal(0, 0.01, points),
+                    "HellaSwag Loss": E_y + K * reducible**kappa + rng.normal(0, 0.01, points),
+                    "PIQA Loss": E_y + 0.5 + K * reducible**kappa + rng.normal(0, 0.01, points),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -43,8 +53,9 @@ def test_figure_has_points_fits_reference_and_legend(tmp_path):
     styles = [line.get_linestyle() for line in ax.lines]
     assert styles.count("-") == 3 and styles.count(":") == 3 and styles.count("--") == 1  # fits, extrapolation, y=x
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"Pretraining Data", "C4", "FineWeb-Edu", "The Pile", "Architecture", "Llama", "Mamba",
-            "y = x"} <= set(legend)
+    assert {"Pretraining Data", "C4", "FineWeb-Edu", "The Pile", "Architecture", "Llama", "Mamba", "y = x"} <= set(
+        legend
+    )
     paths = plot.save(fig, tmp_path / "fig")
     assert [p.name for p in paths] == ["fig.png", "fig.pdf"]
     assert paths[0].read_bytes()[:8] == PNG and paths[1].read_bytes()[:5] == b"%PDF-"
@@ -57,8 +68,19 @@ def test_units_of_axis_labels():
 
 def test_a_group_that_cannot_be_fitted_is_drawn_and_named(tmp_path):
     table = three_groups(points=20)
-    table = pd.concat([table, pd.DataFrame({"Pretraining Data": ["Dolma"] * 2, "Architecture": ["OLMo"] * 2,
-                                            "C4 Validation Loss": [3.0, 3.1], "HellaSwag Loss": [2.5, 2.6]})])
+    table = pd.concat(
+        [
+            table,
+            pd.DataFrame(
+                {
+                    "Pretraining Data": ["Dolma"] * 2,
+                    "Architecture": ["OLMo"] * 2,
+                    "C4 Validation Loss": [3.0, 3.1],
+                    "HellaSwag Loss": [2.5, 2.6],
+                }
+            ),
+        ]
+    )
     fig, fits = plot.figure(table, "C4 Validation Loss", ["HellaSwag Loss"])
     dolma = [f for f in fits["HellaSwag Loss"] if f.group == "Dolma"][0]
     assert not dolma.ok
@@ -72,14 +94,33 @@ def test_cli_on_the_paper_table(tmp_path):
         pytest.skip(f"the paper's released table is not at {RELEASED}")
     out = tmp_path / "figures" / "llamas"
     proc = subprocess.run(
-        [sys.executable, "-m", "llm_line.plot", "--data", str(RELEASED), "--x", "FineWeb-Edu Validation Loss",
-         "--y", "HellaSwag Loss", "--where", "Architecture=Llama", "--band", "50", "-o", str(out)],
-        cwd=ROOT, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "llm_line.plot",
+            "--data",
+            str(RELEASED),
+            "--x",
+            "FineWeb-Edu Validation Loss",
+            "--y",
+            "HellaSwag Loss",
+            "--where",
+            "Architecture=Llama",
+            "--band",
+            "50",
+            "-o",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.with_suffix(".png").read_bytes()[:8] == PNG and out.with_suffix(".pdf").stat().st_size > 10_000
     assert "C4" in proc.stdout and "FineWeb-Edu" in proc.stdout and "The Pile Deduped" in proc.stdout
-    help_text = subprocess.run([sys.executable, "-m", "llm_line.plot", "--help"], cwd=ROOT, capture_output=True,
-                               text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "llm_line.plot", "--help"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     assert "--x" in help_text and "png" in help_text.lower()
 
 
@@ -97,7 +138,7 @@ def test_library_never_switches_the_backend(monkeypatch):
 def test_laws_are_faint_behind_the_points_and_every_panel_names_each_law():
     table = three_groups(points=40)
     fig, fits = plot.figure(table, "C4 Validation Loss", ["HellaSwag Loss", "PIQA Loss"])
-    for ax, y in zip(fig.axes[:2], ["HellaSwag Loss", "PIQA Loss"]):
+    for ax, y in zip(fig.axes[:2], ["HellaSwag Loss", "PIQA Loss"], strict=False):
         points = min(c.get_zorder() for c in ax.collections if len(c.get_offsets()))
         laws = [line for line in ax.lines if line.get_linestyle() in ("-", ":")]
         assert len(laws) == 6 and all(line.get_zorder() < points and line.get_alpha() < 1 for line in laws)
@@ -108,8 +149,14 @@ def test_laws_are_faint_behind_the_points_and_every_panel_names_each_law():
 
 def test_a_flagged_law_is_named_not_drawn():
     table = three_groups(points=30)
-    few = pd.DataFrame({"Pretraining Data": "Dolma", "Architecture": "OLMo", "C4 Validation Loss": [3.0, 3.1, 3.3],
-                        "HellaSwag Loss": [2.5, 2.6, 2.65]})
+    few = pd.DataFrame(
+        {
+            "Pretraining Data": "Dolma",
+            "Architecture": "OLMo",
+            "C4 Validation Loss": [3.0, 3.1, 3.3],
+            "HellaSwag Loss": [2.5, 2.6, 2.65],
+        }
+    )
     fig, fits = plot.figure(pd.concat([table, few], ignore_index=True), "C4 Validation Loss", ["HellaSwag Loss"])
     dolma = [f for f in fits["HellaSwag Loss"] if f.group == "Dolma"][0]
     assert dolma.status == "flagged"

@@ -12,17 +12,23 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
+
 from llm_line import store
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0,
-    reason="no SLURM cluster reachable: run `tests/slurm/start.sh` and `export SLURM_CONF=/tmp/llm-line-slurm/slurm.conf`",
+    reason="no SLURM cluster reachable: run `tests/slurm/start.sh` and "
+    "`export SLURM_CONF=/tmp/llm-line-slurm/slurm.conf`",
 )
 
-LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
+LAUNCHER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+]
 GRID = ["-m", *LAUNCHER, "model=demo", "task=demo_sounds,demo_colors", "shots=0,2", "hydra.sweeper.cells_per_job=1"]
 # two model loads (tiny, small) x 4 cells each: two jobs of 4 cells
 PACKED = ["-m", *LAUNCHER, "model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2"]
@@ -37,8 +43,13 @@ def results(root):
 
 
 def grid_states(root):
-    proc = subprocess.run([sys.executable, "-m", "llm_line.status", str(root), "--json"], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llm_line.status", str(root), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (grid,) = json.loads(proc.stdout)
     return {row["run_dir"]: row["state"] for row in grid["cells"]}
 
@@ -75,11 +86,18 @@ def finished(tmp_path_factory, cache_dir, demo_model):
 
     demo.ensure(cache_dir / "demo" / "small", "small")
     root = tmp_path_factory.mktemp("slurm_results")
-    first = subprocess.run(sweep_cmd(root, PACKED, "hydra.sweeper.wait=false"), cwd=ROOT, capture_output=True,
-                           text=True, env=os.environ.copy(), timeout=300)
+    first = subprocess.run(
+        sweep_cmd(root, PACKED, "hydra.sweeper.wait=false"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr[-4000:]
-    again = subprocess.run(sweep_cmd(root, PACKED), cwd=ROOT, capture_output=True, text=True,
-                           env=os.environ.copy(), timeout=300)
+    again = subprocess.run(
+        sweep_cmd(root, PACKED), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
     assert again.returncode == 0, again.stderr[-4000:]
     wait_until_queue_is_empty()
     return root, first.stdout + first.stderr, again.stdout + again.stderr
@@ -121,8 +139,9 @@ def test_resubmitting_while_jobs_run_submits_nothing_and_computes_nothing_twice(
 def test_resubmitting_a_finished_sweep_queues_nothing(finished):
     root = finished[0]
     before_jobs, before = array_jobs(), results(root)
-    proc = subprocess.run(sweep_cmd(root, PACKED), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=300)
+    proc = subprocess.run(
+        sweep_cmd(root, PACKED), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "8 of 8 cells already have a result; launching 0" in proc.stdout + proc.stderr
     assert array_jobs() == before_jobs
@@ -131,18 +150,34 @@ def test_resubmitting_a_finished_sweep_queues_nothing(finished):
 
 def test_a_grid_larger_than_max_array_size_becomes_several_arrays(tmp_path):
     """1,002 one-cell jobs, held (nothing runs): at least two arrays below MaxArraySize, every cell queued."""
-    proc = subprocess.run(sweep_cmd(tmp_path, ["-m", *LAUNCHER, "model=demo", "task=demo_sounds",
-                                               "task.limit=range(1,1003)", "hydra.sweeper.cells_per_job=1",
-                                               "hydra.sweeper.wait=false",
-                                               "+hydra.launcher.additional_parameters.hold=true"]),
-                          cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    proc = subprocess.run(
+        sweep_cmd(
+            tmp_path,
+            [
+                "-m",
+                *LAUNCHER,
+                "model=demo",
+                "task=demo_sounds",
+                "task.limit=range(1,1003)",
+                "hydra.sweeper.cells_per_job=1",
+                "hydra.sweeper.wait=false",
+                "+hydra.launcher.additional_parameters.hold=true",
+            ],
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     (manifest,) = (tmp_path / store.MANIFESTS).glob("*.json")
     arrays = json.loads(manifest.read_text())["arrays"]
     try:
         assert len(arrays) >= 2
-        queued = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
-                                text=True, check=True).stdout.split()
+        queued = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert len(queued) == 1002
         assert set(grid_states(tmp_path).values()) == {"queued"}
     finally:
@@ -151,8 +186,14 @@ def test_a_grid_larger_than_max_array_size_becomes_several_arrays(tmp_path):
 
 
 def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache_dir, demo_model):
-    sweep = subprocess.Popen(sweep_cmd(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=os.environ.copy())
+    sweep = subprocess.Popen(
+        sweep_cmd(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
     run_dir, marker = wait_for_running_marker(tmp_path)
     subprocess.run(["scancel", f"{marker['slurm_array_job_id']}_{marker['slurm_array_task_id']}"], check=True)
     out, _ = sweep.communicate(timeout=600)
@@ -164,7 +205,9 @@ def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache
     others = results(tmp_path)
     assert len(others) == 3
 
-    proc = subprocess.run(sweep_cmd(tmp_path), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    proc = subprocess.run(
+        sweep_cmd(tmp_path), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "3 of 4 cells already have a result; launching 1" in proc.stdout + proc.stderr
     store.read_result(run_dir / store.RESULT)
@@ -174,8 +217,14 @@ def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache
 
 
 def test_requeued_cell_comes_back_and_completes(tmp_path, cache_dir, demo_model):
-    sweep = subprocess.Popen(sweep_cmd(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=os.environ.copy())
+    sweep = subprocess.Popen(
+        sweep_cmd(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
     run_dir, marker = wait_for_running_marker(tmp_path)
     subprocess.run(["scontrol", "requeue", marker["slurm_job_id"]], check=True)
     out, _ = sweep.communicate(timeout=600)

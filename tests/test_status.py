@@ -14,8 +14,10 @@ def make_grid(root, launcher_pid):
     for name in ("done", "failed", "running", "dead", "queued", "skipped"):
         cells.append({"run_dir": f"m/main/{name}/0shot", "cell": {**CELL, "task": name}, "launched": name != "skipped"})
         (root / cells[-1]["run_dir"]).mkdir(parents=True)
-    store.write_json(root / "m/main/done/0shot" / store.RESULT,
-                     {"schema": 1, "cell": cells[0]["cell"], "metrics": {"done": {"acc": 1.0}}, "n_docs": 1})
+    store.write_json(
+        root / "m/main/done/0shot" / store.RESULT,
+        {"schema": 1, "cell": cells[0]["cell"], "metrics": {"done": {"acc": 1.0}}, "n_docs": 1},
+    )
     store.write_json(root / "m/main/failed/0shot" / store.FAILURE, {"error": "CellError: no such revision\nmore"})
     here = {"host": socket.gethostname(), "started": "now"}
     store.write_json(root / "m/main/running/0shot" / store.RUNNING, {**here, "pid": os.getpid()})
@@ -35,7 +37,11 @@ def test_states_while_the_sweep_runs(tmp_path, capsys, monkeypatch):
     make_grid(tmp_path, launcher_pid=os.getpid())
     got = run_status(tmp_path, capsys)
     assert {k: v[0] for k, v in got.items()} == {
-        "done": "done", "failed": "failed", "running": "running", "dead": "missing", "queued": "queued",
+        "done": "done",
+        "failed": "failed",
+        "running": "running",
+        "dead": "missing",
+        "queued": "queued",
         "skipped": "missing",
     }
     assert got["failed"][1] == "CellError: no such revision"
@@ -54,8 +60,10 @@ def test_slurm_queue_decides_for_slurm_sweeps(tmp_path, capsys, monkeypatch):
     for entry in manifest["cells"]:
         entry["job"] = "7_" + str(manifest["cells"].index(entry))
     store.write_json(path, {**manifest, "launcher": "...SlurmLauncher", "job_name": "llm-line", "arrays": ["7"]})
-    store.write_json(tmp_path / "m/main/running/0shot" / store.RUNNING,
-                     {"slurm_job_id": "8", "slurm_array_job_id": "7", "slurm_array_task_id": "2", "started": "now"})
+    store.write_json(
+        tmp_path / "m/main/running/0shot" / store.RUNNING,
+        {"slurm_job_id": "8", "slurm_array_job_id": "7", "slurm_array_task_id": "2", "started": "now"},
+    )
     # another sweep's jobs with the same name in the queue change nothing: its arrays are not this sweep's
     monkeypatch.setattr(status, "slurm_queue", lambda: {"8", "7_2", "7_4", "array:7", "99_0", "array:99"})
     got = run_status(tmp_path, capsys)

@@ -33,8 +33,16 @@ def test_full_disk_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == [store.RESULT]
 
 
-@pytest.mark.parametrize("content", ["", '{"schema": 1, "cell"', "[]", json.dumps({**RESULT, "schema": 0}),
-                                     json.dumps({k: v for k, v in RESULT.items() if k != "metrics"})])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        '{"schema": 1, "cell"',
+        "[]",
+        json.dumps({**RESULT, "schema": 0}),
+        json.dumps({k: v for k, v in RESULT.items() if k != "metrics"}),
+    ],
+)
 def test_incomplete_results_are_set_aside_not_deleted(tmp_path, content):
     path = tmp_path / store.RESULT
     path.write_text(content)

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
+
 from llm_line import store
 
 GRID = ["-m", "model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2"]
@@ -42,7 +42,10 @@ def test_grid_writes_one_result_per_cell_in_distinct_run_dirs(swept):
     for path in found:
         result = store.read_result(path)
         cell = result["cell"]
-        assert path.parent == root / f"llm-line--demo-{cell['model'].split('-')[-1]}" / "main" / cell["task"] / f"{cell['shots']}shot"
+        assert (
+            path.parent
+            == root / f"llm-line--demo-{cell['model'].split('-')[-1]}" / "main" / cell["task"] / f"{cell['shots']}shot"
+        )
         assert result["metrics"][cell["task"]]["n_docs"] == 32
         assert (path.parent / "evaluate.log").exists()
         assert (path.parent / ".hydra" / "config.yaml").exists()
@@ -109,10 +112,21 @@ def test_one_bad_cell_is_reported_and_the_others_run(swept, cli):
 
 
 def test_two_identical_local_sweeps_at_once_evaluate_each_cell_once(tmp_path):
-    args = [sys.executable, "evaluate.py", "-m", "model=demo", "task=demo_sounds,demo_colors", "task.limit=4",
-            f"results_dir={tmp_path}"]
-    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=os.environ.copy()) for _ in range(2)]
+    args = [
+        sys.executable,
+        "evaluate.py",
+        "-m",
+        "model=demo",
+        "task=demo_sounds,demo_colors",
+        "task.limit=4",
+        f"results_dir={tmp_path}",
+    ]
+    procs = [
+        subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
+        )
+        for _ in range(2)
+    ]
     outs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outs
     evaluated = [line for out in outs for line in out.splitlines() if "[llm_line.cell][INFO] - Evaluating" in line]
@@ -125,8 +139,14 @@ def test_killed_sweep_resumes_to_exactly_one_valid_result_per_cell(tmp_path, cli
     rng = random.Random(7)
     args = [*GRID, f"results_dir={tmp_path}"]
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "evaluate.py", *args], cwd=ROOT, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+        proc = subprocess.Popen(
+            [sys.executable, "evaluate.py", *args],
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=os.environ.copy(),
+        )
         time.sleep(rng.uniform(2.0, 12.0))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -14,9 +14,17 @@ RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
 
 def small(group="C4", shift=0.0, rows=6):
     x = np.linspace(3.0, 4.0, rows)
-    return pd.DataFrame({"Name": [f"m{i}" for i in range(rows)], "Pretraining Data": group,
-                         "Architecture": "Llama", "Size": 1713670144.0, "Steps": np.arange(rows) * 1000.0,
-                         "A Loss": x, "B Loss": 0.8 * (x - 2.0) ** 1.1 + 2.0 + shift})
+    return pd.DataFrame(
+        {
+            "Name": [f"m{i}" for i in range(rows)],
+            "Pretraining Data": group,
+            "Architecture": "Llama",
+            "Size": 1713670144.0,
+            "Steps": np.arange(rows) * 1000.0,
+            "A Loss": x,
+            "B Loss": 0.8 * (x - 2.0) ** 1.1 + 2.0 + shift,
+        }
+    )
 
 
 def test_several_files_are_stacked_with_their_source(tmp_path):
@@ -43,10 +51,13 @@ def test_where_compares_numbers_as_numbers_and_nan_means_missing():
         table.select(rows, ["Steps"])
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("A Loss", "bad", "column 'A Loss' holds the text 'bad' in row 2 (m2) (Steps 2000.0): a loss must be a number"),
-    ("B Loss", -1.0, "column 'B Loss' holds the negative loss -1 in row 2 (m2) (Steps 2000.0): losses are ≥ 0"),
-])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("A Loss", "bad", "column 'A Loss' holds the text 'bad' in row 2 (m2) (Steps 2000.0): a loss must be a number"),
+        ("B Loss", -1.0, "column 'B Loss' holds the negative loss -1 in row 2 (m2) (Steps 2000.0): losses are ≥ 0"),
+    ],
+)
 def test_a_value_that_is_no_loss_is_one_line_naming_column_and_row(column, value, message):
     rows = small().astype({column: object})
     rows.loc[2, column] = value
@@ -94,10 +105,13 @@ def test_average_builds_the_mean_only_where_every_loss_is_there():
 
 
 def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
-    mixed = pd.concat([small().assign(Convention="paper"), small(shift=0.05).assign(Convention="corrected")],
-                      ignore_index=True)
-    message = ("group 'C4' mixes rows of Convention corrected and paper: their losses are computed differently; "
-               "fit them apart (--where Convention=corrected, or --group Convention)")
+    mixed = pd.concat(
+        [small().assign(Convention="paper"), small(shift=0.05).assign(Convention="corrected")], ignore_index=True
+    )
+    message = (
+        "group 'C4' mixes rows of Convention corrected and paper: their losses are computed differently; "
+        "fit them apart (--where Convention=corrected, or --group Convention)"
+    )
     with pytest.raises(table.DataError) as error:
         fit.fit_groups(mixed, "A Loss", "B Loss", n_boot=0)
     assert str(error.value) == message

@@ -35,10 +35,19 @@ def resolved_model(*overrides):
 def lingua_export(tmp_path):
     """An export folder as llm_line/lingua/export.py leaves it (metadata only; nothing is loaded here)."""
     (tmp_path / "step1000").mkdir()
-    (tmp_path / "llm_line.json").write_text(json.dumps({
-        "name": "llama-d512-l8-fineweb_edu-llama3", "family": "lingua-llama", "architecture": "Llama",
-        "parameters": 156_000_000, "pretraining_data": "FineWeb-Edu", "tokenizer": "llama3",
-        "tokens_per_step": 524288}))
+    (tmp_path / "llm_line.json").write_text(
+        json.dumps(
+            {
+                "name": "llama-d512-l8-fineweb_edu-llama3",
+                "family": "lingua-llama",
+                "architecture": "Llama",
+                "parameters": 156_000_000,
+                "pretraining_data": "FineWeb-Edu",
+                "tokenizer": "llama3",
+                "tokens_per_step": 524288,
+            }
+        )
+    )
     return tmp_path
 
 
@@ -65,27 +74,44 @@ def test_every_model_config_composes_with_typed_metadata(model, lingua_export):
 
 
 def test_cfg_job_prints_a_family_offline():
-    proc = subprocess.run([sys.executable, "evaluate.py", "model=olmo", "model.size=1B", "model.step=452000",
-                           "--cfg", "job", "--resolve"], cwd=ROOT, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "model=olmo",
+            "model.size=1B",
+            "model.step=452000",
+            "--cfg",
+            "job",
+            "--resolve",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cfg = OmegaConf.create(proc.stdout)
     assert cfg.model.name == "allenai/OLMo-1B" and cfg.model.pretrained == "allenai/OLMo-1B-hf"
     assert cfg.model.revision == "step452000-tokens*B"  # matched against the hub's branches when the cell runs
     assert cfg.model.meta.tokens == 452000 * 4194304
 
 
-@pytest.mark.parametrize("overrides, revision, tokens", [
-    (["model=pythia", "model.step=3000"], "step3000", 3000 * 2097152),
-    (["model=pythia", "model.revision=step512"], "step512", 512 * 2097152),  # a revision given directly
-    (["model=pythia"], "main", 143000 * 2097152),
-    (["model=pythia_deduped", "model.size=12b", "model.step=0"], "step0", 0),
-    (["model=olmo", "model.step=20000"], "step20000-tokens*B", 20000 * 4194304),
-    (["model=olmo", "model.step=700000"], "step700000-tokens*B", 700000 * 4194304),
-    (["model=olmo", "model.size=7B"], "main", None),
-    (["model=fw_ablation_c4", "model.step=1000"], "step-001000-*BT", 1000 * 2097152),
-    (["model=fw_ablation_the_pile", "model.step=46000"], "step-046000-*BT", 46000 * 2097152),
-    (["model=gpt_neox_20b"], "main", 150000 * 3149824),
-    (["model=mamba2", "model.size=2.7b"], "main", 300_000_000_000),
-])
+@pytest.mark.parametrize(
+    "overrides, revision, tokens",
+    [
+        (["model=pythia", "model.step=3000"], "step3000", 3000 * 2097152),
+        (["model=pythia", "model.revision=step512"], "step512", 512 * 2097152),  # a revision given directly
+        (["model=pythia"], "main", 143000 * 2097152),
+        (["model=pythia_deduped", "model.size=12b", "model.step=0"], "step0", 0),
+        (["model=olmo", "model.step=20000"], "step20000-tokens*B", 20000 * 4194304),
+        (["model=olmo", "model.step=700000"], "step700000-tokens*B", 700000 * 4194304),
+        (["model=olmo", "model.size=7B"], "main", None),
+        (["model=fw_ablation_c4", "model.step=1000"], "step-001000-*BT", 1000 * 2097152),
+        (["model=fw_ablation_the_pile", "model.step=46000"], "step-046000-*BT", 46000 * 2097152),
+        (["model=gpt_neox_20b"], "main", 150000 * 3149824),
+        (["model=mamba2", "model.size=2.7b"], "main", 300_000_000_000),
+    ],
+)
 def test_steps_give_the_family_revision_and_tokens_seen(overrides, revision, tokens):
     m = resolved_model(*overrides)
     assert m["revision"] == revision and m["meta"]["tokens"] == tokens
@@ -110,19 +136,25 @@ def test_metadata_agrees_with_the_papers_table():
     """Tokens seen (and revision names, for the ablations) reproduce the released table's figures."""
     rows = list(csv.reader(PAPER_CSV.open()))
     header, checked = rows[0], 0
-    configs = {"EleutherAI/pythia-": "pythia", "EleutherAI/gpt-neo-": "gpt_neo", "EleutherAI/gpt-j-6b": "gpt_j",
-               "EleutherAI/gpt-neox-20b": "gpt_neox_20b", "state-spaces/mamba-": "mamba",
-               "state-spaces/mamba2-": "mamba2", "HuggingFaceFW/ablation-model-c4": "fw_ablation_c4",
-               "HuggingFaceFW/ablation-model-fineweb-edu": "fw_ablation_fineweb_edu",
-               "HuggingFaceFW/ablation-model-the-pile": "fw_ablation_the_pile"}
+    configs = {
+        "EleutherAI/pythia-": "pythia",
+        "EleutherAI/gpt-neo-": "gpt_neo",
+        "EleutherAI/gpt-j-6b": "gpt_j",
+        "EleutherAI/gpt-neox-20b": "gpt_neox_20b",
+        "state-spaces/mamba-": "mamba",
+        "state-spaces/mamba2-": "mamba2",
+        "HuggingFaceFW/ablation-model-c4": "fw_ablation_c4",
+        "HuggingFaceFW/ablation-model-fineweb-edu": "fw_ablation_fineweb_edu",
+        "HuggingFaceFW/ablation-model-the-pile": "fw_ablation_the_pile",
+    }
     for values in rows[2:]:
-        row = dict(zip(header, values))
+        row = dict(zip(header, values, strict=False))
         prefix = next((p for p in configs if row["Name"].startswith(p)), None)
         if prefix is None or not row["Tokens"]:
             continue
         overrides = [f"model={configs[prefix]}"]
         if prefix.endswith("-"):
-            overrides.append(f"model.size={row['Name'][len(prefix):]}")
+            overrides.append(f"model.size={row['Name'][len(prefix) :]}")
         if row["Steps"]:
             overrides.append(f"model.step={int(float(row['Steps']))}")
         m = resolved_model(*overrides)
@@ -155,8 +187,21 @@ def test_paper_hf_expands_to_the_papers_hugging_face_table():
     assert len(checkpoints) == 99 and len(jobs) == 99 * 15
     assert jobs[0][:2] == ["model=pythia", "model.size=70m"]  # models vary slowest: each is loaded once
     families = {job[0] for job in jobs}
-    assert families == {f"model={m}" for m in ("pythia", "gpt_neo", "gpt_j", "gpt_neox_20b", "mamba", "mamba2", "olmo",
-                                              "fw_ablation_c4", "fw_ablation_fineweb_edu", "fw_ablation_the_pile")}
+    assert families == {
+        f"model={m}"
+        for m in (
+            "pythia",
+            "gpt_neo",
+            "gpt_j",
+            "gpt_neox_20b",
+            "mamba",
+            "mamba2",
+            "olmo",
+            "fw_ablation_c4",
+            "fw_ablation_fineweb_edu",
+            "fw_ablation_the_pile",
+        )
+    }
     available = {p.stem for p in (CONF / "task").glob("*.yaml")}
     names = set()
     for checkpoint in sorted(checkpoints):  # every checkpoint composes into a distinct cell
@@ -178,11 +223,13 @@ def test_pythia_checkpoints_sweeps_all_154_revisions_of_one_size():
 
 def test_step_range_sweep_runs(cli, tmp_path):
     """`model.step=range(...)` sweeps real cells: the demo model's revisions step100 .. step300."""
-    cli("-m", "model=demo", "model.step=range(100,400,100)", "task=demo_colors", "task.limit=3",
-        results_dir=tmp_path)
+    cli("-m", "model=demo", "model.step=range(100,400,100)", "task=demo_colors", "task.limit=3", results_dir=tmp_path)
     for step in (100, 200, 300):
-        result = json.loads((tmp_path / "llm-line--demo-tiny" / f"step{step}" / "demo_colors" / "0shot_limit3"
-                             / "result.json").read_text())
+        result = json.loads(
+            (
+                tmp_path / "llm-line--demo-tiny" / f"step{step}" / "demo_colors" / "0shot_limit3" / "result.json"
+            ).read_text()
+        )
         assert result["model"]["meta"]["tokens"] == step * 1024
         assert result["model"]["loaded_from"].endswith(f"step{step}")
 
@@ -195,13 +242,20 @@ def test_grids_sweeper_runs_a_union_of_grids(cli, tmp_path):
         "      - {model.step: '100,200'}\n"
         "      - {model.revision: main, task.limit: 2}\n"
         "    params:\n      task: demo_colors\n"
-        "task:\n  limit: 3\n")
-    proc = cli("-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=two_grids",
-               results_dir=tmp_path / "results")
+        "task:\n  limit: 3\n"
+    )
+    proc = cli(
+        "-m",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        "+experiment=two_grids",
+        results_dir=tmp_path / "results",
+    )
     done = sorted(str(p.parent.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("result.json"))
-    assert done == ["llm-line--demo-tiny/main/demo_colors/0shot_limit2",
-                    "llm-line--demo-tiny/step100/demo_colors/0shot_limit3",
-                    "llm-line--demo-tiny/step200/demo_colors/0shot_limit3"], proc.stdout
+    assert done == [
+        "llm-line--demo-tiny/main/demo_colors/0shot_limit2",
+        "llm-line--demo-tiny/step100/demo_colors/0shot_limit3",
+        "llm-line--demo-tiny/step200/demo_colors/0shot_limit3",
+    ], proc.stdout
 
 
 def test_large_model_settings_reach_lm_eval(monkeypatch, demo_model):

@@ -45,7 +45,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -67,8 +67,15 @@ TIKTOKEN_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
     r"""|\s+(?!\S)|\s+"""
 )
-TIKTOKEN_NAMED_SPECIALS = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 2: "<|fim_prefix|>", 3: "<|fim_middle|>",
-                           253: "<|fim_end_fill|>", 254: "<|fim_pad|>", 255: "<|fim_suffix|>"}
+TIKTOKEN_NAMED_SPECIALS = {
+    0: "<|begin_of_text|>",
+    1: "<|end_of_text|>",
+    2: "<|fim_prefix|>",
+    3: "<|fim_middle|>",
+    253: "<|fim_end_fill|>",
+    254: "<|fim_pad|>",
+    255: "<|fim_suffix|>",
+}
 N_TIKTOKEN_SPECIALS = 256
 
 
@@ -77,6 +84,7 @@ class ExportError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
+
 
 def find_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every checkpoint of a run dir, a `checkpoints/` folder, or one checkpoint folder."""
@@ -124,7 +132,7 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
     for key, value in state.items():
         for wrapper in ("_orig_mod.", "module."):  # torch.compile / DDP wrappers around the model
             if key.startswith(wrapper):
-                key = key[len(wrapper):]
+                key = key[len(wrapper) :]
         cleaned[key.replace("._orig_mod.", ".")] = value  # compiled submodules
     return params, cleaned
 
@@ -149,8 +157,10 @@ def architecture(state: dict[str, torch.Tensor]) -> str:
         return "llama"
     if any(".ssm.in_proj." in key for key in state):
         return "mamba"
-    raise ExportError("unknown lingua architecture: expected apps/main (layers.N.attention.wq) or apps/mamba "
-                      "(layers.N.ssm.in_proj) state-dict keys")
+    raise ExportError(
+        "unknown lingua architecture: expected apps/main (layers.N.attention.wq) or apps/mamba "
+        "(layers.N.ssm.in_proj) state-dict keys"
+    )
 
 
 class Keys:
@@ -164,7 +174,7 @@ class Keys:
             raise ExportError(f"checkpoint lacks {key!r}")
         return self.state.pop(key)
 
-    def maybe(self, key: str) -> Optional[torch.Tensor]:
+    def maybe(self, key: str) -> torch.Tensor | None:
         return self.state.pop(key, None)
 
     def done(self) -> None:
@@ -172,7 +182,7 @@ class Keys:
             raise ExportError(f"checkpoint has weights this exporter does not map: {sorted(self.state)[:8]}")
 
 
-def output_weights(keys: Keys, embeddings: torch.Tensor, tied: bool) -> Optional[torch.Tensor]:
+def output_weights(keys: Keys, embeddings: torch.Tensor, tied: bool) -> torch.Tensor | None:
     """lingua's output projection: its own weight, or (weight_tying) the embedding's, sometimes listed twice."""
     shared = keys.maybe("output.tied_module.weight")
     if tied:
@@ -184,6 +194,7 @@ def output_weights(keys: Keys, embeddings: torch.Tensor, tied: bool) -> Optional
 
 # ----------------------------------------------------------------------------------------------------- llama
 
+
 def rope_pairs_to_halves(weight: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
     """Reorder the output rows of a q/k projection from adjacent rotary pairs (lingua) to halves (transformers).
 
@@ -193,7 +204,7 @@ def rope_pairs_to_halves(weight: torch.Tensor, n_heads: int, head_dim: int) -> t
     return rows.transpose(1, 2).reshape(n_heads * head_dim, -1)
 
 
-def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, Optional[int]]):
+def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int | None]):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     args = params["model"]
@@ -209,21 +220,33 @@ def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
     tied = bool(args.get("weight_tying", False))
     ffn_dim = state["layers.0.feed_forward.w1.weight"].shape[0]
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=dim, intermediate_size=ffn_dim, num_hidden_layers=n_layers,
-        num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, head_dim=head_dim, hidden_act="silu",
+        vocab_size=vocab_size,
+        hidden_size=dim,
+        intermediate_size=ffn_dim,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        head_dim=head_dim,
+        hidden_act="silu",
         max_position_embeddings=int(args.get("max_seqlen") or params.get("data", {}).get("seq_len") or 2048),
         rms_norm_eps=float(args.get("norm_eps", 1e-5)),
         rope_parameters={"rope_type": "default", "rope_theta": float(args.get("rope_theta", 10000.0))},
-        tie_word_embeddings=tied, attention_bias=False, mlp_bias=False, bos_token_id=special_ids["bos_token_id"],
-        eos_token_id=special_ids["eos_token_id"], pad_token_id=special_ids["pad_token_id"],
+        tie_word_embeddings=tied,
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=special_ids["bos_token_id"],
+        eos_token_id=special_ids["eos_token_id"],
+        pad_token_id=special_ids["pad_token_id"],
     )
     weights = {"model.embed_tokens.weight": embeddings}
     for i in range(n_layers):
         src, dst = f"layers.{i}.", f"model.layers.{i}."
         weights[dst + "self_attn.q_proj.weight"] = rope_pairs_to_halves(
-            keys.take(src + "attention.wq.weight"), n_heads, head_dim)
+            keys.take(src + "attention.wq.weight"), n_heads, head_dim
+        )
         weights[dst + "self_attn.k_proj.weight"] = rope_pairs_to_halves(
-            keys.take(src + "attention.wk.weight"), n_kv_heads, head_dim)
+            keys.take(src + "attention.wk.weight"), n_kv_heads, head_dim
+        )
         weights[dst + "self_attn.v_proj.weight"] = keys.take(src + "attention.wv.weight")
         weights[dst + "self_attn.o_proj.weight"] = keys.take(src + "attention.wo.weight")
         weights[dst + "mlp.gate_proj.weight"] = keys.take(src + "feed_forward.w1.weight")
@@ -241,7 +264,8 @@ def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
 
 # ----------------------------------------------------------------------------------------------------- mamba
 
-def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, Optional[int]]):
+
+def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int | None]):
     from transformers import Mamba2Config, Mamba2ForCausalLM
 
     args = params["model"]
@@ -264,20 +288,34 @@ def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
     if hidden % dim:
         problems.append(f"SSM width {hidden} is not a multiple of dim {dim} (transformers needs an integer expand)")
     if problems:
-        raise ExportError("this lingua Mamba cannot be expressed as transformers' Mamba2ForCausalLM: "
-                          + "; ".join(problems))
+        raise ExportError(
+            "this lingua Mamba cannot be expressed as transformers' Mamba2ForCausalLM: " + "; ".join(problems)
+        )
     keys = Keys(state)
     for key in init_states:
         keys.take(key)
     embeddings = keys.take("tok_embeddings.weight")
     tied = bool(args.get("weight_tying", False))
     config = Mamba2Config(
-        vocab_size=embeddings.shape[0], hidden_size=dim, num_hidden_layers=n_layers, num_heads=n_heads,
-        head_dim=hidden // n_heads, expand=hidden // dim, state_size=state_dim, n_groups=n_groups,
-        conv_kernel=int(args["conv_size"]), use_conv_bias=False, use_bias=False, hidden_act="silu",
-        layer_norm_epsilon=1e-5, chunk_size=int(args.get("ssm_chunk_size", 256)),
-        time_step_limit=(0.0, float("inf")), residual_in_fp32=True, tie_word_embeddings=tied,
-        bos_token_id=special_ids["bos_token_id"], eos_token_id=special_ids["eos_token_id"],
+        vocab_size=embeddings.shape[0],
+        hidden_size=dim,
+        num_hidden_layers=n_layers,
+        num_heads=n_heads,
+        head_dim=hidden // n_heads,
+        expand=hidden // dim,
+        state_size=state_dim,
+        n_groups=n_groups,
+        conv_kernel=int(args["conv_size"]),
+        use_conv_bias=False,
+        use_bias=False,
+        hidden_act="silu",
+        layer_norm_epsilon=1e-5,
+        chunk_size=int(args.get("ssm_chunk_size", 256)),
+        time_step_limit=(0.0, float("inf")),
+        residual_in_fp32=True,
+        tie_word_embeddings=tied,
+        bos_token_id=special_ids["bos_token_id"],
+        eos_token_id=special_ids["eos_token_id"],
         pad_token_id=special_ids["pad_token_id"],
     )
     weights = {"backbone.embeddings.weight": embeddings}
@@ -301,6 +339,7 @@ def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
 
 
 # ------------------------------------------------------------------------------------------------- tokenizer
+
 
 def tiktoken_tokenizer(bpe_file: Path, max_length: int):
     """lingua's tiktoken tokenizer (BPE ranks + Llama-3 regex + its 256 specials) as a Hugging Face tokenizer."""
@@ -339,17 +378,27 @@ def wrap_with_bos(backend, post, bos: str, eos: str, max_length: int):
     from transformers import PreTrainedTokenizerFast
 
     bos_id = backend.token_to_id(bos)
-    backend.post_processor = processors.Sequence([
-        post,
-        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]),
-    ])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos,
-                                   model_max_length=max_length, clean_up_tokenization_spaces=False,
-                                   split_special_tokens=True)
+    backend.post_processor = processors.Sequence(
+        [
+            post,
+            processors.TemplateProcessing(
+                single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+            ),
+        ]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        model_max_length=max_length,
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=True,
+    )
 
 
-def build_tokenizer(params: dict[str, Any], run_dir: Path, tokenizer_file: Optional[str],
-                    hf_tokenizer: Optional[str], lingua_dir: Optional[str]):
+def build_tokenizer(
+    params: dict[str, Any], run_dir: Path, tokenizer_file: str | None, hf_tokenizer: str | None, lingua_dir: str | None
+):
     """(tokenizer, its label for the analysis) for the run described by `params`."""
     data = params.get("data", {})
     max_length = int(data.get("seq_len") or params["model"].get("max_seqlen") or 2048)
@@ -387,19 +436,24 @@ def tokenizer_label(path: str) -> str:
     return Path(path).stem
 
 
-def special_token_ids(tokenizer) -> dict[str, Optional[int]]:
+def special_token_ids(tokenizer) -> dict[str, int | None]:
     return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": None}
 
 
 # ---------------------------------------------------------------------------------------------------- export
+
 
 def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str) -> dict[str, Any]:
     """What the analysis needs to know about the run (conf/model/lingua.yaml reads it)."""
     data = params.get("data", {})
     dist = params.get("distributed", {})
     data_parallel = int(dist.get("dp_replicate", 1) or 1) * int(dist.get("dp_shard", 1) or 1)
-    tokens_per_step = (int(data.get("batch_size", 0)) * int(data.get("seq_len", 0))
-                       * int(params.get("grad_acc_steps", 1) or 1) * data_parallel) or None
+    tokens_per_step = (
+        int(data.get("batch_size", 0))
+        * int(data.get("seq_len", 0))
+        * int(params.get("grad_acc_steps", 1) or 1)
+        * data_parallel
+    ) or None
     sources = sorted((data.get("sources") or {}).items(), key=lambda item: -float(item[1]))
     return {
         "name": params.get("name"),
@@ -414,9 +468,15 @@ def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str)
     }
 
 
-def export_checkpoint(folder: Path, target: Path, run_dir: Path, dtype: str = "float32",
-                      tokenizer_file: Optional[str] = None, hf_tokenizer: Optional[str] = None,
-                      lingua_dir: Optional[str] = None) -> dict[str, Any]:
+def export_checkpoint(
+    folder: Path,
+    target: Path,
+    run_dir: Path,
+    dtype: str = "float32",
+    tokenizer_file: str | None = None,
+    hf_tokenizer: str | None = None,
+    lingua_dir: str | None = None,
+) -> dict[str, Any]:
     """Export one checkpoint folder to the Hugging Face folder `target`; return the run's metadata."""
     params, state = load_checkpoint(folder)
     tokenizer, tokenizer_name = build_tokenizer(params, run_dir, tokenizer_file, hf_tokenizer, lingua_dir)
@@ -427,12 +487,15 @@ def export_checkpoint(folder: Path, target: Path, run_dir: Path, dtype: str = "f
     config.dtype = getattr(torch, dtype)
     with torch.device("meta"):  # no random initialisation: every weight comes from the checkpoint
         model = model_class(config)
-    result = model.load_state_dict({k: v.to(config.dtype).contiguous() for k, v in weights.items()},
-                                   strict=False, assign=True)
+    result = model.load_state_dict(
+        {k: v.to(config.dtype).contiguous() for k, v in weights.items()}, strict=False, assign=True
+    )
     missing = set(result.missing_keys) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
     if missing or result.unexpected_keys:
-        raise ExportError(f"weights do not fit {model_class.__name__}: missing {sorted(missing)}, "
-                          f"unexpected {sorted(result.unexpected_keys)}")
+        raise ExportError(
+            f"weights do not fit {model_class.__name__}: missing {sorted(missing)}, "
+            f"unexpected {sorted(result.unexpected_keys)}"
+        )
     if config.tie_word_embeddings:
         model.tie_weights()
     # Written whole into a fresh temporary folder next to the target, then renamed: a step folder is complete or absent.
@@ -450,8 +513,9 @@ def export_checkpoint(folder: Path, target: Path, run_dir: Path, dtype: str = "f
     return run_meta(params, arch, model.num_parameters(), tokenizer_name)
 
 
-def export_run(run_dir: Path, out_dir: Path, steps: Optional[set[int]] = None, force: bool = False,
-               **options: Any) -> list[Path]:
+def export_run(
+    run_dir: Path, out_dir: Path, steps: set[int] | None = None, force: bool = False, **options: Any
+) -> list[Path]:
     """Export every checkpoint of `run_dir` (or those in `steps`) to `out_dir/step{N}`; return the folders."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -477,14 +541,17 @@ def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("name") != meta.get("name"):
-            raise ExportError(f"{out_dir} holds exports of run {old.get('name')!r}; export {meta.get('name')!r} "
-                              "to its own folder (the folder is the model's identity)")
+            raise ExportError(
+                f"{out_dir} holds exports of run {old.get('name')!r}; export {meta.get('name')!r} "
+                "to its own folder (the folder is the model's identity)"
+            )
     write_json(path, meta)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", type=Path, help="a lingua run dir (dump_dir), its checkpoints/ or one checkpoint")
     parser.add_argument("out_dir", type=Path, help="export folder: one step{N} subfolder per checkpoint")
     parser.add_argument("--steps", help="only these steps, comma-separated")
@@ -497,9 +564,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     steps = {int(s) for s in args.steps.split(",")} if args.steps else None
     try:
-        folders = export_run(args.run_dir, args.out_dir, steps=steps, force=args.force, dtype=args.dtype,
-                             lingua_dir=args.lingua_dir, tokenizer_file=args.tokenizer_file,
-                             hf_tokenizer=args.hf_tokenizer)
+        folders = export_run(
+            args.run_dir,
+            args.out_dir,
+            steps=steps,
+            force=args.force,
+            dtype=args.dtype,
+            lingua_dir=args.lingua_dir,
+            tokenizer_file=args.tokenizer_file,
+            hf_tokenizer=args.hf_tokenizer,
+        )
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -42,8 +42,16 @@ TOKENS_PER_STEP = 256 * 2048
 STEPS = 16_000
 GPUS = 8  # one node; per GPU and micro-step 16,384 tokens, gradient accumulation makes up the rest
 TOKENS_PER_GPU_STEP = 16_384
-OPTIM = {"lr": 3.0e-3, "weight_decay": 0.033, "warmup": 5000, "scheduler": "cosine", "lr_min_ratio": 1.0e-6,
-         "clip": 1.0, "beta1": 0.9, "beta2": 0.95}
+OPTIM = {
+    "lr": 3.0e-3,
+    "weight_decay": 0.033,
+    "warmup": 5000,
+    "scheduler": "cosine",
+    "lr_min_ratio": 1.0e-6,
+    "clip": 1.0,
+    "beta1": 0.9,
+    "beta2": 0.95,
+}
 CHECKPOINT_EVERY = 1000  # every checkpoint is kept: the loss-to-loss curves use them all
 
 # name -> (settings changed, what it tests); applied to the Llama ladder on FineWeb-Edu with Llama-3.
@@ -53,8 +61,10 @@ INTERVENTIONS: dict[str, tuple[dict[str, Any], str]] = {
     # lingua's wsd decays as 1 / (p / lr_min_ratio + 1 - p) over the last decay_fraction of steps (p: 0 -> 1):
     # with the cosine runs' lr_min_ratio 1e-6 the rate would be 0.0016 x peak from the first decay step on (mean
     # factor 8e-6, no cooldown training at all); 0.01 ends at 1% of peak with a mean factor of 0.046.
-    "wsd": ({"scheduler": "wsd", "lr_min_ratio": 0.01, "decay_fraction": 0.1},
-            "warmup-stable-decay schedule (lingua's wsd: the last 10% of steps decay to 1% of peak lr)"),
+    "wsd": (
+        {"scheduler": "wsd", "lr_min_ratio": 0.01, "decay_fraction": 0.1},
+        "warmup-stable-decay schedule (lingua's wsd: the last 10% of steps decay to 1% of peak lr)",
+    ),
     "lr1e-3": ({"lr": 1.0e-3}, "learning rate 1e-3"),
     "adam": ({"weight_decay": 0.0}, "no weight decay (Adam)"),
 }
@@ -87,8 +97,17 @@ def run(arch: str, size: tuple[int, int, int], data: str, tokenizer: str, interv
         model: dict[str, Any] = {"dim": dim, "n_layers": layers, "n_heads": heads}
         parameters = llama_parameters(dim, layers, vocab)
     else:
-        model = {"dim": dim, "n_layers": layers, "n_heads": heads, "n_groups": 1, "state_dim": 128, "conv_size": 4,
-                 "dt_bias": False, "D_has_head_dim": False, "init_args": {"A_init_min": 0.01, "A_init_max": 2}}
+        model = {
+            "dim": dim,
+            "n_layers": layers,
+            "n_heads": heads,
+            "n_groups": 1,
+            "state_dim": 128,
+            "conv_size": 4,
+            "dt_bias": False,
+            "D_has_head_dim": False,
+            "init_args": {"A_init_min": 0.01, "A_init_max": 2},
+        }
         parameters = mamba_parameters(dim, layers, heads, vocab)
     batch_size = TOKENS_PER_GPU_STEP // seq_len
     grad_acc = TOKENS_PER_STEP // (GPUS * batch_size * seq_len)
@@ -101,37 +120,56 @@ def run(arch: str, size: tuple[int, int, int], data: str, tokenizer: str, interv
         "grad_acc_steps": grad_acc,
         "probe_freq": None,
         "optim": optim,
-        "distributed": {"fsdp_type": "full_shard", "compile": True, "model_dtype": "bf16", "matmul_allow_tf32": False,
-                        "selective_activation_checkpointing": False, "tp_size": 1},
+        "distributed": {
+            "fsdp_type": "full_shard",
+            "compile": True,
+            "model_dtype": "bf16",
+            "matmul_allow_tf32": False,
+            "selective_activation_checkpointing": False,
+            "tp_size": 1,
+        },
         "model": model,
-        "data": {"root_dir": "${oc.env:LINGUA_DATA}", "sources": {DATASETS[data]: 100.0}, "batch_size": batch_size,
-                 "seq_len": seq_len, "n_views": 2, "load_async": True, "add_bos": True, "add_eos": True,
-                 "prefetch_size": 256,
-                 "tokenizer": {"name": "tiktoken", "path": "${oc.env:LINGUA_TOKENIZERS}/" + TOKENIZERS[tokenizer][0]}},
+        "data": {
+            "root_dir": "${oc.env:LINGUA_DATA}",
+            "sources": {DATASETS[data]: 100.0},
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "n_views": 2,
+            "load_async": True,
+            "add_bos": True,
+            "add_eos": True,
+            "prefetch_size": 256,
+            "tokenizer": {"name": "tiktoken", "path": "${oc.env:LINGUA_TOKENIZERS}/" + TOKENIZERS[tokenizer][0]},
+        },
         "checkpoint": {"dump": {"every": CHECKPOINT_EVERY, "keep": 0}, "eval": {"every": CHECKPOINT_EVERY, "keep": 0}},
         "logging": {"freq": 10},
     }
-    what = (f"{'Llama' if arch == 'llama' else 'Mamba'} d_model {dim}, {layers} layers, {parameters / 1e6:.0f}M "
-            f"parameters; {data} with the {tokenizer} tokenizer; {STEPS} steps x {TOKENS_PER_STEP:,} tokens = "
-            f"{STEPS * TOKENS_PER_STEP / 1e9:.2f}B tokens"
-            + (f"; intervention: {INTERVENTIONS[intervention][1]}" if intervention else ""))
+    what = (
+        f"{'Llama' if arch == 'llama' else 'Mamba'} d_model {dim}, {layers} layers, {parameters / 1e6:.0f}M "
+        f"parameters; {data} with the {tokenizer} tokenizer; {STEPS} steps x {TOKENS_PER_STEP:,} tokens = "
+        f"{STEPS * TOKENS_PER_STEP / 1e9:.2f}B tokens"
+        + (f"; intervention: {INTERVENTIONS[intervention][1]}" if intervention else "")
+    )
     return {"name": name, "arch": arch, "config": config, "what": what}
 
 
 def runs() -> list[dict[str, Any]]:
     """Every run of the ladder: the grid, then the interventions."""
-    grid = [run(arch, size, data, tok) for arch in SIZES for size in SIZES[arch] for data in DATASETS
-            for tok in TOKENIZERS]
+    grid = [
+        run(arch, size, data, tok) for arch in SIZES for size in SIZES[arch] for data in DATASETS for tok in TOKENIZERS
+    ]
     extra = [run("llama", size, "fineweb_edu", "llama3", name) for name in INTERVENTIONS for size in SIZES["llama"]]
     return grid + extra
 
 
 def render(entry: dict[str, Any]) -> str:
-    header = (f"# Generated by llm_line/lingua/make_configs.py; change the tables there and rerun, do not edit.\n"
-              f"# {entry['what']}.\n"
-              f"# Launch from a lingua checkout (docs/lingua.md in llm-line):\n"
-              f"#   python -m lingua.stool script={SCRIPTS[entry['arch']]} config=THIS_FILE nodes=1 ngpu={GPUS} "
-              f"partition=...\n")
+    header = (
+        f"# Generated by llm_line/lingua/make_configs.py; change the tables there and rerun, do not edit.\n"
+        f"# {entry['what']}.\n"
+        f"# Launch from a lingua checkout (docs/lingua.md in llm-line):\n"
+        f"#   python -m lingua.stool script={SCRIPTS[entry['arch']]} config=THIS_FILE nodes=1 ngpu={GPUS} "
+        f"partition=...\n"
+    )
     return header + yaml.safe_dump(entry["config"], sort_keys=False, width=120)
 
 

@@ -28,9 +28,9 @@ import json
 import os
 import random
 import subprocess
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, Optional
 
 from llm_line.documents import read_file
 from llm_line.errors import CellError
@@ -43,7 +43,7 @@ SOURCES = {
 }
 
 
-def download(source: str, raw_dir: Path, max_files: Optional[int]) -> list[Path]:
+def download(source: str, raw_dir: Path, max_files: int | None) -> list[Path]:
     """The source's raw files (the first `max_files` in name order), downloaded into raw_dir."""
     from huggingface_hub import HfApi, hf_hub_download
 
@@ -91,9 +91,10 @@ def shuffle_chunks(out_dir: Path, terashuf: str, memory_gb: float, seed: int) ->
             subprocess.run([terashuf], stdin=src, stdout=dst, env=env, check=True)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", choices=sorted(SOURCES))
     parser.add_argument("root", type=Path, help="lingua's data root_dir (LINGUA_DATA); writes <root>/<source>/")
     parser.add_argument("--chunks", type=int, default=8, help="chunk files; must divide the data-parallel ranks")
