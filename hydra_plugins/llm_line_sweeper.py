@@ -77,19 +77,13 @@ class ResumingSweeper(BasicSweeper):
         self.cells_per_job, self.dry_run, self.wait = cells_per_job, dry_run, wait
         self.skip_missing, self.prefetch = skip_missing, prefetch
 
-    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
-        """All cells of every grid crossed with `overrides` (params and command line), in batches."""
-        config_loader = self.hydra_context.config_loader if self.hydra_context is not None else None
-        jobs = expand(self.grids, overrides, OverridesParser.create(config_loader=config_loader))
-        size = len(jobs) if max_batch_size in (None, -1) else max_batch_size
-        return [jobs[i : i + size] for i in range(0, len(jobs), size)] or [[]]
-
     def cell_overrides(self, arguments: list[str]) -> list[list[str]]:
-        """The override list of every cell of the sweep, in grid order."""
+        """The override list of every cell of the sweep (every grid crossed with `params` and the command
+        line), in grid order."""
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        return self.split_arguments(overrides, None)[0]
+        return expand(self.grids, overrides, parser)
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None

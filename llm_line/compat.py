@@ -14,11 +14,19 @@ from typing import Any
 import omegaconf.base
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 
-__all__ = ["BasicSweeper", "apply_overrides", "cached_interpolation_parsing", "encode_pair", "job_error"]
+__all__ = [
+    "BasicSweeper",
+    "ConfigLoaderImpl",
+    "apply_overrides",
+    "cached_interpolation_parsing",
+    "encode_pair",
+    "job_error",
+]
 # BasicSweeper: Hydra's own sweeper (hydra._internal), which llm-line's sweeper extends: Hydra has no public
 # base class for a sweeper that expands override grids the way the basic sweeper does.
 
@@ -35,17 +43,23 @@ def apply_overrides(overrides: Sequence[Override], cfg: DictConfig) -> None:
     ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
 
 
+def is_config_group(config_loader: ConfigLoader, name: str) -> bool:
+    """Whether an override's key names a config group (`model`) rather than a value (`model.size`): the
+    config loader's repository knows (`ConfigLoaderImpl.repository`)."""
+    return bool(config_loader.repository.group_exists(name))  # type: ignore[attr-defined]
+
+
 @contextmanager
 def cached_interpolation_parsing() -> Iterator[None]:
     """OmegaConf parses an interpolation string on every access (`omegaconf.base.parse`); a plan resolves the
     same few strings for thousands of cells, so their parse trees (which resolution only reads) are cached
     while the block runs."""
     original = omegaconf.base.parse
-    omegaconf.base.parse = functools.lru_cache(maxsize=4096)(original)  # type: ignore[assignment]
+    omegaconf.base.parse = functools.lru_cache(maxsize=4096)(original)
     try:
         yield
     finally:
-        omegaconf.base.parse = original  # type: ignore[assignment]
+        omegaconf.base.parse = original
 
 
 def job_error(ret: JobReturn) -> BaseException:

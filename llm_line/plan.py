@@ -102,7 +102,7 @@ def compose_cells(
     """
     parser = OverridesParser.create(config_loader=config_loader)
     parse = functools.lru_cache(maxsize=None)(parser.parse_override)  # the same override text recurs in many cells
-    is_group = functools.lru_cache(maxsize=None)(config_loader.repository.group_exists)
+    is_group = functools.lru_cache(maxsize=None)(functools.partial(compat.is_config_group, config_loader))
     bases: dict[tuple[str, ...], DictConfig | Exception] = {}
     out: list[DictConfig | Exception] = []
     for overrides in cells_overrides:

@@ -9,6 +9,8 @@ from conftest import ROOT, run_evaluate
 
 from llm_line.collect import read_table
 
+pytestmark = pytest.mark.slow  # sweeps through the CLI: minutes on 2 cores
+
 SWEEP = ["-m", "model=demo", "model.size=tiny,small", "model.revision=step0,step100,step200,step300"]
 
 

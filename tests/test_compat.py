@@ -47,3 +47,12 @@ def test_a_failed_job_keeps_its_error():
     assert ret.status == JobStatus.FAILED and compat.job_error(ret) is error and ret.overrides == ["task=piqa"]
     with pytest.raises(RuntimeError, match="boom"):
         ret.return_value  # noqa: B018  (the public accessor re-raises: why job_error exists)
+
+
+def test_is_config_group_tells_groups_from_values():
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        assert compat.is_config_group(loader, "model") and compat.is_config_group(loader, "hydra/launcher")
+        assert not compat.is_config_group(loader, "model.size") and not compat.is_config_group(loader, "shots")

@@ -234,6 +234,7 @@ def test_paper_hf_computes_the_released_tables_validation_losses():
         assert paper.corpus.max_documents == 5000 and paper.corpus.dataset == corrected.corpus.dataset
 
 
+@pytest.mark.slow
 def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, cache_dir):
     """A user's own sweep collected in the paper convention, concatenated with the released table's rows, fits:
     demo checkpoints (task and corpus named as the paper's HellaSwag and C4) beside the paper's families."""

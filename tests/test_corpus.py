@@ -313,6 +313,7 @@ def test_corpus_configs_name_the_papers_corpora():
         load("task=val_c4", "task.corpus.max_tokns=5")
 
 
+@pytest.mark.slow
 def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
     proc = cli("task=val_demo", results_dir=tmp_path)
     path = tmp_path / "llm-line--demo-tiny" / "main" / "val_demo" / "0shot" / store.RESULT

@@ -36,6 +36,7 @@ def done(tmp_path_factory, cache_dir):
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_fails_clearly_and_touches_nothing(done, cli, overrides, message):
     root, path, before = done
     proc = cli(*overrides, results_dir=root, check=False)
@@ -45,6 +46,7 @@ def test_bad_input_fails_clearly_and_touches_nothing(done, cli, overrides, messa
     assert len(list(root.rglob(store.RESULT))) == 1
 
 
+@pytest.mark.slow
 def test_failed_cell_leaves_a_failure_record_and_no_result(done, cli):
     root, _, _ = done
     cli("task=demo_sounds", "model.revision=step7", results_dir=root, check=False)
@@ -54,6 +56,7 @@ def test_failed_cell_leaves_a_failure_record_and_no_result(done, cli):
     assert not (failure.parent / store.RESULT).exists()
 
 
+@pytest.mark.slow
 def test_a_failing_cell_does_not_stop_the_rest_of_the_sweep(tmp_path, cli):
     proc = cli("-m", "task=demo_sounds", "model.revision=step7,step100", results_dir=tmp_path, check=False)
     assert proc.returncode != 0
@@ -152,6 +155,7 @@ def test_read_only_results_dir_is_refused(tmp_path, monkeypatch):
     checks.check_results_dir(str(tmp_path / "new"))
 
 
+@pytest.mark.slow
 def test_a_cell_error_is_one_line_with_its_traceback_in_the_log_and_failure_json(tmp_path, cli):
     proc = cli("task=demo_sounds", "shots=1000", "task.limit=1", results_dir=tmp_path, check=False)
     assert proc.returncode == 1

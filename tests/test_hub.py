@@ -195,6 +195,7 @@ def hub_env(monkeypatch, tmp_path):
     return use
 
 
+@pytest.mark.slow
 def test_a_hub_model_on_a_hub_dataset_task_downloads_records_its_commit_then_runs_offline(
     repos, hub_tasks, cli, hub_env, tmp_path
 ):
@@ -227,6 +228,7 @@ def test_a_hub_model_on_a_hub_dataset_task_downloads_records_its_commit_then_run
     assert 0.0 <= results[0]["metrics"]["hub_colors"]["acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_missing_branch_fails_with_the_nearest_ones(repos, cli, hub_env, tmp_path):
     with HubServer(repos) as server:
         hub_env(server.url, offline=False)
@@ -241,6 +243,7 @@ def test_a_missing_branch_fails_with_the_nearest_ones(repos, cli, hub_env, tmp_p
     assert not list(tmp_path.rglob(store.RESULT))
 
 
+@pytest.mark.slow
 def test_a_corpus_task_streams_a_hub_dataset(repos, cli, hub_env, tmp_path):
     with HubServer(repos) as server:
         hub_env(server.url, offline=False)
@@ -260,6 +263,7 @@ def test_a_corpus_task_streams_a_hub_dataset(repos, cli, hub_env, tmp_path):
     assert result["metrics"]["val_demo"]["loss"] > 0
 
 
+@pytest.mark.slow
 def test_the_sweep_stops_on_missing_revisions_and_prefetches_the_rest(repos, cli, hub_env, tmp_path):
     sweep = ["-m", "model=hf", f"model.name={MODEL}", "model.step=100,150", "task=val_demo"]
     with HubServer(repos) as server:

@@ -307,6 +307,7 @@ def runs(tmp_path_factory):
 TOKENS = torch.tensor([[5, 280, 17, 99, 300, 3, 511, 256, 42, 7, 270, 1], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 300, 290]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["llama", "mamba"])
 @pytest.mark.parametrize("step", [100, 200])
 def test_exported_logits_match_lingua_reference(runs, arch, step):
@@ -412,6 +413,7 @@ def test_export_is_idempotent_and_refuses_what_it_cannot_express(runs, tmp_path)
         export.export_run(tmp_path / "0000000010", tmp_path / "out", lingua_dir=str(runs["base"]))
 
 
+@pytest.mark.slow
 def test_evaluate_sweeps_an_export_by_step(runs, tmp_path, cli):
     out = runs["llama"]["out"]
     proc = cli(

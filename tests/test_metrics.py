@@ -37,6 +37,7 @@ def run(demo_model):
     return out
 
 
+@pytest.mark.slow
 def test_accuracy_equals_lm_eval_cli(run, demo_model, tmp_path):
     """An independent `lm_eval` CLI run of the same model and task gives the same acc and acc_norm."""
     subprocess.run(

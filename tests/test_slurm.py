@@ -16,11 +16,14 @@ from conftest import ROOT
 
 from llm_line import store
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0,
-    reason="no SLURM cluster reachable: run `tests/slurm/start.sh` and "
-    "`export SLURM_CONF=/tmp/llm-line-slurm/slurm.conf`",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0,
+        reason="no SLURM cluster reachable: run `tests/slurm/start.sh` and "
+        "`export SLURM_CONF=/tmp/llm-line-slurm/slurm.conf`",
+    ),
+]
 
 LAUNCHER = [
     "hydra/launcher=slurm",

@@ -13,6 +13,8 @@ from conftest import ROOT
 
 from llm_line import store
 
+pytestmark = pytest.mark.slow  # sweeps through the CLI: minutes on 2 cores
+
 GRID = ["-m", "model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2"]
 
 

@@ -131,6 +131,7 @@ def test_resolvers_directly():
     assert tokens_at("main", 2097152, None) is None and tokens_at("step5", None, 10) is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not PAPER_CSV.exists(), reason="the paper's table lives in ../shared")
 def test_metadata_agrees_with_the_papers_table():
     """Tokens seen (and revision names, for the ablations) reproduce the released table's figures."""
@@ -179,6 +180,7 @@ def expand(experiment, *cli):
     return sweeper.expand(OmegaConf.to_container(cfg.hydra.sweeper.grids), overrides, parser)
 
 
+@pytest.mark.slow
 def test_paper_hf_expands_to_the_papers_hugging_face_table():
     jobs = expand("paper_hf")
     checkpoints = {tuple(o for o in job if not o.startswith("task=")) for job in jobs}
@@ -221,6 +223,7 @@ def test_pythia_checkpoints_sweeps_all_154_revisions_of_one_size():
     assert steps[0] == "model.step=0" and steps[-1] == "model.step=143000"
 
 
+@pytest.mark.slow
 def test_step_range_sweep_runs(cli, tmp_path):
     """`model.step=range(...)` sweeps real cells: the demo model's revisions step100 .. step300."""
     cli("-m", "model=demo", "model.step=range(100,400,100)", "task=demo_colors", "task.limit=3", results_dir=tmp_path)
@@ -234,6 +237,7 @@ def test_step_range_sweep_runs(cli, tmp_path):
         assert result["model"]["loaded_from"].endswith(f"step{step}")
 
 
+@pytest.mark.slow
 def test_grids_sweeper_runs_a_union_of_grids(cli, tmp_path):
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "two_grids.yaml").write_text(
