@@ -66,10 +66,13 @@ def paper_dry_run(results: Path) -> None:
     took = time.perf_counter() - start
     text = out.stdout + out.stderr
     cells = int(re.search(r"(\d+) cells in the grid", text).group(1))
+    errors = int(re.search(r"(\d+) with errors", text).group(1))
+    launch = int(re.search(r"(\d+) to launch", text).group(1))
     jobs = int(re.search(r"(\d+) jobs \(one model load each", text).group(1))
     print(
-        f"paper_hf dry run: {cells} cells -> {jobs} jobs = {jobs} model loads ({jobs / cells:.3f} per cell, "
-        f"was 1 per cell); dry run {took:.1f} s wall"
+        f"paper_hf dry run: {cells} cells, {errors} error cells (hub revisions the preflight could not find; "
+        f"offline, patterns need a cached branch list), {launch} to launch -> {jobs} jobs = {jobs} model loads "
+        f"({jobs / launch:.3f} per cell, was 1 per cell); dry run {took:.1f} s wall"
     )
 
 
