@@ -15,7 +15,7 @@ import time
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -157,7 +157,7 @@ def corpus_settings(cfg: DictConfig) -> dict[str, Any] | None:
     """The settings of a corpus cell that change its numbers (all but the batch size); None for other cells."""
     if cfg.task.corpus is None:
         return None
-    settings = OmegaConf.to_container(cfg.task.corpus, resolve=True)
+    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.task.corpus, resolve=True))
     settings.pop("batch_size")
     if settings["method"] == "packed":  # the chunk length plays no part in packed windows
         settings.pop("chunk_length")

@@ -384,7 +384,9 @@ def checkpoint_meta(cells: list[dict[str, Any]]) -> pd.DataFrame:
 
 def metric_order(column: str) -> tuple:
     """Validation losses first, then tasks, each in the released table's order, then anything else."""
-    base, shots = re.match(r"^(.*?)(?: \((\d+)-shot\))?$", column).groups()
+    match = re.match(r"^(.*?)(?: \((\d+)-shot\))?$", column)
+    assert match is not None  # the pattern matches any one-line name
+    base, shots = match.groups()
     shots = int(shots or 0)
     for suffix_rank, suffix in enumerate(["Validation Loss", "Validation BPB"]):
         if base.endswith(" " + suffix):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,7 @@ def package_dir() -> str:
 
 def register() -> None:
     """Register the schema and the resolvers; safe to call more than once."""
-    resolvers = {
+    resolvers: dict[str, Callable[..., Any]] = {
         "cell_dir": cell_dir,
         "step_revision": step_revision,
         "tokens_at": tokens_at,

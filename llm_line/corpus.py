@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from glob import glob, has_magic
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
 from llm_line.documents import read_file, text_value
 from llm_line.errors import CellError
 from llm_line.harness import load_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +226,7 @@ def cached_documents(
     """The tokenized selection, from the cache or tokenized now (and cached, atomically, under a lock)."""
     from filelock import FileLock
 
-    key = {
+    key: dict[str, Any] = {
         "version": CACHE_VERSION,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "source": source_fingerprint(corpus),
@@ -306,7 +309,7 @@ def resolve_separator(separator: str, tokenizer: Any) -> tuple[str, int]:
     return separator, int(token_id)
 
 
-def split_model(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+def split_model(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(the base model giving the final hidden states, the output head mapping them to logits)."""
     base, head = model.base_model, model.get_output_embeddings()
     if base is model or head is None:
@@ -314,7 +317,7 @@ def split_model(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Modul
     return base, head
 
 
-def check_head(model: torch.nn.Module, stream: torch.Tensor, device: str) -> None:
+def check_head(model: PreTrainedModel, stream: torch.Tensor, device: str) -> None:
     """Fail if the model's logits are not its head applied to its base's hidden states (e.g. logit soft-capping)."""
     base, head = split_model(model)
     sample = stream[: min(len(stream), 33)][None].to(device)
@@ -337,7 +340,7 @@ def window_nll(
     hidden = base(input_ids=inputs, use_cache=False)[0]
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
-    chunk = max(1, LOGITS_BYTES // (4 * head.weight.shape[0]))
+    chunk = max(1, LOGITS_BYTES // (4 * cast(torch.Tensor, head.weight).shape[0]))
     total = torch.zeros((), dtype=torch.float64, device=hidden.device)
     for start in range(0, len(targets), chunk):
         logits = head(hidden[start : start + chunk]).float()
@@ -346,7 +349,7 @@ def window_nll(
 
 
 def packed_loss(
-    model: torch.nn.Module, stream: torch.Tensor, context_length: int, batch_size: int, device: str
+    model: PreTrainedModel, stream: torch.Tensor, context_length: int, batch_size: int, device: str
 ) -> dict[str, Any]:
     """Total NLL of `stream[1:]` given what precedes each token within its window of `context_length` inputs."""
     if context_length < 1 or batch_size < 1:
@@ -420,7 +423,7 @@ def paper_chunks(
     return torch.from_numpy(chunks)
 
 
-def chunks_loss(model: torch.nn.Module, chunks: torch.Tensor, batch_size: int, device: str) -> dict[str, Any]:
+def chunks_loss(model: PreTrainedModel, chunks: torch.Tensor, batch_size: int, device: str) -> dict[str, Any]:
     """Total NLL of tokens 2..k of every chunk given the tokens before them in that chunk only.
 
     Padding sits at the end of a row and attention is causal, so it changes no scored position; its targets
@@ -450,6 +453,7 @@ METHODS = ("packed", "chunks")
 def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[str, Any]:
     """The validation loss of one model on one corpus: metrics, and what the result records about the run."""
     corpus = task.corpus
+    assert corpus is not None  # cell.compute sends only corpus tasks here
     if corpus.method not in METHODS:
         raise CellError(f"task.corpus.method must be one of {', '.join(METHODS)}, not {corpus.method!r}")
     loaded = load_model(model_cfg)

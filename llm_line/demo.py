@@ -122,7 +122,7 @@ def build(out: Path, size: DemoSize, seed: int = 0) -> None:
         num_attention_heads=size.heads,
         intermediate_size=4 * size.hidden,
         max_position_embeddings=256,
-        rotary_pct=0.25,
+        rope_parameters={"rope_theta": 10000.0, "partial_rotary_factor": 0.25},  # Pythia's rotary_pct=0.25
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,

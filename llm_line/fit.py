@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 
@@ -92,9 +93,9 @@ def compute_law(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, reduced
 
 
 def fit_irreducible(
-    loss: Sequence[float],
-    N: Sequence[float] | None = None,
-    D: Sequence[float] | None = None,
+    loss: ArrayLike,
+    N: ArrayLike | None = None,
+    D: ArrayLike | None = None,
     *,
     name: str = "loss",
     group: str = "all",
@@ -237,6 +238,7 @@ class LossFit:
         """The fitted law at x-losses `x` (NaN below E_x, where it is undefined)."""
         if not self.fitted:
             raise ValueError(f"no fit for group {self.group!r}: {self.reason}")
+        assert self.K is not None and self.kappa is not None and self.E_x is not None and self.E_y is not None
         return shifted_power_law(np.asarray(x, dtype=float), self.K, self.kappa, self.E_x.E, self.E_y.E)
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
@@ -260,7 +262,14 @@ class LossFit:
         return cls(**data)
 
 
-def shifted_power_law(x: np.ndarray, K: float, kappa: float, E_x: float, E_y: float) -> np.ndarray:
+def shifted_power_law(
+    x: np.ndarray,
+    K: float | np.ndarray,
+    kappa: float | np.ndarray,
+    E_x: float | np.ndarray,
+    E_y: float | np.ndarray,
+) -> np.ndarray:
+    """K (x - E_x)^kappa + E_y (NaN where x < E_x); the parameters may be arrays that broadcast with x."""
     base = np.asarray(x, dtype=float) - E_x
     with np.errstate(invalid="ignore"):
         return np.where(base >= 0, K * np.power(np.clip(base, 0, None), kappa) + E_y, np.nan)
@@ -326,8 +335,8 @@ def fit_law(
 
 
 def fit_loss_to_loss(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: ArrayLike,
+    y: ArrayLike,
     E_x: Irreducible,
     E_y: Irreducible,
     *,
@@ -345,44 +354,44 @@ def fit_loss_to_loss(
     that cannot be trusted with status "flagged" and its warnings. `progress` shows a bar for the bootstrap
     (on a terminal).
     """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    both = np.isfinite(x) & np.isfinite(y)
-    x, y = x[both], y[both]
-    n = len(x)
+    x_all, y_all = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    both = np.isfinite(x_all) & np.isfinite(y_all)
+    xs: np.ndarray = x_all[both]
+    ys: np.ndarray = y_all[both]
+    n = len(xs)
     result = LossFit(group=group, x=x_name, y=y_name, n=n, status="failed", E_x=E_x, E_y=E_y)
     need = 5 if free else 3
     if n < need:
         result.reason = f"{n} checkpoint(s) with both losses (need ≥ {need})"
         return result
-    if len(np.unique(x)) < 3 or np.ptp(x) <= 1e-9 * abs(float(np.mean(x))):
-        result.reason = f"no spread in {x_name} ({len(np.unique(x))} distinct value(s))"
+    if len(np.unique(xs)) < 3 or np.ptp(xs) <= 1e-9 * abs(float(np.mean(xs))):
+        result.reason = f"no spread in {x_name} ({len(np.unique(xs))} distinct value(s))"
         return result
-    if np.ptp(y) <= 1e-12 * max(abs(float(np.mean(y))), 1.0):
+    if np.ptp(ys) <= 1e-12 * max(abs(float(np.mean(ys))), 1.0):
         result.reason = f"no spread in {y_name}: R² is undefined"
         return result
-    if np.sum(x > E_x.E) < 2:
+    if np.sum(xs > E_x.E) < 2:
         result.reason = f"fewer than 2 checkpoints have {x_name} above E_x = {E_x.E:.4g}"
         return result
-    fitted = fit_law(x, y, E_x.E, E_y.E, free=free)
+    fitted = fit_law(xs, ys, E_x.E, E_y.E, free=free)
     if fitted is None:
         result.reason = "least squares did not converge"
         return result
     K, kappa, ex, ey, _ = fitted
     if free:
-        E_x = Irreducible(x_name, group, ex, "free", None, n=n, min_loss=float(x.min()))
-        E_y = Irreducible(y_name, group, ey, "free", None, n=n, min_loss=float(y.min()))
-    predicted = shifted_power_law(x, K, kappa, ex, ey)
-    residuals = y - predicted
+        E_x = Irreducible(x_name, group, ex, "free", None, n=n, min_loss=float(xs.min()))
+        E_y = Irreducible(y_name, group, ey, "free", None, n=n, min_loss=float(ys.min()))
+    predicted = shifted_power_law(xs, K, kappa, ex, ey)
+    residuals = ys - predicted
     ss_res = float(np.sum(residuals**2))
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    ss_tot = float(np.sum((ys - ys.mean()) ** 2))
     result.reason = None
     result.K, result.kappa, result.E_x, result.E_y = K, kappa, E_x, E_y
     result.r2 = 1 - ss_res / ss_tot
     result.rmse = math.sqrt(ss_res / n)
-    result.x_range = (float(x.min()), float(x.max()))
+    result.x_range = (float(xs.min()), float(xs.max()))
     result.residuals = [float(r) for r in residuals]
-    result.warnings = trust_warnings(result, x, y, free)
+    result.warnings = trust_warnings(result, xs, ys, free)
     result.status = "flagged" if result.warnings else "ok"
 
     if n_boot > 0:
@@ -392,7 +401,7 @@ def fit_loss_to_loss(
             range(n_boot), desc=f"bootstrap {group}", unit="fit", leave=False, disable=None if progress else True
         ):
             idx = rng.integers(0, n, n)
-            xb, yb = x[idx], y[idx]
+            xb, yb = xs[idx], ys[idx]
             if len(np.unique(xb)) < 3:
                 continue
             # with free E, a resample's bounds (its own minima) can be tighter than the estimate
@@ -401,13 +410,19 @@ def fit_loss_to_loss(
             if refit is not None:
                 boot.append(refit[:4])
         result.n_boot = len(boot)
-        result.boot = [tuple(map(float, b)) for b in boot]
+        result.boot = [(float(K_b), float(kappa_b), float(ex_b), float(ey_b)) for K_b, kappa_b, ex_b, ey_b in boot]
         if len(boot) >= max(20, n_boot // 2):
             arr = np.array(boot)
             lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
-            result.K_ci = tuple(float(v) for v in np.percentile(arr[:, 0], [lo, hi]))
-            result.kappa_ci = tuple(float(v) for v in np.percentile(arr[:, 1], [lo, hi]))
+            result.K_ci = _percentile_interval(arr[:, 0], lo, hi)
+            result.kappa_ci = _percentile_interval(arr[:, 1], lo, hi)
     return result
+
+
+def _percentile_interval(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """The (lo, hi) percentiles of `values` (lo, hi in 0..100), as floats."""
+    low, high = np.percentile(values, [lo, hi])
+    return float(low), float(high)
 
 
 def trust_warnings(fit: LossFit, x: np.ndarray, y: np.ndarray, free: bool) -> list[str]:
@@ -417,6 +432,7 @@ def trust_warnings(fit: LossFit, x: np.ndarray, y: np.ndarray, free: bool) -> li
     checkpoint, using it up like a fitted parameter; with no checkpoint left over, the curve goes through
     (nearly) every point by construction and R² ≈ 1, RMSE ≈ 0 say nothing.
     """
+    assert fit.E_x is not None and fit.E_y is not None and fit.kappa is not None and fit.r2 is not None
     warnings = []
     pinned = sum(m * (1 - 1e-9) <= e.E for e, m in ((fit.E_x, x.min()), (fit.E_y, y.min())))
     parameters = 4 if free else 2 + pinned
@@ -536,6 +552,7 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
     """The y-loss the group's law predicts at x-loss `x_new`, with intervals from the bootstrap."""
     if not fit.fitted:
         raise ValueError(f"group {fit.group!r} has no fit to predict from: {fit.reason}")
+    assert fit.E_x is not None
     x_new = float(x_new)
     if x_new < fit.E_x.E:
         raise ValueError(
@@ -544,21 +561,23 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
         )
     y = float(fit.curve(x_new))
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    ci = pi = None
+    ci: tuple[float, float] | None = None
+    pi: tuple[float, float] | None = None
     note = None
     if fit.boot:
         b = np.array(fit.boot)
         curves = shifted_power_law(np.full(len(b), x_new), b[:, 0], b[:, 1], b[:, 2], b[:, 3])
         curves = curves[np.isfinite(curves)]
         if len(curves) >= 20:
-            ci = tuple(float(v) for v in np.percentile(curves, [lo, hi]))
+            ci = _percentile_interval(curves, lo, hi)
             rng = np.random.default_rng(seed)
             resid = np.asarray(fit.residuals) * math.sqrt(fit.n / max(fit.n - 2, 1))
-            pi = tuple(float(v) for v in np.percentile(curves + rng.choice(resid, len(curves)), [lo, hi]))
+            pi = _percentile_interval(curves + rng.choice(resid, len(curves)), lo, hi)
     if ci is None:
         note = "no interval: the fit has no bootstrap (run it with n_boot > 0)"
     if fit.warnings:
         note = ((note + "; ") if note else "") + "flagged law: " + "; ".join(fit.warnings)
+    assert fit.x_range is not None
     lo_x, hi_x = fit.x_range
     extrapolated = not (lo_x <= x_new <= hi_x)
     if extrapolated:
@@ -582,23 +601,22 @@ def format_fits(fits: Sequence[LossFit]) -> str:
     header = ["group", "n", "status", "K", "K 95% CI", "κ", "κ 95% CI", "E_x", "E_y", "R²", "RMSE"]
     cells = []
     for f in fits:
-        cells.append(
-            [f.group, str(f.n), f.status]
-            + (
-                [
-                    f"{f.K:.4g}",
-                    _ci(f.K_ci),
-                    f"{f.kappa:.4g}",
-                    _ci(f.kappa_ci),
-                    f"{f.E_x.E:.4g}",
-                    f"{f.E_y.E:.4g}",
-                    f"{f.r2:.4f}",
-                    f"{f.rmse:.3g}",
-                ]
-                if f.fitted
-                else [f"not fitted: {f.reason}"]
-            )
-        )
+        row = [f.group, str(f.n), f.status]
+        if f.fitted:
+            assert f.E_x is not None and f.E_y is not None
+            row += [
+                f"{f.K:.4g}",
+                _ci(f.K_ci),
+                f"{f.kappa:.4g}",
+                _ci(f.kappa_ci),
+                f"{f.E_x.E:.4g}",
+                f"{f.E_y.E:.4g}",
+                f"{f.r2:.4f}",
+                f"{f.rmse:.3g}",
+            ]
+        else:
+            row.append(f"not fitted: {f.reason}")
+        cells.append(row)
     fitted_rows = [row for row in cells if len(row) == len(header)]
     widths = [max([len(h)] + [len(row[i]) for row in (cells if i < 3 else fitted_rows)]) for i, h in enumerate(header)]
 

@@ -55,6 +55,8 @@ class Intervention:
 
     def frame(self) -> pd.DataFrame:
         """The offsets as a tidy table (one row per group)."""
+        base_E_x, base_E_y = self.base.E_x, self.base.E_y
+        assert base_E_x is not None and base_E_y is not None  # the base law was fitted (see `offsets`)
         return pd.DataFrame(
             [
                 {
@@ -71,8 +73,8 @@ class Intervention:
                     "below_E_x": o.below_E_x,
                     "base_K": self.base.K,
                     "base_kappa": self.base.kappa,
-                    "base_E_x": self.base.E_x.E,
-                    "base_E_y": self.base.E_y.E,
+                    "base_E_x": base_E_x.E,
+                    "base_E_y": base_E_y.E,
                     "base_r2": self.base.r2,
                 }
                 for o in self.offsets
@@ -104,6 +106,7 @@ def offsets(
     if not law.ok:
         why = law.reason or "; ".join(law.warnings)
         raise DataError(f"the base group {base!r} has no law to compare against ({law.status}): {why}")
+    assert law.E_x is not None
     boot = np.array(law.boot) if law.boot else np.empty((0, 4))
     rng = np.random.default_rng(seed)
     result = Intervention(column, law, [], {})
@@ -135,6 +138,7 @@ def offsets(
 def format_intervention(result: Intervention) -> str:
     """The base law, then one aligned line per group: n, mean residual with its interval, RMSE."""
     law = result.base
+    assert law.E_x is not None and law.E_y is not None
     lines = [
         f"{law.y}  vs  {law.x}: residuals from the law of {result.column} = {law.group!r} "
         f"(K={law.K:.4g}, κ={law.kappa:.4g}, E_x={law.E_x.E:.4g}, E_y={law.E_y.E:.4g}, R²={law.r2:.4f}, "

@@ -22,6 +22,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import matplotlib
 import numpy as np
@@ -109,6 +110,7 @@ def figure(
             for f in group_fits:
                 if not f.ok:
                     continue
+                assert f.x_range is not None and f.E_x is not None
                 lo, hi = f.x_range
                 colour = colours.get(f.group, "black")
                 grid = np.linspace(max(lo - 0.03 * (hi - lo), f.E_x.E), hi + 0.03 * (hi - lo), 200)
@@ -256,8 +258,12 @@ def residual_figure(results: Sequence, title: str | None = None):
 def group_colours(groups: Sequence[str]) -> dict[str, tuple]:
     """One colour per group, in the order given (tab10, or tab20 beyond ten groups)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
-    return dict(zip(groups, plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors, strict=False))
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    assert isinstance(cmap, ListedColormap)  # tab10 and tab20 are lists of colours
+    colours = cast("Sequence[tuple]", cmap.colors)  # a tuple of RGB tuples; the stubs say any ArrayLike
+    return dict(zip(groups, colours, strict=False))
 
 
 def law_box(ax, fits: Sequence[fitting.LossFit], colours: dict[str, tuple]) -> None:
