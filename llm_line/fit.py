@@ -691,6 +691,19 @@ def load_fits(path: Path) -> list[LossFit]:
     return [LossFit.from_dict(d) for d in json.loads(Path(path).read_text())["fits"]]
 
 
+def add_law_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a law and its intervals are fitted: the options `fit` and `intervention` share."""
+    parser.add_argument(
+        "--irreducible",
+        choices=("compute", "min", "free"),
+        default="compute",
+        help="E from the compute-to-loss fit (default, falls back to min loss), the min "
+        "loss, or fitted freely with K and kappa",
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
 def main(argv: list[str] | None = None) -> int:
     from llm_line.store import atomic_file, write_json
 
@@ -709,17 +722,9 @@ def main(argv: list[str] | None = None) -> int:
         default="Pretraining Data",
         help='column whose values get one fit each (default "Pretraining Data"; "" = one fit)',
     )
-    parser.add_argument(
-        "--irreducible",
-        choices=("compute", "min", "free"),
-        default="compute",
-        help="E from the compute-to-loss fit (default, falls back to min loss), the min "
-        "loss, or fitted freely with K and kappa",
-    )
+    add_law_arguments(parser)
     parser.add_argument("--size-col", default="Size", help="model size N column (default Size)")
     parser.add_argument("--tokens-col", default="Tokens", help="training tokens D column (default Tokens)")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument(
         "--predict",
         type=float,

@@ -183,14 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--y", required=True, nargs="+", help="y-axis loss column(s): one panel each")
     parser.add_argument("--group", required=True, help="the intervention: the column whose values are compared")
     parser.add_argument("--base", required=True, help="the value of --group whose law the others are scored on")
-    parser.add_argument(
-        "--irreducible",
-        choices=("compute", "min", "free"),
-        default="compute",
-        help="how the base law's E_x, E_y are found (see python -m llm_line.fit --help)",
-    )
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fitting.add_law_arguments(parser)
     parser.add_argument("--csv", type=Path, help="also write the offsets as a tidy CSV here")
     parser.add_argument("-o", "--out", type=Path, help="write the residual panels here (.png and .pdf)")
     args = parser.parse_args(argv)
