@@ -148,7 +148,7 @@ class ResumingSweeper(BasicSweeper):
         them), unless `skip_missing`: then their cells become error cells and the rest is launched.
         """
         launch = plan.to_launch()
-        missing = hub.missing_cells([c.cfg for c in launch])
+        missing = hub.missing_cells([c.hub_revisions for c in launch])
         if missing and not (self.skip_missing or self.dry_run):
             raise CellError(
                 f"{len(missing)} cells of this grid ask for hub revisions that do not exist (listed "

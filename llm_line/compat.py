@@ -6,6 +6,7 @@ changes one of them breaks in one place, loudly: tests/test_compat.py pins each 
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,9 +16,9 @@ import omegaconf.base
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_loader import ConfigLoader
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.utils import JobReturn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, ValueNode
 
 __all__ = [
     "BasicSweeper",
@@ -26,6 +27,7 @@ __all__ = [
     "cached_interpolation_parsing",
     "encode_pair",
     "job_error",
+    "overrides_applied",
 ]
 # BasicSweeper: Hydra's own sweeper (hydra._internal), which llm-line's sweeper extends: Hydra has no public
 # base class for a sweeper that expands override grids the way the basic sweeper does.
@@ -60,6 +62,34 @@ def cached_interpolation_parsing() -> Iterator[None]:
         yield
     finally:
         omegaconf.base.parse = original
+
+
+@contextmanager
+def overrides_applied(overrides: Sequence[Override], cfg: DictConfig) -> Iterator[DictConfig]:
+    """`cfg` with value overrides applied in place for the block, then every changed value restored as it was
+    (an interpolation stays an interpolation): a config shared by many cells is read without a copy per cell.
+
+    Only plain changes of existing values are undone this way (OmegaConf's `_get_node`, `_value`,
+    `_set_value`: Hydra's update keeps the node and sets its value); an override that adds, deletes or
+    replaces a container gets a copy of `cfg` instead.
+    """
+    nodes = []
+    for override in overrides:
+        parent_key, _, leaf = override.key_or_group.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        node = parent._get_node(leaf, validate_access=False) if isinstance(parent, DictConfig) else None
+        if override.type != OverrideType.CHANGE or not isinstance(node, ValueNode):
+            copied = copy.deepcopy(cfg)
+            apply_overrides(overrides, copied)
+            yield copied
+            return
+        nodes.append((node, node._value()))
+    try:
+        apply_overrides(overrides, cfg)
+        yield cfg
+    finally:
+        for node, raw in reversed(nodes):
+            node._set_value(raw)
 
 
 def job_error(ret: JobReturn) -> BaseException:

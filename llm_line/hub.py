@@ -251,8 +251,13 @@ def hub_revisions(cells: Iterable[Any]) -> list[tuple[str, str, str]]:
 
 def preflight(cells: Iterable[Any]) -> list[Check]:
     """Check every distinct hub (repository, revision) of `cells` with one ref listing per repository."""
+    return check_revisions(hub_revisions(cells))
+
+
+def check_revisions(revisions: Iterable[tuple[str, str, str]]) -> list[Check]:
+    """Check each (kind, repository, revision); a repository's branches are listed once (list_refs caches)."""
     checks = []
-    for kind, repo, revision in hub_revisions(cells):
+    for kind, repo, revision in revisions:
         check = Check(repo, revision, kind)
         try:
             check.found = resolve(repo, revision, kind)
@@ -276,18 +281,21 @@ def report(checks: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def missing_cells(cells: Sequence[Any]) -> dict[int, str]:
-    """The sweeper's preflight: which of `cells` (composed cell configs) load a hub revision that does not
-    exist, by index, with the reason. Logs what was checked, what is missing (with the nearest existing
+def missing_cells(cells_revisions: Sequence[Sequence[tuple[str, str, str]]]) -> dict[int, str]:
+    """The sweeper's preflight: which cells load a hub revision that does not exist, by index, with the reason.
+
+    `cells_revisions`: each cell's `hub_revisions` (kind, repository, revision). Every distinct one is checked
+    with one branch listing per repository. Logs what was checked, what is missing (with the nearest existing
     revisions) and what could not be verified offline."""
-    checks = preflight(cells)
+    distinct = list(dict.fromkeys(key for keys in cells_revisions for key in keys))
+    checks = check_revisions(distinct)
     if checks:
         doubtful = any(c.problem or not c.verified for c in checks)
         log.log(logging.WARNING if doubtful else logging.INFO, report(checks))
     problems = {(c.kind, c.repo, c.revision): c.problem for c in checks if c.problem}
     missing = {}
-    for i, cfg in enumerate(cells):
-        reasons = [problems[key] for key in hub_revisions([cfg]) if key in problems]
+    for i, keys in enumerate(cells_revisions):
+        reasons = [problems[key] for key in keys if key in problems]
         if reasons:
             missing[i] = str(reasons[0])
     return missing

@@ -6,10 +6,11 @@
 and `packs`, the jobs. The sweeper prints it (`hydra.sweeper.dry_run=true`), checks it, and launches its
 packs; other tools (a pre-download, a preflight) can reuse `make_plan` with the same inputs.
 
-Fast on purpose (about 6 ms of CPU per cell, against 78 ms for a full compose): Hydra composes each
-distinct combination of config-group choices (`model=pythia task=piqa`) once; the remaining value overrides
-(`model.size=1b`) are applied to a copy with Hydra's own override code, which validates them exactly as a
-full compose does (tests check the two agree). A cell that fails to compose, or whose run dir holds another
+Fast on purpose (a few ms of CPU per cell, against 78 ms for a full compose): Hydra composes each distinct
+combination of config-group choices (`model=pythia task=piqa`) once; each cell's value overrides
+(`model.size=1b`) are applied to that shared config with Hydra's own override code, which validates them
+exactly as a full compose does (tests check the two agree), read, and undone, so no cell's config is copied
+unless something asks for it (`PlannedCell.cfg`). A cell that fails to compose, or whose run dir holds another
 cell's result, is an `error` cell: reported, not launched; the other cells run.
 """
 
@@ -20,13 +21,15 @@ import functools
 import os
 import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, open_dict
 
 from llm_line import claims, compat, store
@@ -40,15 +43,26 @@ LAUNCHED = ("failed", "launch")
 
 @dataclass
 class PlannedCell:
-    """One cell of the grid as planned; `cfg.hydra` holds only `sweep` (dir, subdir)."""
+    """One cell of the grid as planned, with what launching it needs already resolved."""
 
     overrides: list[str]
-    cfg: DictConfig | None = None  # the composed cell config; None for an error cell
     run_dir: str = ""  # below the sweep dir
     cell: dict[str, Any] | None = None  # identity (llm_line.cell.identity)
     state: str = "launch"
     detail: str = ""
     pack: int | None = None  # index into Plan.packs
+    load_key: tuple | None = None  # cells with equal keys share one model load (llm_line.config.load_key)
+    hub_revisions: list[tuple[str, str, str]] = field(default_factory=list)  # what it loads from the hub
+    compose: Callable[[], DictConfig] | None = field(default=None, repr=False)  # its own config, on demand
+    _cfg: DictConfig | None = field(default=None, repr=False)
+
+    @property
+    def cfg(self) -> DictConfig | None:
+        """The cell's composed config (`cfg.hydra` holds only `sweep`), composed on first use; None for an
+        error cell. Planning itself never needs it: the plan reads each cell's values without a copy."""
+        if self._cfg is None and self.compose is not None:
+            self._cfg = self.compose()
+        return self._cfg
 
 
 @dataclass
@@ -92,38 +106,50 @@ class Plan:
         return "\n".join(lines)
 
 
-def compose_cells(
-    config_loader: ConfigLoader, config: DictConfig, cells_overrides: Sequence[Sequence[str]]
-) -> list[DictConfig | Exception]:
-    """Each cell's config (or the error composing it): one Hydra compose per distinct config-group choice,
-    then the cell's value overrides applied to a copy by Hydra's own code (same validation, same errors).
+class CellComposer:
+    """Cells' configs from one Hydra compose per distinct combination of config-group choices, plus each
+    cell's value overrides applied by Hydra's own code (same validation, same errors as a full compose).
 
-    The copies keep of `hydra` only `hydra.sweep` (dir and run-dir pattern): jobs compose their cells in full.
+    The configs keep of `hydra` only `hydra.sweep` (dir and run-dir pattern): jobs compose their cells in full.
     """
-    parser = OverridesParser.create(config_loader=config_loader)
-    parse = functools.lru_cache(maxsize=None)(parser.parse_override)  # the same override text recurs in many cells
-    is_group = functools.lru_cache(maxsize=None)(functools.partial(compat.is_config_group, config_loader))
-    bases: dict[tuple[str, ...], DictConfig | Exception] = {}
-    out: list[DictConfig | Exception] = []
-    for overrides in cells_overrides:
-        try:
-            parsed = [parse(line) for line in overrides]
-            groups = tuple(str(o.input_line) for o in parsed if is_group(o.key_or_group))
-            values = [o for o in parsed if not is_group(o.key_or_group)]
-            if groups not in bases:
-                try:
-                    bases[groups] = without_hydra_runtime(config_loader.load_sweep_config(config, list(groups)))
-                except Exception as e:  # noqa: BLE001  (kept per choice, reported for each of its cells)
-                    bases[groups] = e
-            base = bases[groups]
-            if isinstance(base, Exception):
-                raise base
-            cfg = copy.deepcopy(base)
-            compat.apply_overrides(values, cfg)
-            out.append(cfg)
-        except Exception as e:  # noqa: BLE001
-            out.append(e)
-    return out
+
+    def __init__(self, config_loader: ConfigLoader, config: DictConfig) -> None:
+        self.config_loader, self.config = config_loader, config
+        parser = OverridesParser.create(config_loader=config_loader)
+        self.parse = functools.lru_cache(maxsize=None)(parser.parse_override)  # the same text recurs in many cells
+        self.is_group = functools.lru_cache(maxsize=None)(functools.partial(compat.is_config_group, config_loader))
+        self.bases: dict[tuple[str, ...], DictConfig | Exception] = {}
+
+    def split(self, overrides: Sequence[str]) -> tuple[DictConfig, list[Override]]:
+        """The composed config of the cell's config-group choices (shared), and its value overrides."""
+        parsed = [self.parse(line) for line in overrides]
+        groups = tuple(str(o.input_line) for o in parsed if self.is_group(o.key_or_group))
+        if groups not in self.bases:
+            try:
+                self.bases[groups] = without_hydra_runtime(
+                    self.config_loader.load_sweep_config(self.config, list(groups))
+                )
+            except Exception as e:  # noqa: BLE001  (kept per choice, reported for each of its cells)
+                self.bases[groups] = e
+        base = self.bases[groups]
+        if isinstance(base, Exception):
+            raise base
+        return base, [o for o in parsed if not self.is_group(o.key_or_group)]
+
+    def compose(self, overrides: Sequence[str]) -> DictConfig:
+        """The cell's own config: a copy of its shared base with its value overrides applied."""
+        base, values = self.split(overrides)
+        cfg = copy.deepcopy(base)
+        compat.apply_overrides(values, cfg)
+        return cfg
+
+    @contextmanager
+    def borrowed(self, overrides: Sequence[str]) -> Iterator[DictConfig]:
+        """The cell's config, valid inside the block only: its overrides applied to the shared base, then
+        undone. Copying every cell's config was most of a plan's time."""
+        base, values = self.split(overrides)
+        with compat.overrides_applied(values, base) as cfg:
+            yield cfg
 
 
 def without_hydra_runtime(composed: DictConfig) -> DictConfig:
@@ -148,43 +174,42 @@ def make_plan(
     """
     sweep_dir = Path(str(config.hydra.sweep.dir))
     submitted = submitted_elsewhere(sweep_dir, queue)
+    composer = CellComposer(config_loader, config)
     cells = []
     with compat.cached_interpolation_parsing():
-        composed = compose_cells(config_loader, config, cells_overrides)
-        for overrides, cfg in zip(cells_overrides, composed, strict=False):
-            cells.append(classify(overrides, cfg, sweep_dir, submitted, queue))
+        for overrides in cells_overrides:
+            planned = PlannedCell(list(overrides))
+            try:
+                with composer.borrowed(overrides) as cfg:
+                    classify(planned, cfg, sweep_dir, submitted, queue)
+                planned.compose = functools.partial(composer.compose, list(overrides))
+            except Exception as e:  # noqa: BLE001  (one bad cell never stops the others)
+                planned.state, planned.detail = "error", f"{type(e).__name__}: {e}".splitlines()[0]
+            cells.append(planned)
     return Plan(cells, pack(cells, cells_per_job))
 
 
 def classify(
-    overrides: Sequence[str],
-    cfg: DictConfig | Exception,
-    sweep_dir: Path,
-    submitted: dict[str, str],
-    queue: set[str] | None,
-) -> PlannedCell:
-    """A cell's state; an `error` cell when it cannot be composed or its run dir holds another cell's result."""
+    planned: PlannedCell, cfg: DictConfig, sweep_dir: Path, submitted: dict[str, str], queue: set[str] | None
+) -> None:
+    """Fill in a cell's run dir, identity, load key, hub revisions and state from its config; raises for an
+    `error` cell (its run dir holds another cell's result, or a corpus result with other settings)."""
+    from llm_line import hub
     from llm_line.cell import finished, identity
 
-    planned = PlannedCell(list(overrides))
-    try:
-        if isinstance(cfg, Exception):
-            raise cfg
-        planned.cfg, planned.run_dir, planned.cell = cfg, str(cfg.hydra.sweep.subdir), identity(cfg)
-        run_dir = sweep_dir / planned.run_dir
-        holder = claims.read(run_dir / store.RUNNING)
-        if finished(cfg, run_dir) is not None:
-            planned.state = "done"
-        elif holder is not None and claims.alive(holder, queue):
-            planned.state = "running"
-            planned.detail = f"since {holder.get('started', '?')} ({holder.get('slurm_job_id') or holder.get('host')})"
-        elif planned.run_dir in submitted:
-            planned.state, planned.detail = "queued", f"by {submitted[planned.run_dir]}"
-        elif (run_dir / store.FAILURE).exists():
-            planned.state = "failed"
-    except Exception as e:  # noqa: BLE001  (one bad cell never stops the others)
-        planned.state, planned.detail = "error", f"{type(e).__name__}: {e}".splitlines()[0]
-    return planned
+    planned.run_dir, planned.cell = str(cfg.hydra.sweep.subdir), identity(cfg)
+    planned.load_key, planned.hub_revisions = load_key(cfg.model), hub.hub_revisions([cfg])
+    run_dir = sweep_dir / planned.run_dir
+    holder = claims.read(run_dir / store.RUNNING)
+    if finished(cfg, run_dir) is not None:
+        planned.state = "done"
+    elif holder is not None and claims.alive(holder, queue):
+        planned.state = "running"
+        planned.detail = f"since {holder.get('started', '?')} ({holder.get('slurm_job_id') or holder.get('host')})"
+    elif planned.run_dir in submitted:
+        planned.state, planned.detail = "queued", f"by {submitted[planned.run_dir]}"
+    elif (run_dir / store.FAILURE).exists():
+        planned.state = "failed"
 
 
 def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:
@@ -193,9 +218,9 @@ def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:
     open_pack: dict[tuple, int] = {}
     for i, c in enumerate(cells):
         c.pack = None
-        if c.state not in LAUNCHED or c.cfg is None:
+        if c.state not in LAUNCHED or c.load_key is None:
             continue
-        key = load_key(c.cfg.model)
+        key = c.load_key
         j = open_pack.get(key)
         if j is None or len(packs[j]) >= max(1, cells_per_job):
             j = open_pack[key] = len(packs)

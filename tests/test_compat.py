@@ -56,3 +56,23 @@ def test_is_config_group_tells_groups_from_values():
         loader = GlobalHydra.instance().config_loader()
         assert compat.is_config_group(loader, "model") and compat.is_config_group(loader, "hydra/launcher")
         assert not compat.is_config_group(loader, "model.size") and not compat.is_config_group(loader, "shots")
+
+
+def test_overrides_applied_in_place_are_undone_interpolations_included():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["model=pythia"])
+    before = OmegaConf.to_yaml(cfg)
+    parser = OverridesParser.create()
+    changes = parser.parse_overrides(["model.size=410m", "model.revision=step7", "shots=5"])
+    with compat.overrides_applied(changes, cfg) as applied:
+        assert applied is cfg and (cfg.model.size, cfg.model.revision, cfg.shots) == ("410m", "step7", 5)
+    assert OmegaConf.to_yaml(cfg) == before  # `revision` is its interpolation again
+    with (
+        pytest.raises(ConfigCompositionException),
+        compat.overrides_applied(parser.parse_overrides(["shots=2", "model.revison=x"]), cfg),
+    ):
+        pass
+    assert OmegaConf.to_yaml(cfg) == before  # a failing override leaves nothing behind
+    with compat.overrides_applied(parser.parse_overrides(["+model.extra=1"]), cfg) as copied:
+        assert copied is not cfg and copied.model.extra == 1  # adding a key: a copy, never the shared config
+    assert "extra" not in cfg.model

@@ -118,7 +118,7 @@ def test_preflight_stops_a_grid_with_missing_revisions_unless_told_to_launch_the
         cell(MODEL, "step250"),
         cell(MODEL, "main", dataset=f"{ORG}/demo-corpus"),
     ]
-    missing = hub.missing_cells(cells)
+    missing = hub.missing_cells([hub.hub_revisions([c]) for c in cells])
     assert "nearest: step0, step100, step200, step300" in caplog.text  # step150's neighbours, listed
     assert "nearest: step100, step200, step300" in caplog.text  # step250's (only one branch above it)
     assert sorted(missing) == [1, 3] and "step150" in missing[1]
