@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_line import store
-from llm_line.config import _STEP_IN_REVISION
+from llm_line.config import step_of
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,6 @@ def resolve(repo: str, revision: str, kind: str = "model") -> Resolved:
         f"revision {revision!r} of {repo} does not exist {where}; "
         + (f"nearest: {', '.join(near)}" if near else f"it has: {', '.join(sorted(refs)[:8]) or 'no branches'}")
     )
-
-
-def step_of(revision: str) -> int | None:
-    match = _STEP_IN_REVISION.search(revision)
-    return int(match.group(1)) if match else None
 
 
 def nearest(refs: Iterable[str], revision: str, n: int = 2) -> list[str]:
