@@ -6,10 +6,14 @@
 The law L_y = K (L_x - E_x)^kappa + E_y is fitted on the base group's checkpoints only (as `llm_line.fit`
 does). Every group, the base included, is then scored by its residuals y - law(x): their mean (the offset:
 > 0 means the group reaches a given x-loss with a higher y-loss than the base) and RMSE, with a bootstrap
-interval for the mean that carries both the base law's uncertainty (its bootstrap resamples) and the
-group's (its checkpoints resampled). An intervention that does not move the line (architecture, in the
-paper) gives offsets whose interval holds 0; one that does (pretraining data) gives offsets far from 0.
-Checkpoints below the base law's E_x, where the law is undefined, are left out and counted.
+interval for the mean that carries both the base law's uncertainty (its bootstrap resamples, E re-estimated
+in each) and the group's (its runs, then checkpoints within runs, resampled with a random stream of its own:
+independent of the base law's draws, so the base group's own offset interval holds 0 as it should). An
+intervention that does not move the line (architecture, in the paper) gives offsets whose interval holds 0;
+one that does (pretraining data) gives offsets far from 0.
+Checkpoints below the base law's E_x, where the law is undefined, are left out and counted; an offset whose
+group reaches outside the x-range the base law was fitted on is marked `extrapolated` (the law is assumed
+there, not measured). A flagged base law is used, and its warnings are printed with the offsets.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Offset:
     ci: tuple[float, float] | None = None  # bootstrap interval of `mean`
     rmse: float | None = None
     below_E_x: int = 0  # checkpoints left out: x below the base law's E_x
+    outside: int = 0  # checkpoints scored outside the base law's fitted x-range
+    extrapolated: bool = False  # some of the group's x-range lies outside the base law's: the law is extrapolated
 
 
 @dataclass
@@ -71,11 +77,15 @@ class Intervention:
                     "ci_hi": o.ci[1] if o.ci else None,
                     "rmse": o.rmse,
                     "below_E_x": o.below_E_x,
+                    "outside_base_range": o.outside,
+                    "extrapolated": o.extrapolated,
                     "base_K": self.base.K,
                     "base_kappa": self.base.kappa,
                     "base_E_x": base_E_x.E,
                     "base_E_y": base_E_y.E,
                     "base_r2": self.base.r2,
+                    "base_status": self.base.status,
+                    "base_warnings": "; ".join(self.base.warnings) or None,
                 }
                 for o in self.offsets
             ]
@@ -90,43 +100,61 @@ def offsets(
     base: str,
     *,
     irreducible: str = "compute",
+    given: dict[tuple[str, str], float] | None = None,
+    given_source: str = "--irreducible-from",
+    run_col: str | None = "Name",
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = False,
 ) -> Intervention:
-    """Fit the law on the rows whose `column` is `base`; score every group of `column` against it."""
+    """Fit the law on the rows whose `column` is `base`; score every group of `column` against it.
+
+    `given` E values are looked up under the base group's name."""
     check_convention(table, f"all rows of this intervention on {column!r}")
     groups = dict(fitting.group_rows(table, column))
     if base not in groups:
         raise KeyError(f"no rows with {column} = {base!r}; the groups are {', '.join(map(repr, groups))}")
+    base_rows = groups[base].assign(**{column: base})  # E values given per group are looked up under `base`
     (law,) = fitting.fit_groups(
-        groups[base], x, y, None, irreducible=irreducible, n_boot=n_boot, seed=seed, progress=progress
+        base_rows,
+        x,
+        y,
+        column,
+        irreducible=irreducible,
+        given=given,
+        given_source=given_source,
+        run_col=run_col,
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
     )
-    law.group = base
-    if not law.ok:
-        why = law.reason or "; ".join(law.warnings)
-        raise DataError(f"the base group {base!r} has no law to compare against ({law.status}): {why}")
-    assert law.E_x is not None
+    if not law.fitted:
+        raise DataError(f"the base group {base!r} has no law to compare against: {law.reason}")
+    assert law.E_x is not None and law.x_range is not None
     boot = np.array(law.boot) if law.boot else np.empty((0, 4))
-    rng = np.random.default_rng(seed)
     result = Intervention(column, law, [], {})
-    for name, rows in groups.items():
+    for index, (name, rows) in enumerate(groups.items()):
         rows = rows.dropna(subset=[x, y])
         xs, ys = rows[x].to_numpy(float), rows[y].to_numpy(float)
         above = xs >= law.E_x.E
-        xs, ys = xs[above], ys[above]
+        rows, xs, ys = rows[above], xs[above], ys[above]
         residual = ys - law.curve(xs)
         result.residuals[name] = pd.DataFrame({x: xs, "residual": residual})
-        offset = Offset(name, len(xs), below_E_x=int((~above).sum()))
+        outside = int(np.sum((xs < law.x_range[0]) | (xs > law.x_range[1])))
+        offset = Offset(name, len(xs), below_E_x=int((~above).sum()), outside=outside, extrapolated=outside > 0)
         if len(xs):
             offset.mean = float(residual.mean())
             offset.rmse = float(math.sqrt(np.mean(residual**2)))
         if len(xs) >= 2 and len(boot) >= 20:
+            # a stream of its own per group: drawing the base group's checkpoints with the base law's own
+            # seed would repeat the draws its bootstrap laws were fitted on, and its offset would never hold 0
+            rng = np.random.default_rng([seed, 1 + index])
+            runs = fitting.group_checkpoints(rows, x, y, "", "", run_col).runs
             means = []
             for K, kappa, E_x, E_y in tqdm(
                 boot, desc=f"offset {name}", leave=False, disable=None if progress else True
             ):
-                idx = rng.integers(0, len(xs), len(xs))
+                idx = fitting.resample_indices(runs, rng)
                 means.append(np.mean(ys[idx] - fitting.shifted_power_law(xs[idx], K, kappa, E_x, E_y)))
             lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
             ci_lo, ci_hi = np.nanpercentile(means, [lo, hi])
@@ -142,8 +170,9 @@ def format_intervention(result: Intervention) -> str:
     lines = [
         f"{law.y}  vs  {law.x}: residuals from the law of {result.column} = {law.group!r} "
         f"(K={law.K:.4g}, κ={law.kappa:.4g}, E_x={law.E_x.E:.4g}, E_y={law.E_y.E:.4g}, R²={law.r2:.4f}, "
-        f"n={law.n})"
+        f"n={law.n}, {law.status})"
     ]
+    lines += [f"  base law flagged: {w}" for w in law.warnings]
     frame = pd.DataFrame(
         [
             {
@@ -153,6 +182,7 @@ def format_intervention(result: Intervention) -> str:
                 f"{CI_LEVEL:.0%} CI": fitting._ci(o.ci) if o.n else "",
                 "RMSE": "" if o.rmse is None else f"{o.rmse:.4f}",
                 "left out (x < E_x)": o.below_E_x or "",
+                "extrapolated": f"{o.outside} outside the base range" if o.extrapolated else "",
             }
             for o in result.offsets
         ]
@@ -160,7 +190,8 @@ def format_intervention(result: Intervention) -> str:
     lines.append(frame.to_string(index=False))
     lines.append(
         "mean residual > 0: the group reaches a given x-loss with a higher y-loss than the base; its "
-        "interval carries the base law's bootstrap and the group's checkpoints resampled"
+        "interval carries the base law's bootstrap (E re-estimated in each resample) and the group's runs and "
+        "checkpoints resampled; extrapolated: checkpoints outside the x-range the base law was fitted on"
     )
     return "\n".join(lines)
 
@@ -196,10 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 y,
                 args.group,
                 args.base,
-                irreducible=args.irreducible,
-                n_boot=args.bootstrap,
-                seed=args.seed,
                 progress=True,
+                **fitting.law_options(args),
             )
             for y in args.y
         ]

@@ -4,9 +4,11 @@
 
 - several files (the user's collected results beside the paper's released table) stacked, each row tagged
   with the file it came from in a `Source` column;
-- `--average "NAME=A Loss,B Loss"`: a new column, the mean of several losses (the paper's intervention
-  figures use the average validation loss and the average test loss);
-- `--where COL=V` / `COL!=V`: numbers compared as numbers, `nan` meaning a missing value; `--dropna COL`;
+- `--average "NAME=A Loss,B Loss"`: a new column, the mean of several losses; `--average paper-validation` and
+  `--average paper-test` are the two averages of the paper's figures (`AVERAGE_PRESETS`);
+- `--where COL=V` / `COL!=V`: numbers compared as numbers, `nan` meaning a missing value; `COL<V`, `COL<=V`,
+  `COL>V`, `COL>=V` on numeric columns; `--dropna COL`;
+- `--in-domain-below X`: the paper's in-domain cut, each row's own pretraining data's validation loss < X;
 - duplicate checkpoints (identical in every measured column) dropped and reported, since a repeated row
   doubles its weight in a fit and narrows its bootstrap intervals.
 
@@ -23,6 +25,36 @@ from collections.abc import Sequence
 import pandas as pd
 
 MEASURED = (" Loss", " BPB", " Accuracy")  # column name endings that hold measurements
+COMPARISONS = ("<=", ">=", "!=", "<", ">", "=")  # --where operators, longest first so "<=" is not read as "<"
+
+# The two averages of the paper's figures (brendel-group/llm-line, figures/figs.ipynb): the validation average
+# leaves out FineWeb-Edu (the usual x-axis), the test average is the 7 tasks of the notebook (CommonSenseQA,
+# Social IQa and MMLU commented out there). Each column is named for what it averages.
+AVERAGE_PRESETS = {
+    "paper-validation": (
+        "Mean Validation Loss (The Pile UC, RefineWeb, Slimpajama, C4)",
+        (
+            "The Pile UC Validation Loss",
+            "RefineWeb Validation Loss",
+            "Slimpajama Validation Loss",
+            "C4 Validation Loss",
+        ),
+    ),
+    "paper-test": (
+        "Mean Task Loss (ARC-C, ARC-E, OpenBookQA, PIQA, COPA, Winogrande, HellaSwag)",
+        (
+            "ARC-Challenge Loss",
+            "ARC-Easy Loss",
+            "OpenBookQA Loss",
+            "PIQA Loss",
+            "COPA Loss",
+            "Winogrande Loss",
+            "HellaSwag Loss",
+        ),
+    ),
+}
+# The original code maps these pretraining data sets to the validation set of the in-domain cut
+IN_DOMAIN_ALIASES = {"The Pile": "The Pile UC", "The Pile Deduped": "The Pile UC"}
 CONVENTION = "Convention"  # paper | corrected: how a loss was computed (collect writes it)
 
 
@@ -59,30 +91,78 @@ def _matches(column: pd.Series, value: str) -> pd.Series:
     return column.astype(str) == value
 
 
+def _split_condition(condition: str) -> tuple[str, str, str]:
+    """(column, operator, value) of a --where condition: the operator that appears first, longest if tied."""
+    found = [(condition.find(op), -len(op), op) for op in COMPARISONS if op in condition]
+    if not found:
+        raise KeyError(f"--where {condition!r} is not COLUMN=VALUE, COLUMN!=VALUE or COLUMN<VALUE (<, <=, >, >=)")
+    position, _, op = min(found)
+    return condition[:position].strip(), op, condition[position + len(op) :].strip()
+
+
+def _compare(column: pd.Series, name: str, op: str, value: str) -> pd.Series:
+    """Where the numeric `column` is `op` the number `value`; a missing value never matches."""
+    try:
+        bound = float(value)
+    except ValueError:
+        raise KeyError(f"--where {name}{op}{value}: {value!r} is not a number") from None
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.isna().sum() > column.isna().sum():
+        raise KeyError(f"--where {name}{op}{value}: column {name!r} is not numeric")
+    return {"<": numbers < bound, "<=": numbers <= bound, ">": numbers > bound, ">=": numbers >= bound}[op]
+
+
 def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str] = ()) -> pd.DataFrame:
-    """Rows matching every `COLUMN=VALUE[,VALUE...]` and none of `COLUMN!=VALUE[,...]`, with `dropna` filled."""
+    """Rows matching every `COLUMN=VALUE[,VALUE...]`, none of `COLUMN!=VALUE[,...]` and every numeric
+    comparison `COLUMN<VALUE` (<, <=, >, >=), with `dropna` filled."""
     mask = pd.Series(True, index=table.index)
     for condition in where:
-        negate = "!=" in condition
-        column, sep, values = condition.partition("!=" if negate else "=")
-        if not sep:
-            raise KeyError(f"--where {condition!r} is not COLUMN=VALUE or COLUMN!=VALUE")
-        column = column.strip()
+        column, op, values = _split_condition(condition)
         require_columns(table, [column])
+        if op in ("<", "<=", ">", ">="):
+            mask &= _compare(table[column], column, op, values)
+            continue
         hit = pd.Series(False, index=table.index)
         for value in values.split(","):
             hit |= _matches(table[column], value.strip())
-        mask &= ~hit if negate else hit
+        mask &= ~hit if op == "!=" else hit
     require_columns(table, list(dropna))
     mask &= table[list(dropna)].notna().all(axis=1)
     return table[mask]
 
 
+def in_domain(table: pd.DataFrame, below: float, report=print) -> pd.DataFrame:
+    """The paper's in-domain cut: rows whose validation loss on their own pretraining data is below `below`.
+
+    The Pile and The Pile Deduped use The Pile UC's validation loss, as the original code does. Rows whose
+    pretraining data has no validation column in the table cannot be judged and are dropped, and reported.
+    """
+    require_columns(table, ["Pretraining Data"])
+    keep = pd.Series(False, index=table.index)
+    unjudged = []
+    for data, rows in table.groupby(table["Pretraining Data"].astype(str), sort=True):
+        column = f"{IN_DOMAIN_ALIASES.get(data, data)} Validation Loss"
+        if column not in table.columns:
+            unjudged.append(f"{data} ({len(rows)} rows, no {column!r})")
+            continue
+        keep[rows.index] = loss_values(rows, column) < below
+    if unjudged:
+        report(
+            f"--in-domain-below {below:g}: dropped rows whose pretraining data has no validation loss: "
+            + "; ".join(unjudged)
+        )
+    return table[keep]
+
+
 def add_average(table: pd.DataFrame, spec: str) -> tuple[pd.DataFrame, str]:
-    """A column holding the mean of several loss columns: `spec` is `NAME=A,B,...` or just `A,B,...`.
+    """A column holding the mean of several loss columns: `spec` is `NAME=A,B,...`, just `A,B,...`, or the
+    name of a preset (`AVERAGE_PRESETS`: `paper-validation`, `paper-test`).
 
     The mean is taken only where every averaged column has a value, so no row is an average of fewer losses.
     """
+    if spec.strip() in AVERAGE_PRESETS:
+        preset_name, preset_columns = AVERAGE_PRESETS[spec.strip()]
+        spec = f"{preset_name}={','.join(preset_columns)}"
     name, sep, columns_text = spec.partition("=")
     if not sep:
         name, columns_text = "", spec
@@ -166,6 +246,7 @@ def load(
     where: Sequence[str] = (),
     dropna: Sequence[str] = (),
     average: Sequence[str] = (),
+    in_domain_below: float | None = None,
     keep_duplicates: bool = False,
     report=print,
 ) -> pd.DataFrame:
@@ -174,8 +255,11 @@ def load(
     for spec in average:
         table, _ = add_average(table, spec)
     table = select(table, where, dropna)
+    if in_domain_below is not None:
+        table = in_domain(table, in_domain_below, report)
     if table.empty:
-        raise KeyError(f"no rows left after --where {' '.join(where)} --dropna {' '.join(dropna)}".strip())
+        cut = f" --in-domain-below {in_domain_below:g}" if in_domain_below is not None else ""
+        raise KeyError(f"no rows left after --where {' '.join(where)} --dropna {' '.join(dropna)}{cut}".strip())
     if not keep_duplicates:
         table, dropped = drop_duplicates(table)
         if len(dropped):
@@ -201,7 +285,14 @@ def add_arguments(parser) -> None:
         default=[],
         metavar="COL=V[,V]",
         help="keep rows whose COL is one of the values (COL!=V drops them; V=nan means "
-        "missing; numbers compare as numbers); repeatable",
+        'missing; numbers compare as numbers; "COL<V", <=, >, >= on numeric columns); repeatable',
+    )
+    parser.add_argument(
+        "--in-domain-below",
+        type=float,
+        metavar="X",
+        help="the paper's in-domain cut: keep rows whose validation loss on their own pretraining data is "
+        "below X (The Pile, The Pile Deduped: The Pile UC); the paper's figures use 4 and 4.5",
     )
     parser.add_argument(
         "--dropna", action="append", default=[], metavar="COL", help="drop rows with no value in COL; repeatable"
@@ -212,7 +303,8 @@ def add_arguments(parser) -> None:
         default=[],
         metavar="[NAME=]A,B,...",
         help="add a column NAME holding the mean of the loss columns A, B, ... (default name "
-        '"Mean(A, B)"); use it as --x or --y; repeatable',
+        '"Mean(A, B)"); use it as --x or --y; repeatable. Presets: paper-validation (The Pile UC, RefineWeb, '
+        "Slimpajama, C4), paper-test (the paper's 7 tasks)",
     )
     parser.add_argument(
         "--keep-duplicates",
@@ -227,6 +319,7 @@ def load_from_args(args, report=print) -> pd.DataFrame:
         where=args.where,
         dropna=args.dropna,
         average=args.average,
+        in_domain_below=args.in_domain_below,
         keep_duplicates=args.keep_duplicates,
         report=report,
     )
