@@ -1267,7 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_file(args.csv) as out:
             fits_frame(fits).to_csv(out, index=False)
         print(f"wrote {args.csv}")
-    return 0 if any(f.ok for f in fits) else 1
+    return 0 if any(f.fitted for f in fits) else 1
 
 
 if __name__ == "__main__":

@@ -79,14 +79,15 @@ def test_irreducible_falls_back_visibly():
     table = synthetic()
     no_tokens = table.drop(columns="Tokens")
     (f,) = fit.fit_groups(no_tokens, "x", "y", n_boot=0)
-    assert f.ok and f.E_x.method == "min observed loss" and table.x.min() == f.E_x.E
+    assert f.status == "flagged" and f.E_x.method == "min observed loss" and table.x.min() == f.E_x.E
     assert "not in the table" in f.E_x.fallback_reason
+    assert "E_x fell back to the minimum loss: model size N or training tokens D is not in the table" in f.warnings
     few = table.assign(Tokens=[np.nan] * 36 + list(table.Tokens[36:]))
     (f,) = fit.fit_groups(few, "x", "y", n_boot=0)
     assert f.E_y.fallback_reason == "N and D are known and > 0 for 4 of 40 checkpoints (need ≥ 6)"
     best_unknown = table.assign(Tokens=np.where(table.x == table.x.min(), np.nan, table.Tokens))
     (f,) = fit.fit_groups(best_unknown, "x", "y", n_boot=0)  # E stays below every loss, known D or not
-    assert f.ok and table.x.min() >= f.E_x.E and f.E_x.n == 39 and math.isfinite(f.r2)
+    assert f.fitted and table.x.min() >= f.E_x.E and f.E_x.n == 39 and math.isfinite(f.r2)
     one_size = table[table.Size == 1e9]
     e = fit.fit_irreducible(one_size.x, one_size.Size, one_size.Tokens, name="x")
     assert e.method == "compute fit L(D) (one model size)" and 0 <= e.E <= one_size.x.min()
@@ -243,13 +244,14 @@ def test_a_fit_with_nothing_left_to_estimate_is_flagged_not_perfect():
     rows = synthetic().iloc[[0, 15, 30]].drop(columns=["Size", "Tokens"])
     (f,) = fit.fit_groups(rows, "x", "y", n_boot=0)
     assert f.status == "flagged" and not f.ok and f.fitted and f.r2 == pytest.approx(1.0)
-    assert f.warnings == [
+    assert f.warnings[0] == (
         "nothing left to estimate: 3 checkpoints for K, κ and 2 E at the minimum loss, so R² "
         "and RMSE do not measure how well the law fits"
-    ]
+    )
     assert "flagged law" in fit.predict(f, 2.5).note
     (five,) = fit.fit_groups(synthetic().iloc[::8].drop(columns=["Size", "Tokens"]), "x", "y", n_boot=0)
-    assert five.n == 5 and five.ok and five.warnings == []
+    assert five.n == 5 and five.status == "flagged"
+    assert five.warnings[0] == "only 5 checkpoints (< 8): too few to check the law's shape"
 
 
 def test_kappa_on_its_bound_and_negative_r2_are_flagged_and_a_missing_group_named():
@@ -291,14 +293,22 @@ def llamas():
     return select(read_table(RELEASED), ["Architecture=Llama"])
 
 
-def test_paper_table_fineweb_ablation_llamas_give_three_tight_laws(llamas):
+def test_paper_table_fineweb_ablation_llamas_are_flagged_with_honest_intervals(llamas):
+    """One model size per group: E is not identifiable, and with E re-estimated in every resample the
+    intervals say so (FineWeb-Edu's κ reaches past 3, as the issue measured); the laws are still drawn."""
     fits = fit.fit_groups(llamas, LLAMA_X, LLAMA_Y, "Pretraining Data", n_boot=200)
     assert [f.group for f in fits] == ["C4", "FineWeb-Edu", "The Pile Deduped"]
     for f in fits:
-        assert f.ok and f.r2 >= 0.9 and f.n >= 17, fit.format_fits(fits)
+        assert f.status == "flagged" and f.r2 >= 0.9 and f.n >= 17, fit.format_fits(fits)
         assert f.E_x.method == f.E_y.method == "compute fit L(D) (one model size)"  # all Llamas are 1.71B
-        assert 0 <= f.E_x.E <= f.E_x.min_loss and f.K_ci[0] <= f.K_ci[1]
+        assert f"E_x not identifiable: {f.E_x.unidentified}" in f.warnings and "one model size" in f.E_x.unidentified
+        assert f.notes == ["one training run: its intervals speak about this run's checkpoints, not about new training runs"]
+        assert f.n_boot + f.n_boot_failed == 200 and f.n_boot_failed <= 20 and f.resampling == "checkpoints"
+        assert f.K_ci[0] <= f.K <= f.K_ci[1] and f.kappa_ci[0] <= f.kappa <= f.kappa_ci[1]
+        assert f.E_x.ci[0] <= f.E_x.E <= f.E_x.ci[1] <= f.E_x.min_loss and f.E_y.ci[0] >= 0
         assert 0.5 < f.kappa < 2 and math.isfinite(f.rmse)
+    fineweb = fits[1]
+    assert fineweb.kappa_ci[1] > 3 and fineweb.kappa_ci[0] < 1.1 and fineweb.E_x.ci[0] < 1.0
     # the pretraining data shifts the line: at one FineWeb-Edu loss, HellaSwag losses differ by data set
     # (a model trained on FineWeb-Edu reaches a given FineWeb-Edu loss with a higher HellaSwag loss)
     at = {f.group: float(f.curve(3.4)) for f in fits}

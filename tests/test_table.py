@@ -121,4 +121,5 @@ def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
     (f,) = fit.fit_groups(partly_known, "A Loss", "B Loss", n_boot=0)
     assert f.n == 12
     by_convention = fit.fit_groups(mixed, "A Loss", "B Loss", "Convention", n_boot=0)
-    assert [f.group for f in by_convention] == ["corrected", "paper"] and all(f.ok for f in by_convention)
+    assert [f.group for f in by_convention] == ["corrected", "paper"] and all(f.fitted for f in by_convention)
+    assert "only 6 checkpoints (< 8): too few to check the law's shape" in by_convention[0].warnings
