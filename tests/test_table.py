@@ -123,3 +123,49 @@ def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
     by_convention = fit.fit_groups(mixed, "A Loss", "B Loss", "Convention", n_boot=0)
     assert [f.group for f in by_convention] == ["corrected", "paper"] and all(f.fitted for f in by_convention)
     assert "only 6 checkpoints (< 8): too few to check the law's shape" in by_convention[0].warnings
+
+
+def test_where_compares_numeric_columns_with_less_and_greater():
+    rows = pd.concat([small(), small("The Pile").assign(Size=np.nan)], ignore_index=True)
+    assert len(table.select(rows, ["A Loss<3.4"])) == 4  # 3.0, 3.2 of each group
+    assert len(table.select(rows, ["A Loss<=3.4"])) == 6 and len(table.select(rows, ["A Loss>=3.8"])) == 4
+    both = table.select(rows, ["A Loss>3.1", "Pretraining Data=C4", "Steps!=5000"])
+    assert both["A Loss"].round(1).tolist() == [3.2, 3.4, 3.6, 3.8]
+    assert len(table.select(rows, ["Size>1"])) == 6  # a missing value never passes a comparison
+    with pytest.raises(KeyError, match="column 'Architecture' is not numeric"):
+        table.select(rows, ["Architecture<3"])
+    with pytest.raises(KeyError, match="'four' is not a number"):
+        table.select(rows, ["A Loss<four"])
+
+
+def test_in_domain_cut_uses_each_rows_own_validation_set_and_the_pile_uc_for_the_pile(tmp_path):
+    rows = pd.DataFrame(
+        {
+            "Pretraining Data": ["C4", "C4", "The Pile", "The Pile Deduped", "Dolma"],
+            "C4 Validation Loss": [3.5, 4.2, 9.0, 9.0, 3.0],
+            "The Pile UC Validation Loss": [9.0, 9.0, 3.9, 4.1, 3.0],
+        }
+    )
+    reports = []
+    kept = table.in_domain(rows, 4.0, report=reports.append)
+    assert kept.index.tolist() == [0, 2]  # C4 by its C4 loss, The Pile by The Pile UC; Dolma cannot be judged
+    assert reports == [
+        "--in-domain-below 4: dropped rows whose pretraining data has no validation loss: "
+        "Dolma (1 rows, no 'Dolma Validation Loss')"
+    ]
+    path = tmp_path / "t.csv"
+    rows.to_csv(path, index=False)
+    assert len(table.load([path], in_domain_below=4.5, report=reports.append)) == 4
+
+
+def test_the_papers_averages_are_named_presets():
+    if not RELEASED.exists():
+        pytest.skip(f"the paper's released table is not at {RELEASED}")
+    rows = table.load([RELEASED], average=["paper-validation", "paper-test"], report=lambda _: None)
+    val_name, val_columns = table.AVERAGE_PRESETS["paper-validation"]
+    test_name, test_columns = table.AVERAGE_PRESETS["paper-test"]
+    assert len(val_columns) == 4 and "FineWeb-Edu Validation Loss" not in val_columns and len(test_columns) == 7
+    assert val_name == "Mean Validation Loss (The Pile UC, RefineWeb, Slimpajama, C4)"
+    first = rows.dropna(subset=[val_name]).iloc[0]
+    assert first[val_name] == pytest.approx(np.mean([first[c] for c in val_columns]))
+    assert rows[test_name].notna().sum() > 100
