@@ -155,7 +155,7 @@ def fit_irreducible(
     known = finite & np.isfinite(N) & np.isfinite(D) & (N > 0) & (D > 0)
     L, N, D = L[known], N[known], D[known]
     one_size = len(np.unique(N)) == 1
-    unidentified = spread_problem(N, D)
+    unidentified = spread_problem(np.asarray(N), np.asarray(D))
     n_params = 4 if one_size else 5
     need = min_points or n_params + 2
     if len(L) < need:
@@ -512,8 +512,8 @@ def _irreducible(
         return fit_irreducible(values, rows.N, rows.D, name=name, group=group, start=start)
     N, D = rows.N, rows.D
     if N is None or D is None or not (np.all(np.isfinite(N)) and np.all(np.isfinite(D))):
-        reason = "N or D is missing for some checkpoints (the paper's curve_fit rejects NaN)"
-        return Irreducible(name, group, lmin, paper_estimator.FALLBACK, reason, n=len(finite), min_loss=lmin)
+        missing = "N or D is missing for some checkpoints (the paper's curve_fit rejects NaN)"
+        return Irreducible(name, group, lmin, paper_estimator.FALLBACK, missing, n=len(finite), min_loss=lmin)
     E, reason = paper_estimator.irreducible(values, N, D, paper_start)
     if reason:
         return Irreducible(name, group, E, paper_estimator.FALLBACK, reason, n=len(values), min_loss=lmin)
@@ -630,7 +630,9 @@ def fit_checkpoints(
     if not rows.runs:
         rows.runs = [np.arange(len(rows.x))]
     result.runs = len(rows.runs)
-    if len(rows.runs) == 1:
+    if not rows.run_names:
+        result.resampling = "checkpoints, as if independent (no run column)"
+    elif len(rows.runs) == 1:
         result.resampling = "checkpoints"
         result.notes.append(
             "one training run: its intervals speak about this run's checkpoints, not about new training runs"
@@ -819,10 +821,10 @@ def trust_warnings(fit: LossFit, rows: Checkpoints, mode: str) -> list[str]:
     if fit.r2 < 0:
         warnings.append(f"R² = {fit.r2:.3f} < 0: the law fits worse than a constant")
     if free:
-        for label, e, upper in (("E_x", fit.E_x.E, x.min()), ("E_y", fit.E_y.E, y.min())):
-            if e <= 1e-4 * upper:  # least squares stops just inside a bound
+        for label, value, upper in (("E_x", fit.E_x.E, x.min()), ("E_y", fit.E_y.E, y.min())):
+            if value <= 1e-4 * upper:  # least squares stops just inside a bound
                 warnings.append(f"free {label} sits on its lower bound 0")
-            elif e >= upper * (1 - 1e-4):
+            elif value >= upper * (1 - 1e-4):
                 warnings.append(f"free {label} sits on its upper bound (the minimum loss {upper:.4g})")
     if mode in ("compute", "paper"):
         for label, e in (("E_x", fit.E_x), ("E_y", fit.E_y)):
@@ -897,7 +899,7 @@ def group_checkpoints(
         runs = [np.flatnonzero(codes == i) for i in range(len(names))]
         run_names = [str(n) for n in names]
     else:
-        runs, run_names = [np.arange(len(rows))], ["all"]
+        runs, run_names = [np.arange(len(rows))], []
     return Checkpoints(rows[x].to_numpy(dtype=float), rows[y].to_numpy(dtype=float), N, D, runs, run_names)
 
 

@@ -159,3 +159,29 @@ def test_the_readme_commands_run_on_the_released_table(tmp_path, monkeypatch, ca
     assert offsets.loc["Mamba", "ci_lo"] < 0 < offsets.loc["Mamba", "ci_hi"]
     assert offsets.loc["GPT", "ci_lo"] < 0 < offsets.loc["GPT", "ci_hi"] and (offsets["base_status"] == "ok").all()
     assert (tmp_path / "figures" / "architecture.pdf").exists() and "GPT (base)" in out
+
+
+def test_the_base_groups_own_offset_interval_holds_zero_over_seeds_and_extrapolation_is_marked():
+    """Independent resamples per group: the base's offset from its own law is 0 within its interval (it used to
+    exclude 0 for every seed, its resamples repeating the base law's bootstrap draws)."""
+    table = architectures()
+    held = 0
+    for seed in range(10):
+        result = intervention.offsets(
+            table, "Val Loss", "Task Loss", "Architecture", "Llama", irreducible="min", n_boot=100, seed=seed
+        )
+        base = result.offsets[0]
+        held += base.ci[0] < 0 < base.ci[1]
+    assert held >= 9
+    by = {o.group: o for o in result.offsets}
+    assert not by["Llama"].extrapolated and not by["Mamba"].extrapolated  # 2.7..4.0 lies inside 2.6..4.0
+    other = intervention.offsets(
+        table.assign(**{"Val Loss": table["Val Loss"] + np.where(table["Architecture"] == "Other data", 0.6, 0.0)}),
+        "Val Loss",
+        "Task Loss",
+        "Architecture",
+        "Llama",
+        irreducible="min",
+        n_boot=0,
+    ).offsets[2]
+    assert other.extrapolated and other.outside == 10  # x above 4.0, beyond the base law's range
