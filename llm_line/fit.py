@@ -244,6 +244,8 @@ def spread_problem(N: np.ndarray, D: np.ndarray) -> str | None:
     count (Pythia: 3e11 tokens for all but one model).
     """
     sizes, tokens = len(np.unique(N)), len(np.unique(D))
+    if sizes == 0:
+        return None
     if sizes == 1:
         return f"every checkpoint has one model size N = {N[0]:.3g}, so E is not separated from the size term"
     if tokens == 1:

@@ -68,8 +68,9 @@ def test_demo_tasks_sweep_collect_fit_plot(tmp_path, cache_dir):
     assert wide["Size"].nunique() == 2 and set(wide["Pretraining Data"]) == {"demo"}
     (f,) = fits["fits"]
     assert f["group"] == "demo" and f["n"] == 8
-    assert f["status"] == "ok", f["reason"]
-    assert f["r2"] > 0.9 and f["K_ci"] is not None
+    # 2 sizes x 4 steps of 2 runs: a fitted law, flagged where E rests on too little (its reasons listed)
+    assert f["status"] == "ok" or (f["status"] == "flagged" and f["warnings"]), f["reason"]
+    assert f["r2"] > 0.9 and f["K_ci"] is not None and f["n_boot"] + f["n_boot_failed"] == 100
     assert f["E_x"]["method"] in ("compute fit L(N, D)", "min observed loss")
     assert f["E_x"]["method"] == "compute fit L(N, D)" or f["E_x"]["fallback_reason"]
 
@@ -93,5 +94,5 @@ def test_demo_task_against_demo_corpus(tmp_path, cache_dir):
     # The pipeline runs through: a law is fitted and reported with finite statistics. No R² bound here: the
     # demo corpus is mostly text the demo model never trained on, so as the model memorises its facts the
     # corpus loss first falls, then rises again, and no single shifted power law fits (R² ~0.86).
-    assert f["status"] == "ok", f["reason"]
+    assert f["status"] == "ok" or (f["status"] == "flagged" and f["warnings"]), f["reason"]
     assert 0 < f["r2"] <= 1 and f["K"] > 0 and f["kappa"] > 0 and f["n"] == 8
