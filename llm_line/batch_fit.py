@@ -19,7 +19,7 @@ Model = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # theta (B, p) ->
 
 
 def levenberg_marquardt(
-    model: Model, theta0: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, steps: int = 3000, rtol: float = 1e-10
+    model: Model, theta0: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, steps: int = 3000, rtol: float = 1e-8
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise the sum of squared residuals of every row of `theta0` within its box; (theta, converged).
 

@@ -14,13 +14,18 @@ in the paper, from a compute-to-loss fit
 over the group's checkpoints (N = parameters, `Size`; D = training tokens, `Tokens`). When N or D is
 unknown, too few checkpoints have them, or the fit does not converge, E falls back to the minimum observed
 loss (the original analysis's fallback) and the report says so and why. `--irreducible free` fits E_x and
-E_y together with K and kappa instead; `min` uses the fallback for all.
+E_y together with K and kappa instead; `min` uses the fallback for all; `paper` the estimator of the paper's
+own code (`paper_estimator`); `--irreducible-from FILE` takes E measured elsewhere.
 
-Confidence intervals for K and kappa come from a seeded bootstrap over checkpoints (E_x and E_y held at
-their estimates, unless they are free). A group whose law cannot be fitted is reported with its reason
-(too few points, no spread, ...); no number is ever a silent NaN. A law that was fitted but cannot be
-trusted (no degrees of freedom left, κ on its bound, R² < 0, a free E on its bound) has status "flagged"
-and its warnings: its numbers are shown, never as a good fit.
+Confidence intervals for E_x, E_y, K and kappa come from a seeded bootstrap that re-estimates E in every
+resample by the same method (`batch_fit` fits all resamples at once), then K and kappa. A group of several
+training runs (`--run-col`, default `Name`) resamples runs, then checkpoints within each run; resamples whose
+fit fails are counted. A group whose law cannot be fitted is reported with its reason (too few points, no
+spread, ...); no number is ever a silent NaN. A law that was fitted but cannot be trusted has status
+"flagged" and its warnings: no degrees of freedom left, fewer than 8 checkpoints, κ on its bound, R² < 0,
+an E on a bound or fallen back to the minimum, an E the checkpoints cannot identify (one N or one D), runs
+pooled without N and D, more than 10% of resamples failed. Its numbers are shown, never as a good fit.
+Caveats that do not flag (a single run) are `notes`.
 
 `predict(fit, x)` gives the y-loss the law predicts for a new x-loss, with the curve's confidence interval
 and a prediction interval for a new checkpoint (curve + residual scatter).
