@@ -537,21 +537,24 @@ def _irreducible(
     )
 
 
-def estimate(
-    rows: Checkpoints,
-    *,
-    mode: str = "compute",
-    group: str = "all",
-    x_name: str = "x",
-    y_name: str = "y",
-    fixed: tuple[Irreducible, Irreducible] | None = None,
-    start: LossFit | None = None,
-) -> LossFit:
-    """E_x, E_y by `mode`, then K and κ, on one set of checkpoints (the group's, or one bootstrap resample).
+@dataclass(frozen=True)
+class Law:
+    """What a group's fit is asked for: how E is found (`mode`; `fixed` E for "given"), and the names it reports."""
+
+    mode: str = "compute"
+    group: str = "all"
+    x_name: str = "x"
+    y_name: str = "y"
+    fixed: tuple[Irreducible, Irreducible] | None = None
+
+
+def estimate(rows: Checkpoints, law: Law = Law(), start: LossFit | None = None) -> LossFit:
+    """E_x, E_y by `law.mode`, then K and κ, on one set of checkpoints (the group's, or one bootstrap resample).
 
     `start` is the point estimate when this is a resample: its fits warm-start every step, and the
     goodness-of-fit statistics and trust checks, which only the point estimate reports, are skipped.
     """
+    mode, group, x_name, y_name, fixed = law.mode, law.group, law.x_name, law.y_name, law.fixed
     both = np.isfinite(rows.x) & np.isfinite(rows.y)
     if mode == "paper":  # the original fits both E on the rows of the law
         rows = rows.take(np.flatnonzero(both))
@@ -587,11 +590,11 @@ def estimate(
         result.reason = f"fewer than 2 checkpoints have {x_name} above E_x = {E_x.E:.4g}"
         return result
     if mode == "paper":
-        law = paper_estimator.law(xs, ys, E_x.E, E_y.E)
-        if law is None:
+        paper_law = paper_estimator.law(xs, ys, E_x.E, E_y.E)
+        if paper_law is None:
             result.reason = "the paper's curve_fit of the law raised"
             return result
-        (K, kappa), ex, ey = law, E_x.E, E_y.E
+        (K, kappa), ex, ey = paper_law, E_x.E, E_y.E
     else:
         warm = (start.K, start.kappa) if start and start.K and start.kappa else None
         fitted = fit_law(xs, ys, E_x.E, E_y.E, free=mode == "free", start=warm)
@@ -615,23 +618,14 @@ def estimate(
 
 
 def fit_checkpoints(
-    rows: Checkpoints,
-    *,
-    mode: str = "compute",
-    group: str = "all",
-    x_name: str = "x",
-    y_name: str = "y",
-    fixed: tuple[Irreducible, Irreducible] | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    progress: bool = False,
+    rows: Checkpoints, law: Law = Law(), *, n_boot: int = 1000, seed: int = 0, progress: bool = False
 ) -> LossFit:
     """The law of one group with its trust checks and its bootstrap, E re-estimated inside every resample.
 
     Never raises for bad data: a fit that cannot be made comes back with status "failed" and its reason, one
     that cannot be trusted with status "flagged" and its warnings.
     """
-    result = estimate(rows, mode=mode, group=group, x_name=x_name, y_name=y_name, fixed=fixed)
+    result = estimate(rows, law)
     if not result.fitted:
         return result
     if not rows.runs:
@@ -647,22 +641,13 @@ def fit_checkpoints(
     else:
         result.resampling = f"{len(rows.runs)} runs, then checkpoints within each run"
     if n_boot > 0:
-        bootstrap(result, rows, mode=mode, fixed=fixed, n_boot=n_boot, seed=seed, progress=progress)
-    result.warnings = trust_warnings(result, rows, mode)
+        bootstrap(result, rows, law, n_boot=n_boot, seed=seed, progress=progress)
+    result.warnings = trust_warnings(result, rows, law.mode)
     result.status = "flagged" if result.warnings else "ok"
     return result
 
 
-def bootstrap(
-    point: LossFit,
-    rows: Checkpoints,
-    *,
-    mode: str,
-    fixed: tuple[Irreducible, Irreducible] | None,
-    n_boot: int,
-    seed: int,
-    progress: bool = False,
-) -> None:
+def bootstrap(point: LossFit, rows: Checkpoints, law: Law, *, n_boot: int, seed: int, progress: bool = False) -> None:
     """Percentile intervals for K, κ, E_x and E_y from `n_boot` resamples, each refitted from scratch.
 
     Every resample re-estimates E_x and E_y by the same method as the point estimate (warm-started from it),
@@ -675,14 +660,14 @@ def bootstrap(
     assert point.E_x is not None and point.E_y is not None
     draws = [resample_indices(rows.runs, rng) for _ in range(n_boot)]
     bar = {"desc": f"bootstrap {point.group}", "unit": "fit", "leave": False, "disable": None if progress else True}
-    if mode in ("compute", "min", "given"):
+    if law.mode in ("compute", "min", "given"):
         samples, ok = _batched_resamples(point, rows, draws, bar)
         boot = [tuple(float(v) for v in row) for row in samples[ok]]
         failed = int((~ok).sum())
     else:
         boot, failed = [], 0
         for idx in tqdm(draws, **bar):
-            b = estimate(rows.take(idx), mode=mode, fixed=fixed, start=point)
+            b = estimate(rows.take(idx), law, start=point)
             if not b.fitted or b.E_x is None or b.E_y is None or b.E_x.method != point.E_x.method:
                 failed += 1
                 continue
@@ -781,17 +766,8 @@ def fit_loss_to_loss(
     """The law of paired losses with E_x, E_y given (held in every resample), or free (`free`: fitted with K
     and κ, the given values only their start); checkpoints resampled as independent."""
     rows = Checkpoints(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-    return fit_checkpoints(
-        rows,
-        mode="free" if free else "given",
-        group=group,
-        x_name=x_name,
-        y_name=y_name,
-        fixed=None if free else (E_x, E_y),
-        n_boot=n_boot,
-        seed=seed,
-        progress=progress,
-    )
+    law = Law("free" if free else "given", group, x_name, y_name, None if free else (E_x, E_y))
+    return fit_checkpoints(rows, law, n_boot=n_boot, seed=seed, progress=progress)
 
 
 def _percentile_interval(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
@@ -954,11 +930,7 @@ def fit_groups(
         fits.append(
             fit_checkpoints(
                 group_checkpoints(rows, x, y, size_col, tokens_col, run_col),
-                mode=irreducible,
-                group=name,
-                x_name=x,
-                y_name=y,
-                fixed=fixed,
+                Law(irreducible, name, x, y, fixed),
                 n_boot=n_boot,
                 seed=seed,
                 progress=progress,
