@@ -144,15 +144,16 @@ class ResumingSweeper(BasicSweeper):
         """The one place for checks after the plan and before anything is submitted; raise to stop the sweep.
 
         The hub preflight (llm_line/hub.py): every distinct (repository, revision) of the cells to launch is
-        looked up with one branch listing per repository. Missing ones stop the sweep (a dry run only reports
-        them), unless `skip_missing`: then their cells become error cells and the rest is launched.
+        looked up with one branch listing per repository and one file listing per model revision (its weights).
+        Missing ones (or ones without loadable weights) stop the sweep (a dry run only reports them), unless
+        `skip_missing`: then their cells become error cells and the rest is launched.
         """
         launch = plan.to_launch()
         missing = hub.missing_cells([c.hub_revisions for c in launch])
         if missing and not (self.skip_missing or self.dry_run):
             raise CellError(
-                f"{len(missing)} cells of this grid ask for hub revisions that do not exist (listed "
-                "above); fix the grid, or launch the rest with hydra.sweeper.skip_missing=true"
+                f"{len(missing)} cells of this grid ask for hub revisions that do not exist or hold no loadable "
+                "weights (listed above); fix the grid, or launch the rest with hydra.sweeper.skip_missing=true"
             )
         for i, reason in missing.items():
             launch[i].state, launch[i].detail = "error", reason

@@ -59,7 +59,7 @@ class ModelConfig:
     sizes: dict[str, Any] = field(default_factory=dict)  # per-size metadata of a family, read with ${size_meta:...}
     demo_size: str | None = None  # set: `pretrained` is the offline demo model, built on first use
     tokenizer: str | None = None  # tokenizer override (hub id or folder); None: the model's own
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float16/bfloat16/float32
+    dtype: str = "auto"  # auto: the checkpoint's own dtype (its config) on GPU, float32 on CPU; or a dtype
     device: str = "auto"  # auto: cuda if available, else cpu
     batch_size: str = "auto"  # an integer, or lm-eval's auto / auto:N
     max_batch_size: int = 64  # upper bound when batch_size is auto

@@ -8,7 +8,9 @@ The method (the x-axis of loss-to-loss scaling laws; `task.corpus.method: packed
 2. Each document is tokenized with the model's own tokenizer, without special tokens. Documents with no tokens
    (empty text) are skipped and counted as `empty_documents`.
 3. The token stream is `S d1 S d2 S ... dn S`, S the separator: the model's EOS (how GPT-NeoX / Pythia were
-   trained) or BOS (Llama-style tokenizers that add a BOS themselves; `separator: auto` picks by that).
+   trained) or BOS (Llama-style tokenizers that add a BOS themselves; `separator: auto` picks by that). A lingua
+   export with `separator: auto` is framed as lingua trained it, `BOS d1 EOS BOS d2 EOS ...` (its llm_line.json's
+   `add_bos` / `add_eos`), each BOS context only, never predicted.
 4. The stream is cut into windows of `context_length` input tokens, each predicting the next `context_length`
    tokens; consecutive windows share one boundary token, so every token after the first S is predicted
    exactly once: every document token and the S that ends each document. Within a window documents attend to
@@ -54,7 +56,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llm_line import store
-from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
+from llm_line.config import CorpusConfig, ModelConfig, TaskConfig, export_meta
 from llm_line.documents import read_file, text_value
 from llm_line.errors import CellError
 from llm_line.harness import load_model
@@ -74,6 +76,11 @@ CHUNKS = (
 PACKING = (
     "documents joined as S d1 S d2 ... dn S (S = separator); non-overlapping windows of context_length "
     "inputs, every token after the first S predicted once; causal attention across documents in a window"
+)
+LINGUA_PACKING = (
+    "documents framed as lingua trained the export (llm_line.json add_bos/add_eos: BOS d EOS), joined; "
+    "non-overlapping windows of context_length inputs, every document token and EOS predicted once, BOS "
+    "context only; causal attention across documents in a window"
 )
 
 
@@ -285,14 +292,52 @@ def _save(path: Path, key: str, docs: Documents) -> None:
 
 def pack(docs: Documents, separator_id: int) -> torch.Tensor:
     """The token stream S d1 S d2 ... dn S as int64."""
-    total = int(docs.lengths.sum()) + docs.count + 1
+    return frame(docs, None, separator_id)[0]
+
+
+IGNORE = -100  # a label cross-entropy skips: a token that is context only, never predicted
+
+
+def frame(docs: Documents, bos_id: int | None, eos_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the token stream, its labels) with every document framed as `[BOS] d [EOS]`, as lingua trains
+    (`add_bos`, `add_eos`); without a BOS the stream opens with the EOS the first document is predicted after
+    (`pack`'s S d1 S ... dn S). Labels are the stream with each BOS set to IGNORE: a document's BOS is context,
+    so every document token and every EOS is predicted exactly once, and nothing else."""
+    if bos_id is None and eos_id is None:
+        raise CellError("documents framed with neither BOS nor EOS run into each other; set task.corpus.separator")
+    bos, eos = int(bos_id is not None), int(eos_id is not None)
+    lead = 1 - bos
+    per = docs.lengths + bos + eos
+    total = lead + int(per.sum())
     stream = np.empty(total, dtype=np.int64)
-    boundaries = np.concatenate([[0], np.cumsum(docs.lengths + 1)])
     is_token = np.ones(total, dtype=bool)
-    is_token[boundaries] = False
-    stream[boundaries] = separator_id
+    starts = lead + np.concatenate([[0], np.cumsum(per)[:-1]])  # each document's first position (its BOS)
+    if bos_id is None:  # the leading EOS; one of the two is set (checked above)
+        assert eos_id is not None
+        stream[0], is_token[0] = eos_id, False
+    if eos_id is not None:
+        ends = starts + per - 1
+        stream[ends], is_token[ends] = eos_id, False
+    if bos_id is not None:
+        stream[starts], is_token[starts] = bos_id, False
     stream[is_token] = docs.tokens
-    return torch.from_numpy(stream)
+    labels = stream.copy()
+    if bos_id is not None:
+        labels[starts] = IGNORE
+    return torch.from_numpy(stream), torch.from_numpy(labels)
+
+
+def lingua_framing(model: ModelConfig, tokenizer: Any) -> tuple[int | None, int | None] | None:
+    """(BOS id or None, EOS id or None) a lingua export was trained with, from the `add_bos` / `add_eos` its
+    llm_line.json records; None for any other model (or an export written before those fields)."""
+    add_bos, add_eos = (export_meta(model.path, key) for key in ("add_bos", "add_eos"))
+    if add_bos is None or add_eos is None:
+        return None
+    ids = (tokenizer.bos_token_id if add_bos else None, tokenizer.eos_token_id if add_eos else None)
+    for wanted, name, token_id in ((add_bos, "BOS", ids[0]), (add_eos, "EOS", ids[1])):
+        if wanted and token_id is None:
+            raise CellError(f"the export {model.path} was trained with {name} but its tokenizer has none; re-export it")
+    return ids
 
 
 def resolve_separator(separator: str, tokenizer: Any) -> tuple[str, int]:
@@ -349,16 +394,23 @@ def window_nll(
 
 
 def packed_loss(
-    model: PreTrainedModel, stream: torch.Tensor, context_length: int, batch_size: int, device: str
+    model: PreTrainedModel,
+    stream: torch.Tensor,
+    context_length: int,
+    batch_size: int,
+    device: str,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Total NLL of `stream[1:]` given what precedes each token within its window of `context_length` inputs."""
+    """Total NLL of `stream[1:]` given what precedes each token within its window of `context_length` inputs;
+    with `labels` (`frame`), of the positions whose label is not IGNORE."""
     if context_length < 1 or batch_size < 1:
         raise CellError(f"context_length ({context_length}) and batch_size ({batch_size}) must be positive")
     base, head = split_model(model)
+    labels = stream if labels is None else labels
     predicted = len(stream) - 1
     full = predicted // context_length
     n = full * context_length
-    inputs, targets = stream[:n].view(full, context_length), stream[1 : n + 1].view(full, context_length)
+    inputs, targets = stream[:n].view(full, context_length), labels[1 : n + 1].view(full, context_length)
     cuda = torch.device(device).type == "cuda"
     if cuda:
         inputs, targets = inputs.pin_memory(), targets.pin_memory()
@@ -374,10 +426,11 @@ def packed_loss(
                 targets[i : i + batch_size].to(device, non_blocking=True),
             )
         if n < predicted:  # the last, shorter window
-            total += window_nll(base, head, stream[n:predicted][None].to(device), stream[n + 1 :][None].to(device))
+            total += window_nll(base, head, stream[n:predicted][None].to(device), labels[n + 1 :][None].to(device))
     nll = total.item()  # the one synchronisation
     seconds = time.perf_counter() - started
-    return {"nll": nll, "tokens": predicted, "windows": full + (n < predicted), "seconds": seconds}
+    scored = int((labels[1:] != IGNORE).sum())
+    return {"nll": nll, "tokens": scored, "windows": full + (n < predicted), "seconds": seconds}
 
 
 def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -468,11 +521,19 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
 
     docs, cache = cached_documents(corpus, task.limit, tokenizer, Path(cache_dir))
     model.eval()
+    framing = lingua_framing(model_cfg, tokenizer) if corpus.method == "packed" and corpus.separator == "auto" else None
     if corpus.method == "packed":
-        separator, separator_id = resolve_separator(corpus.separator, tokenizer)
-        stream = pack(docs, separator_id)
+        if framing is not None:  # BOS ... EOS per document, as lingua trained the export
+            bos_id, separator_id = framing
+            separator = "lingua:" + "+".join(
+                name for name, i in (("bos", bos_id), ("eos", separator_id)) if i is not None
+            )
+            stream, labels = frame(docs, bos_id, separator_id)
+        else:
+            separator, separator_id = resolve_separator(corpus.separator, tokenizer)
+            stream, labels = frame(docs, None, separator_id)
         check_head(model, stream, loaded.device)
-        out = packed_loss(model, stream, context_length, corpus.batch_size, loaded.device)
+        out = packed_loss(model, stream, context_length, corpus.batch_size, loaded.device, labels)
         nbytes = int(docs.nbytes.sum())
         method = {
             "bpb": out["nll"] / (math.log(2) * nbytes),
@@ -511,7 +572,7 @@ def evaluate(model_cfg: ModelConfig, task: TaskConfig, cache_dir: str) -> dict[s
         "forward_s": round(out["seconds"], 3),
     }
     details = {
-        "method": PACKING if corpus.method == "packed" else CHUNKS,
+        "method": (LINGUA_PACKING if framing else PACKING) if corpus.method == "packed" else CHUNKS,
         "source": source_fingerprint(corpus),
         "selection": selection(corpus, task.limit),
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),

@@ -30,6 +30,9 @@ from llm_line.errors import CellError
 log = logging.getLogger(__name__)
 
 BUILTIN_TASKS = Path(__file__).parent / "tasks"
+# lm-eval's log-softmax over the vocabulary, whatever the weights' dtype: in float16/bfloat16 the log-probabilities
+# of long continuations lose digits that loss-to-loss fits need (corpus.py scores in float32 too)
+SOFTMAX_DTYPE = "float32"
 
 
 @dataclass
@@ -42,7 +45,8 @@ class LoadedModel:
     revision: str | None  # the hub branch or tag loaded (a pattern resolved to it); None for a local folder
     commit: str | None  # the hub commit the files came from (pythia issue #205: branches can change)
     device: str
-    dtype: str
+    dtype: str  # resolved: what the weights were loaded in
+    dtype_requested: str  # model.dtype as set (auto, or a dtype)
 
     def info(self) -> dict[str, Any]:
         """What the result records about the loaded model."""
@@ -53,6 +57,8 @@ class LoadedModel:
             "resolved_commit": self.commit,
             "device": self.device,
             "dtype": self.dtype,
+            "dtype_requested": self.dtype_requested,
+            "softmax_dtype": SOFTMAX_DTYPE,
             "batch_size": getattr(self.lm, "batch_size", None),
             "num_parameters": model.num_parameters(),
             "num_parameters_non_embedding": non_embedding_parameters(model),
@@ -182,13 +188,32 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    """auto: bfloat16 on a GPU that supports it, float32 elsewhere (CPU half precision is slow and lossy)."""
+def resolve_dtype(dtype: str, device: str, pretrained: str, revision: str | None) -> str:
+    """auto: on a GPU, the dtype the checkpoint was saved in (its config), so fp16-trained Pythia runs in float16
+    and fp32 GPT-J in float32; on CPU float32 (CPU half precision is slow and lossy). A bfloat16 checkpoint on a
+    GPU without bfloat16 runs in float32 rather than float16, whose range it may exceed."""
     if dtype != "auto":
         return dtype
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return "bfloat16"
-    return "float32"
+    if not device.startswith("cuda"):
+        return "float32"
+    saved = checkpoint_dtype(pretrained, revision)
+    if saved == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return "float32"
+    return saved
+
+
+def checkpoint_dtype(pretrained: str, revision: str | None) -> str:
+    """The dtype a checkpoint's config.json names (`dtype`, or `torch_dtype` before transformers 5); float32
+    where it names none, or one lm-eval cannot load in (`auto`, float64, ...)."""
+    from transformers import PretrainedConfig
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(pretrained, revision=revision)
+    except Exception as e:  # what the load itself would fail on: let it say so, with its own explanation
+        log.debug("no config to read the dtype of %s from: %s", pretrained, e)
+        return "float32"
+    saved = str(config.get("dtype") or config.get("torch_dtype") or "float32").removeprefix("torch.")
+    return saved if saved in ("float16", "bfloat16", "float32") else "float32"
 
 
 def resolve_batch_size(batch_size: str, device: str) -> int | str:
@@ -249,8 +274,13 @@ def load_model(model: ModelConfig) -> LoadedModel:
 
     pretrained, revision = resolve_source(model)
     device = resolve_device(model.device)
-    dtype = resolve_dtype(model.dtype, device)
-    args = {"pretrained": pretrained, "dtype": dtype, "trust_remote_code": model.trust_remote_code}
+    dtype = resolve_dtype(model.dtype, device, pretrained, revision)
+    args = {
+        "pretrained": pretrained,
+        "dtype": dtype,
+        "softmax_dtype": SOFTMAX_DTYPE,
+        "trust_remote_code": model.trust_remote_code,
+    }
     if revision:
         args["revision"] = revision
     if model.tokenizer:
@@ -272,7 +302,7 @@ def load_model(model: ModelConfig) -> LoadedModel:
     except Exception as e:  # translate the hub's and transformers' errors into what to do
         raise CellError(explain_load_error(e, pretrained, revision)) from None
     commit = hub.downloaded_commit(pretrained, revision) if revision else None
-    _model = LoadedModel(key, lm, pretrained, revision, commit, device, dtype)
+    _model = LoadedModel(key, lm, pretrained, revision, commit, device, dtype, model.dtype)
     return _model
 
 

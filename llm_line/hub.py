@@ -4,6 +4,8 @@ Branch names of some families cannot be computed (OLMo-1B-hf names `step20000-to
 repository says `84B`), so a revision may be a pattern with `*` (`step20000-tokens*B`) that is matched
 against the repository's real branches. One listing per repository serves a whole sweep: kept in the process
 and on disk (`<cache>/hub_refs/`, trusted for REFS_LIFETIME_S online, at any age offline).
+A model revision must also hold weights transformers can load (`loadable_weights`): its files are listed
+once per revision, and prefetch downloads exactly those weights (safetensors where present, else `.bin`).
 
 With HF_HUB_OFFLINE=1 nothing is asked of the hub: the disk listing, else the branches the hub cache has
 downloaded (`<HF_HOME>/hub/models--org--name/refs/`), say what exists; what neither knows is reported as
@@ -224,7 +226,8 @@ class Check:
     revision: str
     kind: str = "model"
     found: Resolved | None = None
-    problem: str | None = None  # why it cannot run (missing, gated, ...); None: found or unverified
+    problem: str | None = None  # why it cannot run (missing, no weights, gated, ...); None: found or unverified
+    weights: list[str] | None = None  # a model's weight files at the revision; None where not listed (offline)
 
     @property
     def verified(self) -> bool:
@@ -256,10 +259,84 @@ def check_revisions(revisions: Iterable[tuple[str, str, str]]) -> list[Check]:
         check = Check(repo, revision, kind)
         try:
             check.found = resolve(repo, revision, kind)
+            if kind == "model":
+                check.weights = weights_at(repo, check.found)
         except CellError as e:
             check.problem = str(e)
         checks.append(check)
     return checks
+
+
+def weights_at(repo: str, found: Resolved) -> list[str] | None:
+    """The weight files a load of `repo` at `found` reads, from one listing of the revision's files (online) or
+    the hub cache's snapshot of it (offline); None offline when no snapshot is cached. No loadable weights: a
+    CellError (pythia issues #107, #141: branches without their weights)."""
+    if offline():
+        snapshot = _cached_snapshot(repo, found.commit)
+        if snapshot is None:
+            return None
+        files = [str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file()]
+        where = "in the hub cache (HF_HUB_OFFLINE is set; download it with hydra.sweeper.prefetch=true)"
+    else:
+        files = list_files(repo, found.commit or found.name)
+        where = "on the hub"
+    chosen = loadable_weights(files)
+    if chosen is None:
+        shown = ", ".join(sorted(files)[:8]) + (", ..." if len(files) > 8 else "") if files else "no files"
+        raise CellError(
+            f"{repo}@{found.name} has no loadable weights {where} (model.safetensors, pytorch_model.bin, or "
+            f"either sharded with its .index.json); it has: {shown}. Pick another revision"
+        )
+    return chosen
+
+
+_files: dict[tuple[str, str], list[str]] = {}  # (repo, revision) -> its files, this process
+
+
+def list_files(repo: str, revision: str) -> list[str]:
+    """Every file of `repo` at `revision`: one hub call per revision (a commit, where known, so it cannot move)."""
+    key = (repo, revision)
+    if key not in _files:
+        from huggingface_hub import HfApi
+
+        try:
+            _files[key] = HfApi().list_repo_files(repo, revision=revision)
+        except Exception as e:
+            raise CellError(explain(e, repo, revision)) from None
+    return _files[key]
+
+
+def _cached_snapshot(repo: str, commit: str | None) -> Path | None:
+    """The hub cache's folder of `repo` at `commit`, if it holds one."""
+    from huggingface_hub import constants
+
+    if commit is None:
+        return None
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
+    return folder if folder.is_dir() else None
+
+
+_SHARD = re.compile(r"^(?P<stem>.+)-(?P<i>\d+)-of-(?P<n>\d+)\.(?P<ext>safetensors|bin)$")
+
+
+def loadable_weights(files: Iterable[str]) -> list[str] | None:
+    """The files transformers loads weights from, safetensors preferred: `model.safetensors`, or its index and
+    every shard `model-0000i-of-0000n.safetensors`; else the same for `pytorch_model*.bin`. None if neither is
+    whole (a shard missing counts as no weights)."""
+    names = set(files)
+    for single, index in (
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
+        if single in names:
+            return [single]
+        if index in names:
+            stem, ext = single.rsplit(".", 1)
+            shards = [m for name in sorted(names) if (m := _SHARD.match(name)) and (m["stem"], m["ext"]) == (stem, ext)]
+            counts = {int(m["n"]) for m in shards}
+            if len(counts) == 1 and {int(m["i"]) for m in shards} == set(range(1, counts.pop() + 1)):
+                return [index] + [m.string for m in shards]
+    return None
 
 
 def report(checks: Sequence[Check]) -> str:
@@ -296,7 +373,7 @@ def missing_cells(cells_revisions: Sequence[Sequence[tuple[str, str, str]]]) -> 
     return missing
 
 
-MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]  # weights, config, tokenizer
+MODEL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py"]  # config, tokenizer, code; weights: loadable_weights
 
 
 def fetch(cells: Sequence[Any]) -> None:
@@ -311,17 +388,18 @@ def fetch(cells: Sequence[Any]) -> None:
     if offline():
         raise CellError("prefetch downloads from the hub: unset HF_HUB_OFFLINE (run it on the login node)")
     revisions = hub_revisions(cells)
-    for kind, repo, revision in revisions:
-        if kind != "model":
+    for check in check_revisions(revisions):
+        if check.kind != "model":
             log.warning(
                 "Not downloading dataset %s (a streamed corpus): its cells need the hub, or a local copy "
                 "of the selection in task.corpus.path",
-                repo,
+                check.repo,
             )
             continue
-        found = resolve(repo, revision, kind)
-        log.info("Downloading %s@%s", repo, found.name)
-        snapshot_download(repo, revision=found.name, allow_patterns=MODEL_FILES)
+        if check.problem or check.found is None or check.weights is None:
+            raise CellError(check.problem or f"cannot prefetch {check.repo}@{check.revision}")
+        log.info("Downloading %s@%s (%s)", check.repo, check.found.name, ", ".join(check.weights))
+        snapshot_download(check.repo, revision=check.found.name, allow_patterns=MODEL_FILES + check.weights)
     tokenizers = {str(cfg.model.tokenizer) for cfg in cells if cfg.model.tokenizer}
     for tokenizer in sorted(t for t in tokenizers if hub_id(t)):
         snapshot_download(tokenizer, allow_patterns=MODEL_FILES)

@@ -6,13 +6,15 @@ with FastAPI, uvicorn and git dependencies; serving a few folders needs none of 
 
 Repositories are folders: `Repo(kind, id, branches={branch: folder})`. Every file below a branch's folder is
 served at that branch, with a commit hash derived from the branch's content. `gated` and
-`private` repositories answer 401 as the hub does to an anonymous user.
+`private` repositories answer 401 as the hub does to an anonymous user. `checkpoint_copy` makes the folders of
+revisions whose weights are not `model.safetensors`: `pytorch_model.bin` only, or none at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -196,6 +198,23 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
     return Handler
+
+
+def checkpoint_copy(source: Path, target: Path, weights: str | None) -> Path:
+    """`source` (a saved model folder) copied to `target` with its weights as `pytorch_model.bin` (`weights="bin"`,
+    as older hub revisions ship them) or without weights (None: a branch whose weights were never uploaded)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and path.suffix != ".safetensors":
+            shutil.copy(path, target / path.name)
+    if weights == "bin":
+        import torch
+        from safetensors.torch import load_file
+
+        torch.save(load_file(source / "model.safetensors"), target / "pytorch_model.bin")
+    elif weights is not None:
+        raise ValueError(f"weights must be 'bin' or None, not {weights!r}")
+    return target
 
 
 def tree(files: dict[str, Path], prefix: str, recursive: bool) -> list[dict]:

@@ -7,7 +7,8 @@ import shutil
 import socket
 
 import pytest
-from hub_server import HubServer, Repo
+import torch
+from hub_server import HubServer, Repo, checkpoint_copy
 from huggingface_hub import constants
 from omegaconf import OmegaConf
 
@@ -16,6 +17,7 @@ from llm_line.errors import CellError
 
 ORG = "llm-line"
 MODEL = f"{ORG}/demo-hub"
+BIN = f"{ORG}/demo-bin"  # main: pytorch_model.bin only; step100: no weights at all
 STEPS = (0, 100, 200, 300)
 
 
@@ -30,8 +32,13 @@ def repos(demo_model, tmp_path_factory, cache_dir):
         shutil.copy(hub_tasks_dir() / f"colors_{split}.jsonl", colors / f"{split}.jsonl")
     shutil.copy(corpus_file(), corpus / "validation.jsonl")
     branches = {f"step{s}": demo_model / f"step{s}" for s in STEPS} | {"main": demo_model / "step300"}
+    bin_branches = {
+        "main": checkpoint_copy(demo_model / "step300", data / "bin_only", "bin"),
+        "step100": checkpoint_copy(demo_model / "step100", data / "no_weights", None),
+    }
     return [
         Repo("model", MODEL, branches),
+        Repo("model", BIN, bin_branches),
         Repo("model", f"{ORG}/gated", branches, gated=True),
         Repo("model", f"{ORG}/private", branches, private=True),
         Repo("dataset", f"{ORG}/demo-colors", {"main": colors}),
@@ -63,6 +70,7 @@ def online(repos, tmp_path, monkeypatch):
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setenv("LLM_LINE_CACHE", str(tmp_path / "llm_line"))
         monkeypatch.setattr(hub, "_refs", {})
+        monkeypatch.setattr(hub, "_files", {})
         yield server
 
 
@@ -135,6 +143,85 @@ def test_prefetch_downloads_a_grid_into_the_cache(online):
     assert hub.downloaded_commit(MODEL, "main") == online.repos[("model", MODEL)].commit("main")
     assert not [r for r in online.requests if r.startswith(f"GET /datasets/{corpus}/resolve/")]  # streamed corpora
     assert online.requests.count(f"GET /{MODEL}/resolve/{hub.downloaded_commit(MODEL, 'main')}/model.safetensors") == 1
+
+
+NO_WEIGHTS = (
+    "llm-line/demo-bin@step100 has no loadable weights {where} (model.safetensors, pytorch_model.bin, or either "
+    "sharded with its .index.json); it has: config.json, generation_config.json, llm_line_demo.json, "
+    "tokenizer.json, tokenizer_config.json. Pick another revision"
+)
+
+
+def test_the_preflight_lists_each_revisions_files_and_requires_loadable_weights(online):
+    cells = [cell(MODEL, "step100"), cell(BIN, "main"), cell(BIN, "step100"), cell(BIN, "main")]
+    checks = hub.preflight(cells)
+    assert [c.weights for c in checks] == [["model.safetensors"], ["pytorch_model.bin"], None]
+    assert [c.problem for c in checks] == [None, None, NO_WEIGHTS.format(where="on the hub")]
+    text = hub.report(checks)
+    assert text.startswith("hub preflight: 3 repository revisions, 1 missing, 0 unverified")
+    assert f"  missing: {NO_WEIGHTS.format(where='on the hub')}" in text
+    bin_repo = online.repos[("model", BIN)]
+    for branch in ("main", "step100"):  # one file listing per revision, at its commit
+        assert online.requests.count(f"GET /api/models/{BIN}/tree/{bin_repo.commit(branch)}") == 1
+    assert hub.missing_cells([hub.hub_revisions([c]) for c in cells]) == {2: NO_WEIGHTS.format(where="on the hub")}
+    assert len([r for r in online.requests if "/tree/" in r]) == 3  # listed once per process
+    assert not [r for r in online.requests if "/resolve/" in r]  # nothing downloaded
+
+
+def test_prefetch_downloads_the_weights_a_revision_has_and_fails_on_none(online, demo_model, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    corpus = f"{ORG}/demo-corpus"  # a corpus cell: no lm-eval task data to download
+    with pytest.raises(CellError) as error:
+        hub.fetch([cell(BIN, "step100", dataset=corpus)])
+    assert str(error.value) == NO_WEIGHTS.format(where="on the hub")
+    assert not [r for r in online.requests if "/resolve/" in r]
+
+    hub.fetch([cell(BIN, "main", dataset=corpus)])
+    commit = online.repos[("model", BIN)].commit("main")
+    snapshot = hub._cached_snapshot(BIN, commit)
+    assert snapshot is not None and (snapshot / "pytorch_model.bin").is_file()
+    assert not list(snapshot.glob("*.safetensors"))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    loaded, original = (AutoModelForCausalLM.from_pretrained(path) for path in (snapshot, demo_model / "step300"))
+    assert torch.equal(loaded(ids).logits, original(ids).logits)  # the .bin holds the branch's weights
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # a compute node: the cache's snapshot is checked
+    hub._refs.clear()
+    (check,) = hub.preflight([cell(BIN, "main")])
+    assert check.weights == ["pytorch_model.bin"] and check.problem is None
+    (snapshot / "pytorch_model.bin").unlink()
+    hub._refs.clear()
+    (check,) = hub.preflight([cell(BIN, "main")])
+    assert check.problem.startswith(f"{BIN}@main has no loadable weights in the hub cache (HF_HUB_OFFLINE is set")
+
+
+@pytest.mark.parametrize(
+    "files, weights",
+    [
+        (["model.safetensors", "pytorch_model.bin"], ["model.safetensors"]),  # safetensors preferred
+        (
+            ["model.safetensors.index.json", "model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors"],
+            ["model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+        ),
+        (  # a shard missing: the whole .bin set instead
+            [
+                "model.safetensors.index.json",
+                "model-00001-of-00002.safetensors",
+                "pytorch_model.bin.index.json",
+                "pytorch_model-00001-of-00002.bin",
+                "pytorch_model-00002-of-00002.bin",
+            ],
+            ["pytorch_model.bin.index.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"],
+        ),
+        (["model.safetensors.index.json", "model-00001-of-00002.safetensors"], None),
+        (["model-00001-of-00001.safetensors"], None),  # shards without their index
+        (["pytorch_model.bin", "config.json"], ["pytorch_model.bin"]),
+        (["config.json", "tokenizer.json", "adapter_model.safetensors"], None),
+    ],
+)
+def test_loadable_weights(files, weights):
+    assert hub.loadable_weights(files) == weights
 
 
 @pytest.mark.parametrize(
@@ -281,3 +368,26 @@ def test_the_sweep_stops_on_missing_revisions_and_prefetches_the_rest(repos, cli
     assert not list(tmp_path.rglob(store.RESULT))  # prefetch launches nothing
     refs = tmp_path / "hf" / "hub" / "models--llm-line--demo-hub" / "refs" / "step100"
     assert refs.read_text() == commit
+
+
+@pytest.mark.slow
+def test_a_sweep_prefetches_a_bin_only_revision_that_then_runs_offline_and_stops_on_one_without_weights(
+    repos, cli, hub_env, tmp_path
+):
+    sweep = ["-m", "model=hf", f"model.name={BIN}", "model.revision=main,step100", "task=val_demo", "task.limit=4"]
+    with HubServer(repos) as server:
+        hub_env(server.url, offline=False)
+        stopped = cli(*sweep, results_dir=tmp_path, check=False)
+        assert stopped.returncode != 0 and not [r for r in server.requests if "/resolve/" in r]
+        assert "1 cells of this grid ask for hub revisions that do not exist or hold no loadable weights" in (
+            stopped.stderr
+        )
+        assert NO_WEIGHTS.format(where="on the hub") in stopped.stdout + stopped.stderr
+        cli(*sweep, "hydra.sweeper.skip_missing=true", "hydra.sweeper.prefetch=true", results_dir=tmp_path)
+        commit = server.repos[("model", BIN)].commit("main")
+        assert f"GET /{BIN}/resolve/{commit}/pytorch_model.bin" in server.requests
+    hub_env(server.url, offline=True)  # a compute node: the prefetched .bin-only revision loads from the cache
+    cli("model=hf", f"model.name={BIN}", "task=val_demo", "task.limit=4", results_dir=tmp_path)
+    (path,) = tmp_path.rglob(store.RESULT)
+    result = store.read_result(path)
+    assert result["model"]["resolved_commit"] == commit and result["metrics"]["val_demo"]["loss"] > 0

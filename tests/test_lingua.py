@@ -348,6 +348,7 @@ def test_export_layout_and_metadata(runs):
     assert meta["name"] == "tiny-llama" and meta["architecture"] == "Llama" and meta["family"] == "lingua-llama"
     assert meta["pretraining_data"] == "FineWeb-Edu"
     assert meta["tokens_per_step"] == 4 * 64 * 2 * 2  # batch x seq_len x grad_acc x data-parallel ranks
+    assert (meta["add_bos"], meta["add_eos"]) == (True, True)  # the run's framing of its documents
     args = runs["llama"]["args"]
     hd = args["dim"] // args["n_heads"]
     expected = (
@@ -421,12 +422,16 @@ def test_evaluate_sweeps_an_export_by_step(runs, tmp_path, cli):
         "model=lingua",
         f"model.path={out}",
         "model.step=100,200",
-        "task=demo_colors",
+        "task=demo_colors,val_demo",
         "task.limit=4",
         "model.batch_size=4",
         results_dir=tmp_path,
     )
     for step in (100, 200):
+        corpus = json.loads(
+            (tmp_path / "lingua--tiny-llama" / f"step{step}" / "val_demo" / "0shot_limit4" / "result.json").read_text()
+        )
+        assert corpus["metrics"]["val_demo"]["separator"] == "lingua:bos+eos"  # framed as lingua trained it
         result = json.loads(
             (
                 tmp_path / "lingua--tiny-llama" / f"step{step}" / "demo_colors" / "0shot_limit4" / "result.json"
@@ -440,6 +445,65 @@ def test_evaluate_sweeps_an_export_by_step(runs, tmp_path, cli):
     assert proc.returncode == 0
     missing = cli("model=lingua", f"model.path={out}", "task=demo_colors", results_dir=tmp_path, check=False)
     assert missing.returncode != 0 and "step100, step200" in missing.stderr + missing.stdout
+
+
+def framed_reference(model, stream, labels, context):
+    """NLL per predicted token of windows of `context` inputs over the whole model, labels IGNORE skipped."""
+    nll, count = 0.0, 0
+    for start in range(0, len(stream) - 1, context):
+        inputs, targets = stream[start : start + context], labels[start + 1 : start + context + 1]
+        with torch.no_grad():
+            logprobs = model(input_ids=inputs[None]).logits[0, : len(targets)].double().log_softmax(-1)
+        scored = targets != -100
+        nll -= logprobs[torch.arange(len(targets))[scored], targets[scored]].sum().item()
+        count += int(scored.sum())
+    return nll / count, count
+
+
+def test_a_corpus_on_an_export_is_framed_as_lingua_trained(runs, tmp_path):
+    """separator=auto on a lingua export: BOS d EOS per document (lingua's add_bos/add_eos, from llm_line.json),
+    each BOS context only; the loss against a hand computation; an export without those fields keeps auto."""
+    import shutil
+
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llm_line import corpus
+    from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
+
+    out = runs["llama"]["out"]
+    tokenizer = AutoTokenizer.from_pretrained(out / "step100")
+    docs = corpus.tokenize(iter(TEXTS), tokenizer, None, None)
+    stream, labels = corpus.frame(docs, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    bos, eos = N_RANKS, N_RANKS + 1  # lingua's <|begin_of_text|>, <|end_of_text|>
+    # lingua's tokenizer.encode(text, add_bos=True, add_eos=True) per document, concatenated
+    expected = [i for text in TEXTS for i in [bos, *tokenizer(text, add_special_tokens=False)["input_ids"], eos]]
+    assert stream.tolist() == expected
+    assert labels.tolist() == [-100 if i == bos else i for i in expected]
+
+    texts = tmp_path / "docs.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+
+    def evaluate(path, separator="auto"):
+        model_cfg = ModelConfig(name="tiny", path=str(path), pretrained=str(path), revision="step100", batch_size="4")
+        task = TaskConfig(name="val_docs", corpus=CorpusConfig(path=str(texts), separator=separator))
+        out = corpus.evaluate(OmegaConf.structured(model_cfg), OmegaConf.structured(task), str(tmp_path / "cache"))
+        return out["metrics"]
+
+    framed = evaluate(out)
+    model = AutoModelForCausalLM.from_pretrained(out / "step100", dtype=torch.float32).eval()
+    loss, count = framed_reference(model, stream, labels, framed["context_length"])
+    assert (framed["separator"], framed["separator_token_id"]) == ("lingua:bos+eos", eos)
+    assert framed["tokens"] == count == int(docs.lengths.sum()) + len(TEXTS)  # every token and EOS, no BOS
+    assert abs(framed["loss"] - loss) < 1e-5
+    assert framed["windows"] > 1  # the framing crosses window boundaries
+    assert evaluate(out, "eos")["loss"] != framed["loss"]  # an explicit separator still wins
+
+    older = tmp_path / "older"  # an export written before llm_line.json recorded the framing
+    shutil.copytree(out, older)
+    meta = json.loads((older / "llm_line.json").read_text())
+    (older / "llm_line.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in ("add_bos", "add_eos")}))
+    assert evaluate(older)["separator"] == "bos"  # auto's rule: its tokenizer adds a BOS
 
 
 def test_make_configs_are_the_committed_ones(tmp_path):

@@ -31,7 +31,8 @@ SentencePiece (`sp`) needs --hf-tokenizer. --hf-tokenizer copies any Hugging Fac
 
 Each export folder also gets the run's `params.json` (as `lingua_params.json`), and OUT_DIR gets
 `llm_line.json`: the run's name and metadata (architecture, parameters, data, tokenizer, tokens per step),
-which conf/model/lingua.yaml reads. Exports are written to a temporary folder and renamed, and skipped if
+which conf/model/lingua.yaml reads, and the documents' framing in training (`add_bos`, `add_eos`), which
+corpus cells (llm_line/corpus.py) follow. Exports are written to a temporary folder and renamed, and skipped if
 present (--force redoes them).
 """
 
@@ -465,6 +466,10 @@ def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str)
         "tokens_per_step": tokens_per_step,
         "seq_len": data.get("seq_len"),
         "steps": params.get("steps"),
+        # how lingua framed every training document (BOS d EOS); validation corpora are framed the same way
+        # (llm_line/corpus.py, task.corpus.separator=auto). None where the run's params do not say.
+        "add_bos": data.get("add_bos"),
+        "add_eos": data.get("add_eos"),
     }
 
 
