@@ -241,7 +241,8 @@ def grid(
         sharey=share_y,
         layout="constrained",
     )
-    kinds = sorted(table[marker].dropna().astype(str).unique()) if marker else []
+    with_y = table[table[[c for s in sets for c in s.columns]].notna().any(axis=1)]
+    kinds = sorted(with_y[marker].dropna().astype(str).unique()) if marker else []
     markers = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
     xlim = _limits(table[x])
     legend = _Legend()
