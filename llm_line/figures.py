@@ -42,6 +42,7 @@ class Drawn:
     laws: list[panels.Law]
     irreducibles: list[fitting.Irreducible] = field(default_factory=list)
     rows: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,8 +65,8 @@ def in_domain(table: pd.DataFrame) -> pd.Series:
     return table["Pretraining Data"].map(lambda v: IN_DOMAIN_COLUMNS.get(str(v).strip().lower()))
 
 
-def rows_for(recipe: Recipe, table: pd.DataFrame) -> pd.DataFrame | str:
-    """The rows a recipe draws, or what is missing (one line)."""
+def rows_for(recipe: Recipe, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]] | str:
+    """The rows a recipe draws and notes on how (averages over fewer losses), or what is missing (one line)."""
     if "Overtraining" in table:
         table = table[~_truthy(table["Overtraining"])]
     if recipe.from_scratch and "Hugging Face" in table:
@@ -75,12 +76,17 @@ def rows_for(recipe: Recipe, table: pd.DataFrame) -> pd.DataFrame | str:
                 "no checkpoints trained from scratch (every row has Hugging Face = True); "
                 "a lingua ladder collected with llm-line collect has them"
             )
+    notes = []
     for name, columns in AVERAGES.items():
         if any(name in y.columns for y in recipe.ys) and name not in table:
-            absent = [c for c in columns if c not in table]
-            if absent:
-                return f"{name} needs the column(s) {', '.join(absent)}"
-            table, _ = add_average(table, f"{name}={','.join(columns)}")
+            present = [c for c in columns if c in table and table[c].notna().any()]
+            if len(present) < 2:
+                return f"{name} needs two or more of {', '.join(columns)} (the table has {len(present)})"
+            table, _ = add_average(table, f"{name}={','.join(present)}")
+            absent = [c for c in columns if c not in present]
+            notes.append(
+                f"{name} = mean of {', '.join(present)}" + (f" (absent: {', '.join(absent)})" if absent else "")
+            )
     facets = [c for spec in (recipe.row, recipe.col) for c in ((spec,) if isinstance(spec, str) else spec or ())]
     needed = [c for c in (*recipe.group, *recipe.per, *facets, *recipe.varies) if c != "y"]
     if recipe.x != IN_DOMAIN:
@@ -108,20 +114,21 @@ def rows_for(recipe: Recipe, table: pd.DataFrame) -> pd.DataFrame | str:
         return f"no column of {', '.join(y for s in recipe.ys for y in s.columns)}"
     if table[ys].notna().any(axis=1).sum() == 0:
         return f"no row has any of {', '.join(ys)}"
-    return table
+    return table, notes
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def figures_of(recipe: Recipe, table: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame | str, str]]:
-    """(name, title, rows or what is missing, x) of each figure a recipe makes (several with `per`)."""
-    rows = rows_for(recipe, table)
-    if isinstance(rows, str):
-        return [(recipe.name, recipe.title, rows, recipe.x)]
+def figures_of(recipe: Recipe, table: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame | str, str, list[str]]]:
+    """(name, title, rows or what is missing, x, notes) of each figure a recipe makes (several with `per`)."""
+    selected = rows_for(recipe, table)
+    if isinstance(selected, str):
+        return [(recipe.name, recipe.title, selected, recipe.x, [])]
+    rows, notes = selected
     parts = [((), rows)] if not recipe.per else list(rows.groupby(list(recipe.per), dropna=False))
-    out = []
+    out: list[tuple[str, str, pd.DataFrame | str, str, list[str]]] = []
     for values, part in parts:
         values = values if isinstance(values, tuple) else (values,)
         label = " / ".join(str(v) for v in values)
@@ -132,10 +139,10 @@ def figures_of(recipe: Recipe, table: pd.DataFrame) -> list[tuple[str, str, pd.D
             columns = in_domain(part).dropna().unique()
             if len(columns) != 1 or columns[0] not in part:
                 data = ", ".join(map(str, part.get("Pretraining Data", pd.Series()).dropna().unique()))
-                out.append((name, title, f"no in-domain validation loss column for the pretraining data {data}", x))
+                out.append((name, title, f"no in-domain validation loss column for the pretraining data {data}", x, []))
                 continue
             x = str(columns[0])
-        out.append((name, title, part, x))
+        out.append((name, title, part, x, notes))
     return out
 
 
@@ -148,6 +155,7 @@ def draw(
     n_boot: int = 0,
     seed: int = 0,
     formats: Sequence[str] = ("png", "pdf"),
+    dpi: int = 200,
     report=print,
 ) -> tuple[list[Drawn], list[Missing]]:
     """Draw every figure of `recipes` the table supports into `out`; the drawn figures and the missing ones."""
@@ -156,7 +164,7 @@ def draw(
     drawn: list[Drawn] = []
     missing: list[Missing] = []
     for recipe in recipes:
-        for name, title, rows, x in figures_of(recipe, table):
+        for name, title, rows, x, notes in figures_of(recipe, table):
             if isinstance(rows, str):
                 missing.append(Missing(name, title, rows))
                 report(f"{name}: not drawn: {rows}")
@@ -184,11 +192,11 @@ def draw(
                 missing.append(Missing(name, title, why))
                 report(f"{name}: not drawn: {why}")
                 continue
-            save(fig, out / name, formats)
-            item = Drawn(recipe, name, laws, rows=len(rows))
+            save(fig, out / name, formats, dpi)
+            item = Drawn(recipe, name, laws, rows=len(rows), notes=notes)
             e_fig, item.irreducibles = compute_figure.figure(laws, title=f"{title}: the fits behind E")
             if e_fig is not None:
-                save(e_fig, out / f"{name}_E", formats)
+                save(e_fig, out / f"{name}_E", formats, dpi)
             plt.close("all")
             drawn.append(item)
             report(f"{name}: {len(laws)} law(s) -> {out / name}.png")
@@ -243,7 +251,8 @@ def index(drawn: Sequence[Drawn], missing: Sequence[Missing], command: str) -> s
     lines += [f"| {m.name} | not drawn | {_cell(m.why)} |" for m in missing]
     for d in drawn:
         lines += ["", f'<a id="{d.name}"></a>', f"## {d.name}", "", d.recipe.tells, ""]
-        lines += [f"![{d.name}]({d.name}.png)", "", f"Files: `{d.name}.png`, `{d.name}.pdf`; {d.rows} rows.", ""]
+        lines += [f"![{d.name}]({d.name}.png)", "", f"Files: `{d.name}.*`; {d.rows} rows.", ""]
+        lines += [f"- {note}" for note in d.notes] + ([""] if d.notes else [])
         lines += ["Laws L_y = K (L_x − E_x)^κ + E_y (status: drawn solid, dashed if flagged):", ""]
         lines += law_rows(d.laws)
         if d.irreducibles:
@@ -285,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("png", "pdf", "svg"),
         help="file format(s) to write; repeatable (default png and pdf)",
     )
+    parser.add_argument("--dpi", type=int, default=200, help="resolution of PNG files (default 200)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="draw this figure only; repeatable")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # the command line only writes files
@@ -293,7 +303,16 @@ def main(argv: list[str] | None = None) -> int:
         table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
     except (FileNotFoundError, KeyError, DataError) as e:
         parser.error(str(e.args[0]) if e.args else str(e))
-    drawn, missing = draw(recipes, table, args.out, irreducible=args.irreducible, n_boot=args.bootstrap, seed=args.seed)
+    drawn, missing = draw(
+        recipes,
+        table,
+        args.out,
+        irreducible=args.irreducible,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        formats=args.format or ("png", "pdf"),
+        dpi=args.dpi,
+    )
     command = " ".join(["llm-line figures", *(argv if argv is not None else sys.argv[1:])])
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_file(args.out / "index.md") as handle:

@@ -150,14 +150,14 @@ def residual_figure(results: Sequence, title: str | None = None):
     return fig
 
 
-def save(fig, out: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """The figure in each format (PNG at 200 dpi, PDF) next to each other: `out` with each suffix."""
+def save(fig, out: Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 200) -> list[Path]:
+    """The figure in each format (PNG at `dpi`, PDF) next to each other: `out` with each suffix."""
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         suffix = f".{fmt.lstrip('.')}"
         path = out.with_suffix(suffix) if out.suffix in (".png", ".pdf") else out.with_name(out.name + suffix)
-        fig.savefig(path, bbox_inches="tight", **({"dpi": 200} if suffix == ".png" else {}))
+        fig.savefig(path, bbox_inches="tight", **({"dpi": dpi} if suffix == ".png" else {}))
         paths.append(path)
     return paths
 

@@ -171,6 +171,6 @@ RECIPES = [
         col=("Pretraining Data",),
         group=("Optimizer", "Scheduler", "Learning Rate", "Weight Decay"),
         from_scratch=True,
-        varies=("Optimizer",),
+        varies=("Optimizer", "Scheduler", "Learning Rate", "Weight Decay"),
     ),
 ]
