@@ -59,6 +59,7 @@ def describe(e: fitting.Irreducible) -> str:
 def figure(laws: Sequence[Law], *, size_col: str = "Size", tokens_col: str = "Tokens", title: str | None = None):
     """The figure of every E behind `laws` (None if they used none), and those E in panel order."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     items = irreducibles(laws)
     if not items:
@@ -77,6 +78,7 @@ def figure(laws: Sequence[Law], *, size_col: str = "Size", tokens_col: str = "To
             colour = [scale(n) if scale is not None and np.isfinite(n) else (0.5, 0.5, 0.5) for n in N[known]]
             ax.scatter(D[known], loss[known], c=colour, s=16, edgecolors="white", linewidths=0.3, zorder=3)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short decade
             ax.set_xlabel(f"{tokens_col} D (training tokens)")
             grid = np.geomspace(float(D[known].min()), float(D[known].max()), 100)
             n_values = np.unique(N[known].dropna())
