@@ -22,6 +22,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm, Normalize, to_rgb
 
 MEAN = (0.0, 0.0, 0.0)  # the mean of several y losses is always black
+MISSING = (0.6, 0.6, 0.6)  # a numeric group's rows without a value
 
 # one colour per known value; the families (data, architecture, tokenizer, task) never meet in one legend
 PALETTE = {
@@ -116,6 +117,8 @@ class Scale:
         return cls(column, LogNorm(lo, hi) if log else Normalize(lo, hi))
 
     def __call__(self, value: float) -> tuple[float, float, float]:
+        if not np.isfinite(value):  # rows without a value: grey, never a colour of the scale
+            return MISSING
         return tuple(float(c) for c in colormaps[self.cmap](self.norm(value))[:3])  # type: ignore[return-value]
 
     def mappable(self):

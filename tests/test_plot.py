@@ -291,6 +291,7 @@ def test_a_value_has_one_colour_in_every_figure():
     unknown = colours.colours(["my corpus", "another corpus", "C4"])
     assert unknown["my corpus"] == colours.colours(["my corpus"])["my corpus"] or len(set(unknown.values())) == 3
     assert len(set(colours.colours([f"corpus {i}" for i in range(12)]).values())) == 12  # collisions resolved
+    assert colours.Scale.over("Size", [1e8, 1e9])(float("nan")) == colours.MISSING  # no size: grey
 
 
 def test_cli_grid_on_the_paper_table(tmp_path):
