@@ -4,6 +4,7 @@
     llm-line collect results/ -o data/results.csv # result files -> tables
     llm-line fit --x "C4 Validation Loss" --y "HellaSwag Loss"
     llm-line plot --x "C4 Validation Loss" --y "HellaSwag Loss" -o figures/c4_hellaswag
+    llm-line figures --data data/results.csv -o figures/  # the paper's figures, figures/index.md
 
 Each subcommand is the `main(argv)` of one module (`python -m llm_line.<module>` runs the same code); it is
 imported only when chosen, so `llm-line status` never pays for pandas, scipy or torch.
@@ -21,6 +22,7 @@ COMMANDS = {
     "fit": ("llm_line.fit", "fit loss-to-loss laws per group of a table"),
     "plot": ("llm_line.plot", "plot losses against each other with their fitted laws"),
     "intervention": ("llm_line.intervention", "offsets of every group from a base group's law"),
+    "figures": ("llm_line.figures", "every figure of the paper the rows support, with an index of their laws"),
     "export": ("llm_line.lingua.export", "export lingua checkpoints as transformers models to evaluate"),
     "prepare-data": ("llm_line.lingua.prepare_data", "cut a corpus into lingua's training chunks"),
 }

@@ -18,6 +18,7 @@ naming the column and the row, which the command lines print as their error.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 from collections.abc import Sequence
@@ -270,14 +271,23 @@ def load(
     return table
 
 
+class _Tables(argparse.Action):
+    """`--data A B --data C`: every table named, in order; the default only where --data is not given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, (given if given is not self.default else []) + list(values or []))
+
+
 def add_arguments(parser) -> None:
     """The table options every analysis command shares."""
     parser.add_argument(
         "--data",
         nargs="+",
+        action=_Tables,
         default=["data/results.csv"],
         help="wide table(s) (.csv or .parquet; collected, or the paper's released CSV); several "
-        "are stacked with a Source column (default data/results.csv)",
+        "(--data A B or --data A --data B) are stacked with a Source column (default data/results.csv)",
     )
     parser.add_argument(
         "--where",
