@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -28,9 +29,9 @@ import pandas as pd
 from llm_line import cli, compute_figure, panels
 from llm_line import fit as fitting
 from llm_line.plot import save
-from llm_line.recipes import AVERAGES, IN_DOMAIN, IN_DOMAIN_COLUMNS, RECIPES, Recipe
+from llm_line.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
 from llm_line.store import atomic_file
-from llm_line.table import DataError, add_arguments, add_average, load_from_args
+from llm_line.table import DataError, add_arguments, add_average, in_domain_column, load_from_args
 
 
 @dataclass
@@ -62,7 +63,8 @@ def in_domain(table: pd.DataFrame) -> pd.Series:
     """Each row's in-domain validation loss column (NaN where its pretraining data has none)."""
     if "Pretraining Data" not in table:
         return pd.Series(None, index=table.index, dtype=object)
-    return table["Pretraining Data"].map(lambda v: IN_DOMAIN_COLUMNS.get(str(v).strip().lower()))
+    columns = table["Pretraining Data"].map(in_domain_column)
+    return columns.where(columns.isin(table.columns))
 
 
 def rows_for(recipe: Recipe, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]] | str:
@@ -151,9 +153,7 @@ def draw(
     table: pd.DataFrame,
     out: Path,
     *,
-    irreducible: str = "compute",
-    n_boot: int = 0,
-    seed: int = 0,
+    law: dict[str, Any] | None = None,
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 200,
     report=print,
@@ -182,9 +182,7 @@ def draw(
                     group=list(recipe.group) or None,
                     marker=marker,
                     min_groups=recipe.min_groups,
-                    irreducible=irreducible,
-                    n_boot=n_boot,
-                    seed=seed,
+                    law=law,
                     title=title,
                 )
             except (KeyError, DataError) as e:
@@ -307,9 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         recipes,
         table,
         args.out,
-        irreducible=args.irreducible,
-        n_boot=args.bootstrap,
-        seed=args.seed,
+        law=fitting.law_options(args),
         formats=args.format or ("png", "pdf"),
         dpi=args.dpi,
     )

@@ -26,7 +26,7 @@ import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -158,9 +158,7 @@ def grid(
     marker: str | None = "Architecture",
     continuous: bool | None = None,
     min_groups: int = 1,
-    irreducible: str = "compute",
-    n_boot: int = 0,
-    seed: int = 0,
+    law: dict[str, Any] | None = None,
     title: str | None = None,
     size_col: str = "Size",
     tokens_col: str = "Tokens",
@@ -260,14 +258,7 @@ def grid(
             scale,
             xlim,
             legend,
-            dict(
-                irreducible=irreducible,
-                size_col=size_col,
-                tokens_col=tokens_col,
-                n_boot=n_boot,
-                seed=seed,
-                progress=progress,
-            ),
+            {"size_col": size_col, "tokens_col": tokens_col, "n_boot": 0, "progress": progress, **(law or {})},
         )
         ax.set_xlim(xlim)
         y_ranges[p.r if share_y else (p.r, p.c)].extend(_point_range(ax))

@@ -28,6 +28,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -48,24 +49,20 @@ def figure(
     group: str | None = "Pretraining Data",
     marker: str | None = "Architecture",
     *,
-    irreducible: str = "compute",
-    n_boot: int = 0,
-    seed: int = 0,
+    law: dict[str, Any] | None = None,
     title: str | None = None,
     size_col: str = "Size",
     tokens_col: str = "Tokens",
     progress: bool = False,
 ):
-    """One panel per y column (Figure 1 of the paper): the figure and its fits ({y: [LossFit per group]})."""
+    """One panel per y column, one law per group: the figure and its fits ({y: [LossFit per group]})."""
     fig, laws = panels.grid(
         table,
         x,
         list(ys),
         group=group,
         marker=marker,
-        irreducible=irreducible,
-        n_boot=n_boot,
-        seed=seed,
+        law=law,
         title=title,
         size_col=size_col,
         tokens_col=tokens_col,
@@ -243,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             marker=args.marker or None,
             continuous=False if args.categorical else None,
             min_groups=args.min_groups,
-            irreducible=args.irreducible,
-            n_boot=args.bootstrap,
-            seed=args.seed,
+            law=fitting.law_options(args),
             title=args.title,
             progress=True,
         )

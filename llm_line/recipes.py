@@ -17,28 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_line.panels import YSet
+from llm_line.table import AVERAGE_PRESETS, IN_DOMAIN_COLUMNS
 
 IN_DOMAIN = "in-domain validation loss"  # as x: each pretraining dataset's own validation loss
-# pretraining data (lower case) -> its validation loss column (the released table's names)
-IN_DOMAIN_COLUMNS = {
-    "c4": "C4 Validation Loss",
-    "fineweb-edu": "FineWeb-Edu Validation Loss",
-    "the pile": "The Pile UC Validation Loss",
-    "the pile deduped": "The Pile UC Validation Loss",
-    "the pile uc": "The Pile UC Validation Loss",
-    "refinedweb": "RefineWeb Validation Loss",
-    "slimpajama": "Slimpajama Validation Loss",
-}
 VALIDATION = tuple(dict.fromkeys(IN_DOMAIN_COLUMNS.values()))
-TESTS = (  # the paper's seven test losses (CommonSenseQA, Social IQa and MMLU left out, as in the paper)
-    "ARC-Challenge Loss",
-    "ARC-Easy Loss",
-    "OpenBookQA Loss",
-    "PIQA Loss",
-    "COPA Loss",
-    "Winogrande Loss",
-    "HellaSwag Loss",
-)
+TESTS = AVERAGE_PRESETS["paper-test"][1]  # the paper's seven test losses
 AVERAGE_TEST = "Average Test Loss"
 AVERAGE_VALIDATION = "Average Validation Loss"  # of the validation sets other than FineWeb-Edu (the x)
 AVERAGES = {

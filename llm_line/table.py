@@ -54,8 +54,25 @@ AVERAGE_PRESETS = {
         ),
     ),
 }
-# The original code maps these pretraining data sets to the validation set of the in-domain cut
-IN_DOMAIN_ALIASES = {"The Pile": "The Pile UC", "The Pile Deduped": "The Pile UC"}
+# Pretraining data (lower case) -> the validation loss column of its own data (the released table's names). The
+# original code scores The Pile and The Pile Deduped on The Pile UC's validation set.
+IN_DOMAIN_COLUMNS = {
+    "c4": "C4 Validation Loss",
+    "fineweb-edu": "FineWeb-Edu Validation Loss",
+    "the pile": "The Pile UC Validation Loss",
+    "the pile deduped": "The Pile UC Validation Loss",
+    "the pile uc": "The Pile UC Validation Loss",
+    "refinedweb": "RefineWeb Validation Loss",
+    "slimpajama": "Slimpajama Validation Loss",
+}
+
+
+def in_domain_column(pretraining_data: object) -> str:
+    """The validation loss column of a pretraining data set's own data (`<data> Validation Loss` if unlisted)."""
+    data = str(pretraining_data).strip()
+    return IN_DOMAIN_COLUMNS.get(data.lower(), f"{data} Validation Loss")
+
+
 CONVENTION = "Convention"  # paper | corrected: how a loss was computed (collect writes it)
 
 
@@ -142,7 +159,7 @@ def in_domain(table: pd.DataFrame, below: float, report=print) -> pd.DataFrame:
     keep = pd.Series(False, index=table.index)
     unjudged = []
     for data, rows in table.groupby(table["Pretraining Data"].astype(str), sort=True):
-        column = f"{IN_DOMAIN_ALIASES.get(data, data)} Validation Loss"
+        column = in_domain_column(data)
         if column not in table.columns:
             unjudged.append(f"{data} ({len(rows)} rows, no {column!r})")
             continue

@@ -126,7 +126,8 @@ def test_every_figure_renders_from_a_synthetic_ladder(tmp_path):
         (d, s) for d in DATASETS for s in ("50000000", "200000000", "800000000")
     }
     assert {law.fit.y for law in size.laws} == {recipes.AVERAGE_TEST}
-    assert all(law.fit.ok and law.fit.r2 > 0.85 for law in size.laws if law.panel == "FineWeb-Edu")
+    # one model size per law: E is not identifiable there (flagged), the law still fits its points
+    assert all(law.fit.status == "flagged" and law.fit.r2 > 0.85 for law in size.laws if law.panel == "FineWeb-Edu")
     # C4 has 4 checkpoints per size: E falls back to the minimum loss, the laws are flagged and drawn dashed
     assert {law.drawn for law in size.laws if law.panel == "C4"} == {"dashed"}
     assert size.notes == [
