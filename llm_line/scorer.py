@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
-from transformers import DynamicCache
 
 from llm_line import compat
 
@@ -97,27 +96,47 @@ def group_rows(rows: list[Row]) -> list[Group]:
     return groups
 
 
-def batches(groups: list[Group], budget: int) -> list[list[tuple[Group, list[Row]]]]:
-    """Rows packed into forward passes of at most `budget` tokens (rows x (longest prefix + longest suffix)).
+@dataclass
+class Pack:
+    """One row of a forward pass: a group's prefix followed by several of its rows' suffixes, side by side.
 
-    Groups go longest first (an out-of-memory error shows at once, as in lm-eval); a batch is a list of
-    (group, some of its rows), and a group too large for one batch continues in the next, which encodes its
-    prefix again. A row longer than the budget gets a batch of its own.
+    Each suffix attends to the prefix and to itself only (a block mask) and its positions continue from the
+    prefix, so every suffix sees exactly what it would see after its own copy of the prefix: the prefix's keys
+    and values are computed once and read by every suffix, with no cache copied per continuation.
     """
-    out: list[list[tuple[Group, list[Row]]]] = [[]]
-    prefix = suffix = count = 0
-    for group in sorted(groups, key=lambda g: -max(len(r.tokens) for r in g.rows)):
+
+    prefix: int
+    rows: list[Row]
+
+    @property
+    def length(self) -> int:
+        return self.prefix + sum(len(r.tokens) - self.prefix for r in self.rows)
+
+
+def packs(groups: list[Group], width: int) -> list[Pack]:
+    """Each group's rows, longest first, in packs of at most `width` tokens (a row longer than that alone)."""
+    out = []
+    for group in groups:
+        current = Pack(group.prefix, [])
         for row in sorted(group.rows, key=lambda r: -len(r.tokens)):
-            wider = (max(prefix, group.prefix), max(suffix, len(row.tokens) - group.prefix))
-            if count and (count + 1) * sum(wider) > budget:
-                out.append([])
-                wider, count = (group.prefix, len(row.tokens) - group.prefix), 0
-            prefix, suffix = wider
-            if not out[-1] or out[-1][-1][0] is not group:
-                out[-1].append((group, []))
-            out[-1][-1][1].append(row)
-            count += 1
-    return [batch for batch in out if batch]
+            if current.rows and current.length + len(row.tokens) - group.prefix > width:
+                out.append(current)
+                current = Pack(group.prefix, [])
+            current.rows.append(row)
+        out.append(current)
+    return out
+
+
+def batches(packs: list[Pack], budget: int) -> list[list[Pack]]:
+    """Packs, longest first (an out-of-memory error shows at once, as in lm-eval), in forward passes of at most
+    `budget` tokens counted with padding (a pack longer than the budget gets a pass of its own)."""
+    out: list[list[Pack]] = []
+    for pack in sorted(packs, key=lambda p: -p.length):
+        if out and (len(out[-1]) + 1) * out[-1][0].length <= budget:
+            out[-1].append(pack)
+        else:
+            out.append([pack])
+    return out
 
 
 class Scorer:
@@ -129,10 +148,12 @@ class Scorer:
         self.head = model.get_output_embeddings()
         self.device = device
         self.autocast = autocast
+        self.additive_mask = model.config._attn_implementation == "eager"  # sdpa takes a boolean mask
 
     def score(
         self, requests: Sequence[Request], max_length: int, budget: int, progress: tqdm | None = None
     ) -> list[tuple[float, bool]]:
+        """Score `(request, context ids, continuation ids)` triples as HFLM does, in passes of `budget` tokens."""
         rows: dict[bytes, Row] = {}
         targets: list[np.ndarray] = []
         starts: list[int] = []
@@ -155,12 +176,16 @@ class Scorer:
                 truncated,
                 max_length,
             )
+        # A pack holds up to four of the longest rows (within the window and the budget): enough to share most
+        # of a prefix, while the masked-out part of its attention stays small.
+        longest = max(len(row.tokens) for row in rows.values())
+        width = max(longest, min(4 * longest, max_length, budget))
         results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
         with (
             torch.no_grad(),
             torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None),
         ):
-            for batch in batches(group_rows(list(rows.values())), budget):
+            for batch in batches(packs(group_rows(list(rows.values())), width), budget):
                 for i, answer in self.forward(batch, targets, starts):
                     results[i] = answer
                     if progress is not None:
@@ -168,52 +193,58 @@ class Scorer:
         return results
 
     def forward(
-        self, batch: list[tuple[Group, list[Row]]], targets: list[np.ndarray], starts: list[int]
+        self, batch: list[Pack], targets: list[np.ndarray], starts: list[int]
     ) -> list[tuple[int, tuple[float, bool]]]:
-        """One batch: its prefixes encoded in one pass, then every row's suffix on their repeated KV cache."""
-        prefix_len = max(group.prefix for group, _ in batch)
-        cache = None
-        if prefix_len:
-            prefixes = self.padded([group.rows[0].tokens[: group.prefix] for group, _ in batch], prefix_len)
-            encoded = self.base(input_ids=prefixes, use_cache=True).cache
-            owner = torch.tensor([g for g, (_, rows) in enumerate(batch) for _ in rows], device=self.device)
-            cache = DynamicCache(
-                ddp_cache_data=[(layer.keys[owner], layer.values[owner]) for layer in encoded.layers]
-            )
-        suffixes = [(group.prefix, row) for group, rows in batch for row in rows]
-        suffix_len = max(len(row.tokens) - prefix for prefix, row in suffixes)
-        ids = self.padded([row.tokens[prefix:] for prefix, row in suffixes], suffix_len)
-        mask = torch.zeros(len(suffixes), prefix_len + suffix_len, dtype=torch.long, device=self.device)
-        positions = torch.zeros_like(ids)
-        for r, (prefix, row) in enumerate(suffixes):  # padding keeps position 0: it must stay within the window
-            mask[r, :prefix] = 1
-            mask[r, prefix_len : prefix_len + len(row.tokens) - prefix] = 1
-            positions[r, : len(row.tokens) - prefix] = torch.arange(prefix, len(row.tokens))
-        hidden = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache).last_hidden_state
-        # Only the positions that predict a continuation token go through the head.
-        where = [(r, p) for r, (prefix, row) in enumerate(suffixes) for p in range(row.first_scored - prefix, len(row.tokens) - prefix)]
-        at = torch.tensor(where, device=self.device)
-        logprobs = F.log_softmax(self.head(hidden[at[:, 0], at[:, 1]]), dim=-1, dtype=torch.float32)
+        """One pass over right-padded packs; the head and log-softmax only where continuation tokens are predicted."""
+        width = batch[0].length
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        positions = np.zeros_like(ids)
+        segments = np.full_like(ids, -1)  # 0: the prefix, s: the s-th suffix, -1: padding
+        scored = []  # (row, pack index, first and end position of its scored tokens)
+        for b, pack in enumerate(batch):
+            k = pack.prefix
+            ids[b, :k], positions[b, :k], segments[b, :k] = pack.rows[0].tokens[:k], np.arange(k), 0
+            offset = k
+            for s, row in enumerate(pack.rows, start=1):
+                n = len(row.tokens) - k
+                end = offset + n
+                ids[b, offset:end], positions[b, offset:end], segments[b, offset:end] = (
+                    row.tokens[k:],
+                    np.arange(k, k + n),
+                    s,
+                )
+                scored.append((row, b, offset + row.first_scored - k, end))
+                offset = end
+        segment = torch.from_numpy(segments).to(self.device)
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        allowed = causal & ((segment[:, :, None] == segment[:, None, :]) | (segment[:, None, :] == 0))
+        mask = allowed[:, None]  # a padding position attends to itself, so no row is empty
+        if self.additive_mask:
+            dtype = self.head.weight.dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=self.device).masked_fill(~mask, torch.finfo(dtype).min)
+        hidden = self.base(
+            input_ids=torch.from_numpy(ids).to(self.device),
+            attention_mask=mask,
+            position_ids=torch.from_numpy(positions).to(self.device),
+            use_cache=False,
+        ).last_hidden_state
+        at_pack = np.concatenate([np.full(end - first, b) for _, b, first, end in scored])
+        at_position = np.concatenate([np.arange(first, end) for _, _, first, end in scored])
+        picked = hidden[torch.from_numpy(at_pack).to(self.device), torch.from_numpy(at_position).to(self.device)]
+        logprobs = F.log_softmax(self.head(picked), dim=-1, dtype=torch.float32)
         greedy = logprobs.argmax(dim=-1).cpu().numpy()
         out = []
         offset = 0
-        for prefix, row in suffixes:
+        for row, _, first, end in scored:
             for i in row.requests:
                 begin = offset + starts[i] - row.first_scored
                 target = targets[i]
-                picked = logprobs[begin : begin + len(target)].gather(
-                    1, torch.from_numpy(target).to(self.device).unsqueeze(1)
-                )
-                out.append((i, (float(picked.sum()), bool((greedy[begin : begin + len(target)] == target).all()))))
-            offset += len(row.tokens) - row.first_scored
+                where = slice(begin, begin + len(target))
+                index = torch.from_numpy(target).to(self.device).unsqueeze(1)
+                loglikelihood = float(logprobs[where].gather(1, index).sum())
+                out.append((i, (loglikelihood, bool((greedy[where] == target).all()))))
+            offset += end - first
         return out
-
-    def padded(self, sequences: list[np.ndarray], length: int) -> torch.Tensor:
-        """Right-padded token ids (the padding is masked or never attended to by real tokens)."""
-        ids = np.zeros((len(sequences), length), dtype=np.int64)
-        for r, tokens in enumerate(sequences):
-            ids[r, : len(tokens)] = tokens
-        return torch.from_numpy(ids).to(self.device)
 
 
 def unservable(lm: HFLM) -> str | None:
@@ -227,6 +258,8 @@ def unservable(lm: HFLM) -> str | None:
         return f"architecture {model_type!r} (served: {', '.join(sorted(SERVED))})"
     if lm.model.get_output_embeddings() is None:
         return "no output embeddings"
+    if lm.model.config._attn_implementation not in ("sdpa", "eager"):
+        return f"attention {lm.model.config._attn_implementation!r} (served: sdpa, eager), which takes no block mask"
     return None
 
 
@@ -256,7 +289,9 @@ class SharedPrefixLM(HFLM):
             return compat.hflm_loglikelihood_tokens(self, requests, disable_tqdm, override_bs)
         if not requests:
             return []
-        lengths = [min(len(context) + len(continuation), self.max_length + 1) - 1 for _, context, continuation in requests]
+        lengths = [
+            min(len(context) + len(continuation), self.max_length + 1) - 1 for _, context, continuation in requests
+        ]
         longest = int(np.argmax(lengths))
         length = lengths[longest]
         progress = tqdm(

@@ -153,3 +153,27 @@ def test_unservable_model_falls_back_to_hflm(tokenizer, caplog):
     assert "cannot serve architecture 'mamba'" in caplog.text
     requests = instances(SHAPES["mixed"](random.Random(0)))
     assert shared.loglikelihood(requests) == HFLM(pretrained=model, **kwargs).loglikelihood(requests)
+
+
+def test_demo_cells_score_the_same_and_record_their_backend(cli, tmp_path):
+    """`python evaluate.py` on the demo tasks: hf-shared (the default) gives hf's metrics, and each result says
+    which backend scored it."""
+    import json
+
+    from llm_line import store
+
+    metrics = {}
+    for backend in ("hf", "hf-shared"):
+        cli("task=demo", "shots=2", f"model.backend={backend}", results_dir=tmp_path / backend)
+        (path,) = (tmp_path / backend).rglob(store.RESULT)
+        result = json.loads(path.read_text())
+        assert result["model"]["backend"] == backend
+        metrics[backend] = result["metrics"]
+    assert metrics["hf"].keys() == metrics["hf-shared"].keys()
+    for task, hf in metrics["hf"].items():
+        shared = metrics["hf-shared"][task]
+        assert hf.keys() == shared.keys()
+        for key in ("acc", "acc_norm", "n_docs"):
+            assert shared[key] == hf[key], (task, key)
+        for key in ("loss", "loss_paper", "bpb", "nll"):
+            assert shared[key] == pytest.approx(hf[key], abs=1e-5), (task, key)
