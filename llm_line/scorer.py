@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
+from transformers import PreTrainedModel
 
 from llm_line import compat
 
@@ -142,10 +143,10 @@ def batches(packs: list[Pack], budget: int) -> list[list[Pack]]:
 class Scorer:
     """The shared-prefix forward passes of one causal LM: `score` returns `(loglikelihood, is_greedy)` per request."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, autocast: torch.dtype | None = None):
+    def __init__(self, model: PreTrainedModel, device: torch.device, autocast: torch.dtype | None = None):
         self.model = model
-        self.base = model.base_model
-        self.head = model.get_output_embeddings()
+        self.base: torch.nn.Module = model.base_model
+        self.head: torch.nn.Linear = model.get_output_embeddings()
         self.device = device
         self.autocast = autocast
         self.additive_mask = model.config._attn_implementation == "eager"  # sdpa takes a boolean mask
@@ -282,7 +283,7 @@ class SharedPrefixLM(HFLM):
         """The backend whose path scores loglikelihoods: `hf-shared`, or `hf` after a fallback."""
         return "hf" if self.scorer is None else NAME
 
-    def _loglikelihood_tokens(  # type: ignore[override]
+    def _loglikelihood_tokens(
         self, requests: list[Request], disable_tqdm: bool = False, override_bs: int | None = None
     ) -> list[tuple[float, bool]]:
         if self.scorer is None or override_bs is not None:  # rolling windows come with their own batch size

@@ -29,16 +29,31 @@ def tokenizer():
 
 CONFIGS = {
     "gpt_neox": lambda v: transformers.GPTNeoXConfig(
-        vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=WINDOW, rotary_pct=0.5,
+        vocab_size=v,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=WINDOW,
+        rotary_pct=0.5,
     ),
     "llama": lambda v: transformers.LlamaConfig(
-        vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=64, max_position_embeddings=WINDOW,
+        vocab_size=v,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=WINDOW,
     ),
     "qwen2": lambda v: transformers.Qwen2Config(
-        vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=64, max_position_embeddings=WINDOW,
+        vocab_size=v,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=WINDOW,
     ),
     "gpt2": lambda v: transformers.GPT2Config(vocab_size=v, n_embd=32, n_layer=2, n_head=4, n_positions=WINDOW),
 }
@@ -62,9 +77,7 @@ def instances(pairs: list[tuple[str, str]]) -> list[Instance]:
 
 def hellaswag(rng: random.Random, docs: int = 6, shots: str = "") -> list[tuple[str, str]]:
     """A context and four multi-token endings per document (endings of different lengths)."""
-    return [
-        (shots + text(rng, 12), " " + text(rng, rng.randint(1, 6))) for _ in range(docs) for _ in range(4)
-    ]
+    return [(shots + text(rng, 12), " " + text(rng, rng.randint(1, 6))) for _ in range(docs) for _ in range(4)]
 
 
 def winogrande(rng: random.Random, docs: int = 6) -> list[tuple[str, str]]:
