@@ -16,9 +16,9 @@ trap 'rm -rf "$WORK"' EXIT
 export LLM_LINE_CACHE="$WORK/cache"
 
 if [[ "${1:-}" == "--dry" ]]; then
-    DEVICE=cpu DTYPE=float32 SIZES=160m TOKENS="--tokens 2048 --baseline off" SCALE=0.1 BATCH=8
+    DEVICE=cpu DTYPE=float32 SIZES=160m TOKENS="--tokens 2048 --baseline off" SCALE=0.1 BATCH=8 LIMIT=task.limit=4
 else
-    DEVICE=cuda DTYPE=bfloat16 SIZES=1.4b TOKENS="--tokens 4000000 --baseline on --baseline-tokens 100000" SCALE=20 BATCH=64
+    DEVICE=cuda DTYPE=bfloat16 SIZES=1.4b TOKENS="--tokens 4000000 --baseline on --baseline-tokens 100000" SCALE=20 BATCH=64 LIMIT=
     "$PYTHON" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
 fi
 
@@ -48,7 +48,7 @@ EOF
 for backend in hf-shared hf; do
     start=$(date +%s.%N)
     timeout 120 "$PYTHON" evaluate.py model=hf model.name=random-pythia-160m model.pretrained="$WORK/pythia-160m-random" \
-        model.device="$DEVICE" model.dtype="$DTYPE" model.batch_size=auto model.backend="$backend" task=demo shots=2 \
+        model.device="$DEVICE" model.dtype="$DTYPE" model.batch_size=auto model.backend="$backend" task=demo shots=2 $LIMIT \
         results_dir="$WORK/results-$backend" > "$WORK/cell-$backend.log" 2>&1 || { tail -20 "$WORK/cell-$backend.log"; exit 1; }
     "$PYTHON" - "$WORK/results-$backend" "$start" <<'EOF'
 import json
