@@ -6,8 +6,10 @@ log-softmax over the vocabulary at every position; only the positions that predi
 
 - finds requests that share a token prefix (a question's context with its few-shot examples, a task's fixed
   few-shot block; found as common prefixes of the tokenized requests, never per task) and encodes each prefix
-  once, its KV cache reused by every continuation (rows of prefixes of different lengths are right-padded and
-  masked; every suffix gets explicit position ids, so rotary and absolute positions are those of the unpadded text);
+  once: a forward row holds the prefix and then several continuations, each attending to the prefix's keys and
+  values and to itself only (a block mask) at explicit position ids that continue from the prefix, so rotary and
+  absolute positions are those of the unpadded text. (Repeating the prefix's `DynamicCache` for each
+  continuation was measured slower than HFLM on CPU: the cache copies cost more than the matmuls they saved.)
 - applies the LM head and a float32 log-softmax only where a continuation token is predicted;
 - fills batches to a token budget (requests sorted by length) rather than a fixed number of rows: the batch size
   times the longest request, which is what lm-eval's own batches of that size hold; `batch_size=auto` probes it
@@ -16,8 +18,9 @@ log-softmax over the vocabulary at every position; only the positions that predi
 Everything else stays lm-eval's: the tokenization (`TemplateLM.loglikelihood` encodes each pair with
 `_encode_pair` before this path sees it), the left truncation to the model's window, tasks, filters, metrics.
 The numbers equal `HFLM`'s (tests/test_scorer.py: within 1e-4 in float32, `is_greedy` identical). A model it
-cannot serve (not a causal LM of an architecture listed in `SERVED`, a PEFT adapter) and rolling-window
-requests (corpus perplexity tasks) take lm-eval's own path; the former is logged once when the model loads.
+cannot serve (not a causal LM of an architecture listed in `SERVED`, a PEFT adapter, attention other than
+sdpa/eager) and rolling-window requests (corpus perplexity tasks) take lm-eval's own path; the former is
+logged once when the model loads.
 """
 
 from __future__ import annotations
