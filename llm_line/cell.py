@@ -85,7 +85,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         log.info("Evaluating %s -> %s", describe(cell), run_dir)
         started = time.time()
         try:
-            result = compute(cfg, cell, started)
+            result = compute(cfg, cell, started, run_dir)
         except Exception as e:
             store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, e, started))
             raise
@@ -97,17 +97,19 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     return result
 
 
-def compute(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
-    """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result."""
+def compute(cfg: DictConfig, cell: dict[str, Any], started: float, run_dir: Path) -> dict[str, Any]:
+    """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result; an
+    lm-eval cell also writes its per-document records into `run_dir` (llm_line/records.py)."""
     check_config(cfg)  # again here: in a sweep, each cell has its own settings
     loggers.check_wandb(cfg.logger.wandb)
     if cfg.task.corpus is not None:
         return compute_corpus(cfg, cell, started)
-    from llm_line import harness, metrics  # heavy: torch, transformers, lm_eval
+    from llm_line import harness, metrics, records  # heavy: torch, transformers, lm_eval
 
     out = harness.evaluate(cfg.model, cfg.task, cfg.shots, cfg.fewshot_seed)
     results, model = out["results"], out["model"]
     cell_metrics = metrics.cell_metrics(results, out["tasks"], out["group_map"], model)
+    records.write(run_dir / records.RECORDS, results, out["tasks"], model)
     task = {
         "kind": "lm_eval",
         "display": cfg.task.display,

@@ -25,7 +25,9 @@ __all__ = [
     "ConfigLoaderImpl",
     "apply_overrides",
     "cached_interpolation_parsing",
+    "detect_batch_size",
     "encode_pair",
+    "hflm_loglikelihood_tokens",
     "job_error",
     "overrides_applied",
 ]
@@ -37,6 +39,22 @@ def encode_pair(lm: Any, context: str, continuation: str) -> tuple[list[int], li
     """The token ids lm-eval's HF model scores for a (context, continuation) request (`HFLM._encode_pair`):
     a context's trailing whitespace moves into the continuation, which is encoded in context."""
     return lm._encode_pair(context, continuation)
+
+
+def hflm_loglikelihood_tokens(
+    lm: Any, requests: list, disable_tqdm: bool = False, override_bs: int | None = None
+) -> list[tuple[float, bool]]:
+    """lm-eval's own HF scoring of tokenized (request, context ids, continuation ids) triples
+    (`HFLM._loglikelihood_tokens`), which llm_line.scorer overrides and falls back to."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM._loglikelihood_tokens(lm, requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+
+
+def detect_batch_size(lm: Any, requests: list, index: int) -> int:
+    """The largest batch of rows as long as `requests[index]` that fits in memory, found as lm-eval's
+    `batch_size=auto` finds it (`HFLM._detect_batch_size`: halving from max_batch_size on out-of-memory)."""
+    return int(lm._detect_batch_size(requests, index))
 
 
 def apply_overrides(overrides: Sequence[Override], cfg: DictConfig) -> None:

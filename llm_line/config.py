@@ -65,7 +65,9 @@ class ModelConfig:
     max_batch_size: int = 64  # upper bound when batch_size is auto
     max_length: int | None = None  # context length; None: the model's own
     trust_remote_code: bool = False
-    backend: str = "hf"  # lm-eval model backend
+    # lm-eval model backend. hf-shared (llm_line/scorer.py): lm-eval's HF model with multiple-choice scoring that
+    # encodes a shared context once, equal to hf's numbers; models it cannot serve fall back to hf's path.
+    backend: str = "hf-shared"
     add_bos_token: bool | None = None  # prepend BOS to every context (lm-eval's add_bos_token); None: its default
     parallelize: bool = False  # split the model over all visible GPUs (lm-eval's parallelize: device_map=auto)
     max_memory_per_gpu: str | None = None  # with parallelize, e.g. 70GiB; None: accelerate decides

@@ -23,7 +23,7 @@ import yaml
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
-from llm_line import compat, demo, hub
+from llm_line import compat, demo, hub, scorer
 from llm_line.config import ModelConfig, TaskConfig, load_key
 from llm_line.errors import CellError
 
@@ -52,6 +52,7 @@ class LoadedModel:
         """What the result records about the loaded model."""
         model = self.lm.model
         return {
+            "backend": scorer.backend_name(self.lm),  # hf after hf-shared fell back for this model
             "loaded_from": self.pretrained,
             "resolved_revision": self.revision,
             "resolved_commit": self.commit,
