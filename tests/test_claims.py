@@ -5,6 +5,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
+
+import psutil
 
 from llm_line import claims, store
 
@@ -59,8 +62,8 @@ def test_a_reused_pid_or_a_zombie_holds_no_claim(tmp_path):
     assert not claims.alive({"host": here, "pid": 1, "pid_started": claims.process_started(1) - 3600})
     assert claims.alive({"host": here, "pid": os.getpid(), "pid_started": claims.process_started(os.getpid())})
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    while claims.process_started(zombie.pid) is not None and not claims.process_alive(zombie.pid) is False:
-        pass  # exited but not reaped: a zombie
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+        time.sleep(0.05)
     assert not claims.alive({"host": here, "pid": zombie.pid})
     zombie.wait()
     store.write_json(tmp_path / store.RUNNING, {"host": here, "pid": 1, "pid_started": 0.0, "started": "2019"})

@@ -314,7 +314,8 @@ def test_two_processes_in_one_allocation_compute_a_cell_once(tmp_path, cache_dir
     run = f"{sys.executable} evaluate.py model=demo task=demo_sounds results_dir={tmp_path}"
     script = tmp_path / "job.sh"
     script.write_text(f"#!/bin/bash\ncd {ROOT}\n{run} > {tmp_path}/a.log 2>&1 &\n{run} > {tmp_path}/b.log 2>&1\nwait\n")
-    subprocess.run(["sbatch", "--wait", "-c", "1", "--mem=1G", "-o", str(tmp_path / "job.out"), str(script)], check=True)
+    sbatch = ["sbatch", "--wait", "-c", "1", "--mem=1G", "-o", str(tmp_path / "job.out"), str(script)]
+    subprocess.run(sbatch, check=True)
     logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
     assert logs.count("- Evaluating ") == 1, logs
     assert "Skipping " in logs and len(results(tmp_path)) == 1
@@ -350,9 +351,7 @@ def test_a_killed_blocking_launcher_leaves_its_jobs_queued_and_a_rerun_submits_n
     try:
         assert set(grid_states(tmp_path).values()) == {"queued"}
         before = array_jobs()
-        again = subprocess.run(
-            sweep_cmd(tmp_path, PACK4, *held), cwd=ROOT, capture_output=True, text=True, timeout=300
-        )
+        again = subprocess.run(sweep_cmd(tmp_path, PACK4, *held), cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stderr[-4000:]
         assert "4 queued elsewhere" in again.stdout + again.stderr and "launching 0" in again.stdout + again.stderr
         assert array_jobs() == before
