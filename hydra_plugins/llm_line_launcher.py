@@ -6,8 +6,13 @@ submitit's: the sbatch options, job arrays, requeue on timeout or preemption (`c
 - a job runs the cells of its pack one after another in one process, so the model is loaded once
   (llm_line/harness.py keeps the last model loaded); each cell gets its own run dir, log and result or
   failure file through Hydra's `run_job`; a failing cell does not stop the next; the job fails at the end
-  if any cell failed. A requeued job runs the same pack again; finished cells are skipped (their result),
-  cells it held the claim of are taken over (the claim names this SLURM job).
+  if any cell failed. With `tasks_per_node > 1` each task runs its share of the pack (every n-th cell).
+- submitit's requeue (USR2: preemption or the time limit ahead) ends the pack at once, told apart from a
+  cell's own exit by watching submitit's signal handler (`RequeueWatch`). The requeued job runs the same
+  pack again; finished cells are skipped (their result), the interrupted cell's claim is taken over (it
+  names this job at an earlier restart). With no requeue left, every cell of the pack not yet run gets a
+  `failure.json` naming the cell that was running, and the job ends.
+- the job ids of each array reach the sweeper (`on_submitted`) as soon as that array is submitted.
 - a sweep becomes several job arrays of at most MaxArraySize tasks (`scontrol show config`; 1000 if
   unreadable), submitted one right after another; `array_parallelism` is shared among them.
 - a failed sbatch leaves no pickled jobs behind (arrays already submitted are cancelled).
