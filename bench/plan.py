@@ -1,9 +1,11 @@
 """Planning cost of large sweeps (not a timed test): a 2,000-cell grid, and the paper's table.
 
-    python bench/plan.py            # both; --skip-paper for the 2,000-cell grid only
+    python bench/plan.py                   # both; --skip-paper for the 2,000-cell grid only
+    python bench/plan.py --cells 100000    # the paper's full scale (6,000+ checkpoints x 15 tasks ~ 90,000)
 
-1. 2,000 cells (Pythia-410m at 200 steps x the ten tasks) planned in process by `llm_line.plan.make_plan`,
-   exactly as the sweeper plans them (compose, validate, classify, pack): seconds and ms per cell.
+1. 2,000 cells (Pythia-410m at 200 steps x the ten tasks; `--cells N`: N/10 steps) planned in process by
+   `llm_line.plan.make_plan`, exactly as the sweeper plans them (compose, validate, classify, pack): seconds,
+   ms per cell and peak memory.
 2. `+experiment=paper_hf` as a SLURM dry run (`hydra.sweeper.dry_run=true`, `hydra/launcher=slurm`): cells,
    jobs and model loads per cell, and the dry run's wall time. Nothing is submitted; no hub access.
 Runs in a temporary results folder.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = "piqa,social_iqa,commonsense_qa,copa,hellaswag,arc_easy,arc_challenge,openbookqa,mmlu,winogrande"
 
 
-def plan_2000(results: Path) -> None:
+def plan_grid(results: Path, n_cells: int) -> None:
     sys.path.insert(0, str(ROOT))
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -38,14 +41,16 @@ def plan_2000(results: Path) -> None:
             config.hydra.overrides.hydra = []
         cells = [
             ["model=pythia", "model.size=410m", f"model.step={step}", f"task={task}", f"results_dir={results}"]
-            for step in range(0, 200_000, 1000)
+            for step in range(0, 1000 * (n_cells // 10), 1000)
             for task in TASKS.split(",")
         ]
         start, cpu = time.perf_counter(), time.process_time()
         plan = make_plan(GlobalHydra.instance().config_loader(), config, cells, cells_per_job=32)
         took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"2,000-cell grid: planned {len(plan.cells)} cells in {took:.1f} s wall, {cpu:.1f} s CPU "
+        f"{len(cells):,}-cell grid (peak RSS {peak_mb:.0f} MB): planned {len(plan.cells)} cells in {took:.1f} s "
+        f"wall, {cpu:.1f} s CPU "
         f"({1000 * cpu / len(plan.cells):.1f} ms CPU per cell); {len(plan.packs)} jobs of <= 32 cells, "
         f"{len(plan.packs) / len(plan.cells):.3f} jobs per cell"
     )
@@ -79,9 +84,10 @@ def paper_dry_run(results: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-paper", action="store_true")
+    parser.add_argument("--cells", type=int, default=2000, help="grid size, a multiple of 10 (default %(default)s)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        plan_2000(Path(tmp) / "grid")
+        plan_grid(Path(tmp) / "grid", args.cells)
         if not args.skip_paper:
             paper_dry_run(Path(tmp) / "paper")
 

@@ -6,8 +6,13 @@ submitit's: the sbatch options, job arrays, requeue on timeout or preemption (`c
 - a job runs the cells of its pack one after another in one process, so the model is loaded once
   (llm_line/harness.py keeps the last model loaded); each cell gets its own run dir, log and result or
   failure file through Hydra's `run_job`; a failing cell does not stop the next; the job fails at the end
-  if any cell failed. A requeued job runs the same pack again; finished cells are skipped (their result),
-  cells it held the claim of are taken over (the claim names this SLURM job).
+  if any cell failed. With `tasks_per_node > 1` each task runs its share of the pack (every n-th cell).
+- submitit's requeue (USR2: preemption or the time limit ahead) ends the pack at once, told apart from a
+  cell's own exit by watching submitit's signal handler (`RequeueWatch`). The requeued job runs the same
+  pack again; finished cells are skipped (their result), the interrupted cell's claim is taken over (it
+  names this job at an earlier restart). With no requeue left, every cell of the pack not yet run gets a
+  `failure.json` naming the cell that was running, and the job ends.
+- the job ids of each array reach the sweeper (`on_submitted`) as soon as that array is submitted.
 - a sweep becomes several job arrays of at most MaxArraySize tasks (`scontrol show config`; 1000 if
   unreadable), submitted one right after another; `array_parallelism` is shared among them.
 - a failed sbatch leaves no pickled jobs behind (arrays already submitted are cancelled).
@@ -19,20 +24,60 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from llm_line.compat import failed_job
 
 log = logging.getLogger(__name__)
+
+
+class NotRunError(RuntimeError):
+    """A cell of a pack that was never started: its job ended first (requeues exhausted)."""
+
+
+class RequeueWatch:
+    """Wraps submitit's handler of the requeue signal (USR2: preemption, or the time limit ahead) to tell a
+    job's end from a cell's own error: after it, `requeued` (submitit requeued the job and raises SystemExit)
+    or `exhausted` (no requeue left: submitit raises UncompletedJobError inside whatever cell runs; its
+    message here)."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler, self.requeued, self.exhausted = handler, False, ""
+
+    @classmethod
+    def install(cls) -> RequeueWatch:
+        import submitit
+
+        sig = submitit.JobEnvironment._usr_sig()
+        watch = cls(signal.getsignal(sig))
+        if callable(watch.handler):  # submitit's own (a job); absent when the pack runs outside submitit
+            signal.signal(sig, watch)
+        return watch
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        import submitit
+
+        try:
+            self.handler(signum, frame)
+        except submitit.core.utils.UncompletedJobError as e:
+            self.exhausted = str(e)
+            raise
+        except SystemExit:
+            self.requeued = True
+            raise
+
 
 DEFAULT_MAX_ARRAY_SIZE = 1000
 
@@ -64,21 +109,53 @@ class PackedSlurmLauncher(SlurmLauncher):
         job_id: str,
         singleton_state: dict[type, Singleton],
     ) -> list[JobReturn]:
-        """The job: every cell of the pack in turn, each through hydra-submitit-launcher's own cell runner."""
-        returns = []
-        for overrides, num in zip(pack, job_nums, strict=False):
+        """The job: every cell of the pack in turn (this task's share of them), each through
+        hydra-submitit-launcher's own cell runner; submitit's requeue or timeout ends it at once."""
+        import submitit
+
+        env = submitit.JobEnvironment()
+        cells = list(zip(pack, job_nums, strict=False))[env.global_rank :: max(1, env.num_tasks)]
+        watch = RequeueWatch.install()
+        returns: list[JobReturn] = []
+        for i, (overrides, num) in enumerate(cells):
             try:
                 returns.append(super().__call__(overrides, job_dir_key, num, job_id, singleton_state))
             except (Exception, SystemExit) as e:  # composing failed, or the cell exited: the next cell still runs
+                if watch.requeued:  # submitit requeued this job and exits it: the requeued job resumes here
+                    raise
                 returns.append(failed_job(e, overrides))
+            if watch.exhausted:
+                self.blame_unfinished([o for o, _ in cells[i + 1 :]], " ".join(overrides), watch.exhausted)
+                raise submitit.core.utils.UncompletedJobError(watch.exhausted)
         failed = [
-            " ".join(overrides) for overrides, ret in zip(pack, returns, strict=False) if ret.status == JobStatus.FAILED
+            " ".join(overrides)
+            for (overrides, _), ret in zip(cells, returns, strict=False)
+            if ret.status == JobStatus.FAILED
         ]
         if failed:
             raise RuntimeError(
-                f"{len(failed)} of {len(pack)} cells of this job failed (see their failure.json): " + "; ".join(failed)
+                f"{len(failed)} of {len(cells)} cells of this job failed (see their failure.json): " + "; ".join(failed)
             )
         return returns
+
+    def blame_unfinished(self, unfinished: list[list[str]], running: str, reason: str) -> None:
+        """Requeues exhausted: a `failure.json` for each cell of the pack not yet run, naming the cell that was
+        running when the job's time ran out, so the next sweep launches exactly these (and the cell running)."""
+        assert self.hydra_context is not None and self.config is not None
+        from llm_line import claims, store
+        from llm_line.cell import failure_record, finished, identity
+
+        error = NotRunError(f"not run: {reason} (the job's time ran out while it computed {running})")
+        for overrides in unfinished:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            holder = claims.read(run_dir / store.RUNNING)
+            if finished(cfg, run_dir) is not None or (holder is not None and claims.alive(holder)):
+                continue
+            store.write_json(run_dir / store.FAILURE, failure_record(cfg, identity(cfg), error, time.time()))
+            log.error("%s", error)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Hydra's interface: one cell per job."""
@@ -86,9 +163,17 @@ class PackedSlurmLauncher(SlurmLauncher):
         return returns
 
     def launch_packs(
-        self, packs: Sequence[Sequence[Sequence[str]]], initial_job_idx: int = 0, wait: bool = True
+        self,
+        packs: Sequence[Sequence[Sequence[str]]],
+        initial_job_idx: int = 0,
+        wait: bool = True,
+        on_submitted: Callable[[list[str]], None] | None = None,
     ) -> tuple[list[JobReturn], list[str]]:
-        """Submit one job per pack in arrays that fit; return the cells' JobReturns (if `wait`) and job ids."""
+        """Submit one job per pack in arrays that fit; return the cells' JobReturns (if `wait`) and job ids.
+
+        `on_submitted(job_ids)` is called right after each array is submitted, with the ids of every job
+        submitted so far (one per pack, in order): the sweeper records them in its manifest at once, so a
+        launcher killed while it waits, or between two arrays, leaves a manifest that says what is queued."""
         import submitit
 
         assert self.config is not None
@@ -112,19 +197,25 @@ class PackedSlurmLauncher(SlurmLauncher):
             job_params.append(
                 ([list(o) for o in pack], "hydra.sweep.dir", nums, f"job_id_for_{nums[0]}", Singleton.get_state())
             )
-        jobs = self.submit_arrays(executor, job_params, parallelism)
+        jobs = self.submit_arrays(executor, job_params, parallelism, on_submitted)
         ids = [job.job_id for job in jobs]
         if not wait:
             return [], ids
         returns: list[JobReturn] = []
         for job in jobs:
             try:
-                returns.extend(job.results()[0])
+                returns.extend(ret for task in job.results() for ret in task)  # one list per task of the job
             except Exception as e:  # noqa: BLE001  (a failed job, cancelled or with failed cells)
                 returns.append(failed_job(e))
         return returns, ids
 
-    def submit_arrays(self, executor: Any, job_params: list[tuple], parallelism: int) -> list[Any]:
+    def submit_arrays(
+        self,
+        executor: Any,
+        job_params: list[tuple],
+        parallelism: int,
+        on_submitted: Callable[[list[str]], None] | None = None,
+    ) -> list[Any]:
         """Submit `job_params` as arrays below MaxArraySize; on any failure cancel them and remove the pickles."""
         pickles = Path(executor.folder)
         while any(tag in pickles.name for tag in ("%j", "%A", "%a", "%t")):
@@ -138,6 +229,8 @@ class PackedSlurmLauncher(SlurmLauncher):
                 share = max(1, parallelism * len(part) // len(job_params))
                 executor.update_parameters(slurm_array_parallelism=share)
                 jobs.extend(executor.map_array(self, *zip(*[job_params[i] for i in part], strict=False)))
+                if on_submitted is not None:
+                    on_submitted([job.job_id for job in jobs])
         except Exception:
             arrays = sorted({job.job_id.split("_")[0] for job in jobs})
             if arrays:

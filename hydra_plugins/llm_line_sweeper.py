@@ -27,12 +27,15 @@ hydra_plugins/llm_line_launcher.py), cells sharing a model load go into jobs of 
 `hydra.sweeper.wait=false` returns once the job arrays are submitted.
 
 Every sweep writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`, listing its whole grid, the
-state of each cell at planning time and the SLURM job of each launched cell (array job ids in `arrays`);
-`python -m llm_line.status` reads it to tell done, failed, running, queued and missing cells apart.
+state of each cell at planning time and the SLURM job of each launched cell (array job ids in `arrays`),
+the jobs recorded as soon as each array is submitted; `python -m llm_line.status` reads every manifest to
+tell done, failed, running, queued and missing cells apart, and the next plan reads them to launch nothing
+that is still queued.
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -122,8 +125,9 @@ class ResumingSweeper(BasicSweeper):
         returns: list[JobReturn] = []
         if plan.packs and packing:
             packs = [[plan.cells[i].overrides for i in p] for p in plan.packs]
-            returns, ids = self.launcher.launch_packs(packs, 0, wait=self.wait)  # type: ignore[attr-defined]
-            record_jobs(manifest, plan, ids)
+            returns, ids = self.launcher.launch_packs(  # type: ignore[attr-defined]
+                packs, 0, wait=self.wait, on_submitted=functools.partial(record_jobs, manifest, plan)
+            )
             if not self.wait:
                 arrays = sorted({i.split("_")[0] for i in ids})
                 log.info(
@@ -211,9 +215,11 @@ def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
         path,
         {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created_s": time.time(),
             "argv": sys.argv,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "pid_started": claims.process_started(os.getpid()),
             "user": getpass.getuser(),
             "launcher": str(launcher.get("_target_", "")),
             "job_name": launcher.get("name"),
@@ -230,11 +236,13 @@ def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
 
 
 def record_jobs(path: Path, plan: Plan, job_ids: list[str]) -> None:
-    """Add the SLURM job (`<array job>_<task>`) of every launched cell and the array job ids to a manifest."""
+    """Add the SLURM job (`<array job>_<task>`) of every launched cell and the array job ids to a manifest:
+    called after each job array is submitted (`job_ids`: every job so far, one per pack), written atomically."""
     manifest = json.loads(path.read_text())
     jobs = {c.run_dir: job_ids[c.pack] for c in plan.cells if c.pack is not None and c.pack < len(job_ids)}
+    now = time.time()
     for entry in manifest["cells"]:
-        if entry["run_dir"] in jobs:
-            entry["job"] = jobs[entry["run_dir"]]
+        if entry["run_dir"] in jobs and "job" not in entry:
+            entry["job"], entry["submitted"] = jobs[entry["run_dir"]], now
     manifest["arrays"] = sorted({i.split("_")[0] for i in job_ids})
     store.write_json(path, manifest)

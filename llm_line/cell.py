@@ -65,13 +65,8 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         return done
     holder = claims.acquire(run_dir, cell)
     if holder is not None:
-        where = holder.get("slurm_job_id") or f"{holder.get('host')} pid {holder.get('pid')}"
         log.warning(
-            "Skipping %s: it is being computed by %s since %s (%s)",
-            describe(cell),
-            where,
-            holder.get("started", "?"),
-            run_dir / store.RUNNING,
+            "Skipping %s: it is being computed by %s", describe(cell), claims.describe(holder, run_dir / store.RUNNING)
         )
         return None
     try:

@@ -32,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, open_dict
 
-from llm_line import claims, compat, store
+from llm_line import claims, compat, manifests, store
 from llm_line.config import load_key
 
 # done: valid result; running: a live claim; queued: submitted by an earlier sweep whose job is still queued;
@@ -231,26 +231,15 @@ def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:
 
 
 def submitted_elsewhere(sweep_dir: Path, queue: set[str] | None) -> dict[str, str]:
-    """Run dirs that earlier sweeps submitted and whose job is still queued or running (or launcher alive)."""
+    """Run dirs that earlier sweeps submitted and whose submission is still alive: their SLURM job is queued
+    or running, or (no job recorded yet) their launcher still runs (llm_line/manifests.py)."""
     found: dict[str, str] = {}
-    for path in sorted((sweep_dir / store.MANIFESTS).glob("*.json")):
-        manifest = claims.read(path)
-        if manifest is None:
-            continue
-        arrays = manifest.get("arrays") or []
-        if arrays:
-            if queue is None or not any(f"array:{a}" in queue for a in arrays):
-                continue
-            for entry in manifest.get("cells", []):
+    for _, manifest in manifests.read_all(sweep_dir):
+        if manifest.get("host") == socket.gethostname() and manifest.get("pid") == os.getpid():
+            continue  # this very sweep
+        launcher = manifests.launcher_alive(manifest)
+        for entry in manifest["cells"]:
+            if manifests.submission_alive(entry, launcher, queue):
                 job = entry.get("job")
-                if job and job in queue:
-                    found[entry["run_dir"]] = f"job {job}"
-        elif (
-            manifest.get("host") == socket.gethostname()
-            and manifest.get("pid") not in (None, os.getpid())
-            and claims.pid_alive(int(manifest["pid"]))
-        ):
-            for entry in manifest.get("cells", []):
-                if entry.get("launched"):
-                    found[entry["run_dir"]] = f"sweep pid {manifest['pid']}"
+                found[entry["run_dir"]] = f"job {job}" if job else f"sweep pid {manifest['pid']}"
     return found

@@ -1,13 +1,16 @@
 """Where a sweep stands: which cells are done, failed, running, queued or missing.
 
-    python -m llm_line.status results                 # the latest sweep launched into `results`
-    python -m llm_line.status results --all           # every sweep ever launched there, one grid each
+    python -m llm_line.status results                 # every cell any sweep launched into `results`
+    python -m llm_line.status results --all           # each sweep launched there, one grid each
     python -m llm_line.status results --show failed,missing
 
 A cell's state comes from its run dir alone — `result.json` (done), `failure.json` (failed), `running.json`
-(running) — and from the sweep manifest that the sweeper wrote at launch (which cells were launched, by whom).
-SLURM's own view (`squeue`) is consulted when available, to tell a queued or running cell from one whose job
-is gone (cancelled, killed, node failure): such cells count as missing and a re-submission runs them.
+(running) — and from the sweep manifests that the sweeper wrote at launch (which cells were launched, by
+whom, in which SLURM job); all of them are combined, each cell in its newest state, so a re-run that
+launched nothing never hides what an earlier sweep queued (llm_line/manifests.py). SLURM's own view
+(`squeue`) is consulted when available, to tell a queued or running cell from one whose job is gone
+(cancelled, killed, node failure): such cells count as missing and a re-submission runs them. A claim whose
+holder is gone is shown as such, with how to clear it; it never hides a live submission of its cell.
 Read-only: nothing is moved or deleted. Reads only small JSON files, so 10,000 cells take seconds.
 """
 
@@ -15,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llm_line import claims, cli, store
+from llm_line import claims, cli, manifests, store
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
@@ -32,7 +34,8 @@ def slurm_queue() -> set[str] | None:
 
 
 def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: set[str] | None) -> tuple[str, str]:
-    """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, launched, job)."""
+    """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, launched, job,
+    submitted), `sweep_alive` whether its sweep's launcher still runs."""
     cell = entry.get("cell")
     try:
         if cell is None:
@@ -45,38 +48,63 @@ def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: s
     except store.OtherCellResult as e:
         return "failed", str(e)
     running = claims.read(run_dir / store.RUNNING)
-    if running is not None:
-        if claims.alive(running, queue):
-            where = running.get("slurm_job_id") or running.get("host", "")
-            return "running", f"since {running.get('started', '?')} ({where})"
-        return "missing", "its job ended without a result (killed or cancelled)"
+    if running is not None and claims.alive(running, queue):
+        where = running.get("slurm_job_id") or running.get("host", "")
+        return "running", f"since {running.get('started', '?')} ({where})"
+    submitted = manifests.submission_alive(entry, sweep_alive, queue)
     failure = claims.read(run_dir / store.FAILURE)
-    if failure is not None:
+    if failure is not None and not (submitted and older_than_submission(run_dir / store.FAILURE, entry)):
         return "failed", str(failure.get("error", "?")).splitlines()[0][:300]
-    if entry.get("launched") and sweep_alive and (queue is None or entry.get("job") in (None, *queue)):
+    # a stale claim never hides a queued SLURM job (a requeued job resumes the cell); without a job, a claim
+    # left since the submission means this sweep's attempt at the cell died
+    stale = running is not None and not (entry.get("job") or older_than_submission(run_dir / store.RUNNING, entry))
+    if submitted and not stale:
         return "queued", str(entry.get("job", ""))
+    if running is not None:
+        return "missing", "stale claim: " + claims.describe(running, run_dir / store.RUNNING)
     return "missing", ""
 
 
-def sweep_alive(manifest: dict[str, Any], queue: set[str] | None) -> bool:
-    """Can launched-but-unstarted cells of this sweep still start? (its job arrays are queued, or its launcher runs)
+def older_than_submission(path: Path, entry: dict[str, Any]) -> bool:
+    """Was `path` written before the cell's submission (`entry["submitted"]`), i.e. by an earlier attempt?"""
+    try:
+        return path.stat().st_mtime < entry.get("submitted", 0)
+    except OSError:
+        return True
 
-    A SLURM sweep is known by the array job ids its manifest records, never by job name.
-    """
-    if manifest.get("arrays") and queue is not None:
-        return any(f"array:{a}" in queue for a in manifest["arrays"])
-    if manifest.get("host") != socket.gethostname() or "pid" not in manifest:
-        return False
-    return claims.pid_alive(int(manifest["pid"]))
+
+def sweep_alive(manifest: dict[str, Any], queue: set[str] | None) -> bool:
+    """Does this sweep's launcher still run? (Its cells without a recorded SLURM job may still be submitted.)"""
+    return manifests.launcher_alive(manifest)
 
 
 def grid_status(root: Path, manifest: dict[str, Any], queue: set[str] | None) -> list[dict[str, Any]]:
     alive = sweep_alive(manifest, queue)
     rows = []
     for entry in manifest["cells"]:
-        state, detail = cell_state(root / entry["run_dir"], entry, alive, queue)
+        entry = {"submitted": manifest.get("created_s", 0), **entry}
+        state, detail = cell_state(root / entry["run_dir"], entry, entry.get("launcher_alive", alive), queue)
         rows.append({"run_dir": entry["run_dir"], "state": state, "detail": detail})
     return rows
+
+
+def combined(found: list[dict[str, Any]], queue: set[str] | None) -> dict[str, Any]:
+    """One manifest holding every cell of `found` (oldest first) in its newest state: a cell's entry is the
+    newest one whose submission is still alive, else the newest one (a later no-op re-run lists a queued cell
+    as not launched; it must not hide the earlier sweep's live job)."""
+    entries: dict[str, tuple[dict[str, Any], bool]] = {}
+    for manifest in found:
+        alive = sweep_alive(manifest, queue)
+        for entry in manifest["cells"]:
+            entry = {"submitted": manifest.get("created_s", 0), **entry, "launcher_alive": alive}
+            before = entries.get(entry["run_dir"])
+            if (
+                before is None
+                or not manifests.submission_alive(before[0], before[1], queue)
+                or manifests.submission_alive(entry, alive, queue)
+            ):
+                entries[entry["run_dir"]] = (entry, alive)
+    return {"cells": [entry for entry, _ in entries.values()]}
 
 
 def unlisted_cells(root: Path) -> list[dict[str, Any]]:
@@ -108,7 +136,9 @@ def report(name: str, rows: list[dict[str, Any]], show: set[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=cli.prog("llm_line.status"), description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="results root (the sweep dir, `results_dir` of the sweep)")
-    parser.add_argument("--all", action="store_true", help="every sweep launched into ROOT, not only the latest")
+    parser.add_argument(
+        "--all", action="store_true", help="each sweep launched into ROOT as its own grid, not all combined"
+    )
     parser.add_argument(
         "--show",
         default="failed,running,missing",
@@ -118,19 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a folder")
-    manifests = sorted((args.root / store.MANIFESTS).glob("*.json"))
     queue = slurm_queue()
+    found = list(manifests.read_all(args.root))
     grids = []
-    if manifests:
-        for path in manifests if args.all else manifests[-1:]:
-            try:
-                manifest = store.read_json(path)
-            except store.CorruptResult as e:
-                print(f"skipping sweep manifest {e}", file=sys.stderr)
-                continue
+    if args.all:
+        for path, manifest in found:
             grids.append(
                 (f"sweep {path.stem} ({manifest.get('created', '?')})", grid_status(args.root, manifest, queue))
             )
+    elif found:
+        name = f"sweep {found[-1][0].stem}" if len(found) == 1 else f"{len(found)} sweeps combined"
+        grids.append(
+            (
+                f"{name} (latest {found[-1][1].get('created', '?')})",
+                grid_status(args.root, combined([m for _, m in found], queue), queue),
+            )
+        )
     else:
         grids.append(
             (

@@ -17,8 +17,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One demo-model cache for the whole session (building it takes seconds, not minutes)."""
+    """One demo-model cache for the whole session (building it takes seconds, not minutes).
+
+    Under pytest-xdist each worker has its own cache, whose `demo/` models are shared by all workers (a link
+    to one folder of the session; llm_line.demo.ensure builds each model once, under a file lock).
+    """
     path = tmp_path_factory.mktemp("llm_line_cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "demo_models"
+        shared.mkdir(exist_ok=True)
+        (path / "demo").symlink_to(shared, target_is_directory=True)
     os.environ["LLM_LINE_CACHE"] = str(path)
     return path
 

@@ -56,3 +56,12 @@ def test_a_failed_submission_leaves_no_pickles_and_cancels_what_it_submitted(tmp
         PackedSlurmLauncher.submit_arrays(None, executor, params(5), parallelism=4)
     assert cancelled == [["scancel", "100"]]
     assert not list(tmp_path.glob("*.pkl"))
+
+
+def test_each_array_is_reported_as_soon_as_it_is_submitted(tmp_path, monkeypatch):
+    """The sweeper records the jobs in its manifest from this callback: true from the first sbatch on."""
+    monkeypatch.setattr(llm_line_launcher, "max_array_size", lambda: 2)
+    seen = []
+    executor = FakeExecutor(tmp_path)
+    PackedSlurmLauncher.submit_arrays(None, executor, params(3), parallelism=4, on_submitted=seen.append)
+    assert seen == [["100_0", "100_1"], ["100_0", "100_1", "101_0"]]

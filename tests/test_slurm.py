@@ -18,6 +18,7 @@ from llm_line import store
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("slurm"),  # one worker: the tests read the one cluster's queue and accounting
     pytest.mark.skipif(
         shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0,
         reason="no SLURM cluster reachable: run `tests/slurm/start.sh` and "
@@ -236,3 +237,127 @@ def test_requeued_cell_comes_back_and_completes(tmp_path, cache_dir, demo_model)
     assert result["run"].get("slurm_restart_count") == "1"
     assert len(results(tmp_path)) == 4
     assert not list(tmp_path.rglob(store.RUNNING))
+
+
+# one model load, four cells: one job of four cells
+PACK4 = ["-m", *LAUNCHER, "model=demo", "task=demo_sounds,demo_colors", "shots=0,2", "hydra.sweeper.cells_per_job=4"]
+
+
+def start_sweep(root, *extra, grid=PACK4):
+    return subprocess.Popen(
+        sweep_cmd(root, grid, *extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def wait_mid_pack(root, timeout=180):
+    """Until one cell of the pack has its result and the next one runs: (its run dir, its claim)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if results(root):
+            for marker in root.rglob(store.RUNNING):
+                try:
+                    return marker.parent, json.loads(marker.read_text())
+                except ValueError:
+                    continue
+        time.sleep(0.2)
+    raise AssertionError("the pack never got past its first cell")
+
+
+def test_usr2_mid_pack_requeues_the_job_and_the_blocking_launcher_succeeds(tmp_path, cache_dir, demo_model):
+    """Preemption (or the time-limit warning): submitit requeues the job, which resumes at the cell it was in."""
+    sweep = start_sweep(tmp_path, "hydra.launcher.max_num_timeout=1")
+    run_dir, claim = wait_mid_pack(tmp_path)
+    subprocess.run(["scancel", "--signal=USR2", claim["slurm_job_id"]], check=True)
+    out, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, out
+    assert len(results(tmp_path)) == 4
+    assert store.read_result(run_dir / store.RESULT)["run"].get("slurm_restart_count") == "1"
+    assert not list(tmp_path.rglob(store.RUNNING)) and not list(tmp_path.rglob(store.FAILURE))
+    (log,) = job_logs(tmp_path).values()
+    assert "Exiting gracefully after preemption/timeout" in log
+    assert log.count("- Evaluating ") == 5  # four cells, the interrupted one twice: none after the signal
+
+
+def test_requeues_exhausted_blame_the_cells_of_the_pack_that_never_ran(tmp_path, cache_dir, demo_model):
+    """The time-limit warning with no requeue left (max_num_timeout=0; with timeout_min <= 10 submitit counts
+    every USR2 as a timeout, so scancel --signal=USR2 is what SLURM sends signal_delay_s before the limit)."""
+    sweep = start_sweep(tmp_path, "hydra.launcher.max_num_timeout=0")
+    run_dir, claim = wait_mid_pack(tmp_path)
+    subprocess.run(["scancel", "--signal=USR2", claim["slurm_job_id"]], check=True)
+    out, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode != 0 and "timed-out too many times" in out, out
+    wait_until_queue_is_empty()
+    done = {p.parent for p in results(tmp_path)}
+    failed = {p.parent: json.loads(p.read_text())["error"] for p in tmp_path.rglob(store.FAILURE)}
+    assert len(done) + len(failed) == 4 and not done & set(failed) and not list(tmp_path.rglob(store.RUNNING))
+    running_cell = (f"task={claim['cell']['task']}", f"shots={claim['cell']['shots']}")
+    if run_dir in failed:  # the cell computing when the signal came; else it finished before the handler ran
+        assert "UncompletedJobError" in failed[run_dir] and "timed-out too many times" in failed[run_dir]
+    not_run = [error for d, error in failed.items() if d != run_dir]
+    assert not_run and all(e.startswith("NotRunError: not run: Job not requeued") for e in not_run)
+    assert all(all(part in e.split() for part in running_cell) for e in not_run)
+    states = grid_states(tmp_path)
+    assert sorted(states.values()) == sorted(["done"] * len(done) + ["failed"] * len(failed))
+    plan = subprocess.run(
+        sweep_cmd(tmp_path, PACK4, "hydra.sweeper.dry_run=true"), cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert f"{len(failed)} failed before, 0 with errors; {len(failed)} to launch" in plan.stdout + plan.stderr
+
+
+def test_two_processes_in_one_allocation_compute_a_cell_once(tmp_path, cache_dir, demo_model):
+    """Two commands in one job script share SLURM_JOB_ID: the claim's pid and start time keep them apart."""
+    run = f"{sys.executable} evaluate.py model=demo task=demo_sounds results_dir={tmp_path}"
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\ncd {ROOT}\n{run} > {tmp_path}/a.log 2>&1 &\n{run} > {tmp_path}/b.log 2>&1\nwait\n")
+    sbatch = ["sbatch", "--wait", "-c", "1", "--mem=1G", "-o", str(tmp_path / "job.out"), str(script)]
+    subprocess.run(sbatch, check=True)
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert logs.count("- Evaluating ") == 1, logs
+    assert "Skipping " in logs and len(results(tmp_path)) == 1
+
+
+def test_two_tasks_per_node_split_the_pack(tmp_path, cache_dir, demo_model):
+    proc = subprocess.run(
+        sweep_cmd(tmp_path, PACK4, "hydra.launcher.tasks_per_node=2"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(results(tmp_path)) == 4
+    logs = "".join(job_logs(tmp_path).values())
+    assert logs.count("- Evaluating ") == 4 and "Skipping " not in logs
+
+
+def test_a_killed_blocking_launcher_leaves_its_jobs_queued_and_a_rerun_submits_nothing(tmp_path):
+    """kill -9 of the launcher right after its array is submitted (held: nothing runs); then a no-op re-run."""
+    held = ["+hydra.launcher.additional_parameters.hold=true", "hydra.sweeper.cells_per_job=1"]
+    sweep = start_sweep(tmp_path, *held)
+    deadline = time.time() + 120
+    while not any(json.loads(p.read_text()).get("arrays") for p in (tmp_path / store.MANIFESTS).glob("*.json")):
+        assert time.time() < deadline and sweep.poll() is None, "no array was recorded"
+        time.sleep(0.2)
+    sweep.kill()
+    sweep.communicate()
+    (manifest,) = (tmp_path / store.MANIFESTS).glob("*.json")
+    arrays = json.loads(manifest.read_text())["arrays"]
+    try:
+        assert set(grid_states(tmp_path).values()) == {"queued"}
+        before = array_jobs()
+        again = subprocess.run(sweep_cmd(tmp_path, PACK4, *held), cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-4000:]
+        assert "4 queued elsewhere" in again.stdout + again.stderr and "launching 0" in again.stdout + again.stderr
+        assert array_jobs() == before
+        assert len(list((tmp_path / store.MANIFESTS).glob("*.json"))) == 2
+        assert set(grid_states(tmp_path).values()) == {"queued"}  # the no-op re-run hides nothing
+    finally:
+        subprocess.run(["scancel", *arrays], check=True)
+    wait_until_queue_is_empty()
+    assert set(grid_states(tmp_path).values()) == {"missing"}

@@ -114,3 +114,26 @@ def test_a_failure_newer_than_the_result_wins(tmp_path, capsys, monkeypatch):
     store.write_json(run_dir / store.FAILURE, {"error": "CellError: out of memory"})
     os.utime(run_dir / store.RESULT, ns=(1, 1))
     assert run_status(tmp_path, capsys)["done"] == ("failed", "CellError: out of memory")
+
+
+def test_a_no_op_rerun_hides_no_queued_cell_and_a_stale_claim_no_queued_job(tmp_path, capsys, monkeypatch):
+    """The first sweep's jobs are queued; a second sweep launched nothing; `status` combines both manifests."""
+    make_grid(tmp_path, launcher_pid=2**22 + 12346)
+    path = next((tmp_path / store.MANIFESTS).glob("*.json"))
+    first = json.loads(path.read_text())
+    for i, entry in enumerate(first["cells"]):
+        entry["job"] = f"7_{i}"
+    store.write_json(path, {**first, "arrays": ["7"]})
+    rerun = {**first, "arrays": [], "cells": [{**e, "launched": False, "job": None} for e in first["cells"]]}
+    store.write_json(tmp_path / store.MANIFESTS / "20260102T000000-2.json", rerun)
+    queue = {"7_3", "7_4", "array:7"}  # "dead" (its claim left by an earlier run: requeued) and "queued"
+    monkeypatch.setattr(status, "slurm_queue", lambda: queue)
+    got = run_status(tmp_path, capsys)
+    assert got["queued"] == ("queued", "7_4") and got["dead"] == ("queued", "7_3")
+    assert got["skipped"][0] == "missing" and got["done"][0] == "done"
+    assert status.main([str(tmp_path), "--json", "--all"]) == 0
+    older, newer = json.loads(capsys.readouterr().out)
+    assert {r["state"] for r in newer["cells"] if r["run_dir"].endswith("queued/0shot")} == {"missing"}
+    monkeypatch.setattr(status, "slurm_queue", lambda: set())  # the jobs are gone: the stale claim says so
+    state, detail = run_status(tmp_path, capsys)["dead"]
+    assert state == "missing" and detail.startswith("stale claim: ") and "remove " in detail
