@@ -94,8 +94,8 @@ def of_result(result: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(stored, Mapping) and stored.get("settings", {}).get("version") == VERSION:
         return dict(stored["settings"])
     config = result.get("config")
-    if not isinstance(config, Mapping):
-        return {"version": VERSION, "model": {}, "task": {}, "corpus": None}  # nothing to compare
+    if not isinstance(config, Mapping):  # nothing recorded to compare with
+        return {"version": VERSION, "model": UNKNOWN, "task": UNKNOWN, "corpus": UNKNOWN}
     derived = settings(config, (result.get("versions") or {}).get("lm_eval", UNKNOWN))
     if derived["task"]["files"] is not None:
         derived["task"]["files"] = UNKNOWN
@@ -135,14 +135,17 @@ def _short(value: Any) -> str:
 
 def cell_of(result: Mapping[str, Any]) -> dict[str, Any]:
     """A stored result's cell identity; results from before `fewshot_seed` joined it derive it from their config."""
-    cell = dict(result["cell"])
-    if "fewshot_seed" not in cell:
-        config: Mapping[str, Any] = result["config"] if isinstance(result.get("config"), Mapping) else {}
-        task: Mapping[str, Any] = config["task"] if isinstance(config.get("task"), Mapping) else {}
-        cell["fewshot_seed"] = effective_seed(
-            cell["shots"], config.get("fewshot_seed", DEFAULT_FEWSHOT_SEED), task.get("corpus")
-        )
-    return cell
+    config: Mapping[str, Any] = result["config"] if isinstance(result.get("config"), Mapping) else {}
+    task: Mapping[str, Any] = config["task"] if isinstance(config.get("task"), Mapping) else {}
+    return with_seed(result["cell"], config.get("fewshot_seed", DEFAULT_FEWSHOT_SEED), task.get("corpus"))
+
+
+def with_seed(cell: Mapping[str, Any], fewshot_seed: int = DEFAULT_FEWSHOT_SEED, corpus: Any = None) -> dict[str, Any]:
+    """`cell` with its `fewshot_seed` (identities recorded before it joined them lack it: lm-eval's default)."""
+    found = dict(cell)
+    if "fewshot_seed" not in found:
+        found["fewshot_seed"] = effective_seed(found["shots"], fewshot_seed, corpus)
+    return found
 
 
 def run_dir_of(cell: Mapping[str, Any]) -> str:

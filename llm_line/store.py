@@ -167,7 +167,7 @@ def current_result(
     if not path.exists():
         return None
     result = read_result(path)
-    found = fingerprint.cell_of(result)
+    found, cell = fingerprint.cell_of(result), fingerprint.with_seed(cell)
     if found != cell:
         raise OtherCellResult(
             f"{path} holds the result of another cell ({found}), not {cell}: it was copied there, or two cells "
