@@ -10,8 +10,12 @@ walks the results roots for `result.json` (and `failure.json`) files and writes
   `Tokenizer`, `Steps`), plus `Revision`, `Family`, `Parameters`, `Non-embedding Parameters` and
   `Resolved Commit`;
 - `data/results_long.parquet` (and `.csv`): the **long** table, one row per (model, revision, task,
-  shots, subtask, metric) with all model metadata, so nothing a cell measured is lost (mmlu's subjects,
-  acc_norm, stderrs, token counts ...).
+  shots, few-shot seed, subtask, metric) with all model metadata and the cell's settings `fingerprint`
+  (llm_line/fingerprint.py), so nothing a cell measured is lost (mmlu's subjects, acc_norm, stderrs, token
+  counts ...). A few-shot column of a non-default seed is named `HellaSwag Accuracy (5-shot, seed 1)`.
+
+The same cell (identity, the few-shot seed included) under two roots is collected once, the later one; the
+other is reported as a duplicate, with the settings in which the two differ.
 
 Two conventions (docs/conventions.md) choose which numbers fill the wide table's loss columns, and every row
 names its convention in the `Convention` column (the long table keeps every number, both conventions):

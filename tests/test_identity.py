@@ -175,6 +175,13 @@ def test_a_sweep_of_seeds_yields_one_result_each_and_status_agrees(cli, tmp_path
     found = sorted(p.parent.name for p in root.rglob(store.RESULT))
     assert found == ["1shot_seed1_limit8", "1shot_seed2_limit8", "1shot_seed3_limit8"]
     assert "3 cells  done 3" in status(root).stdout
+    from llm_line import collect
+
+    table = collect.collect([root])
+    assert sorted(table.long["fewshot_seed"].unique()) == [1, 2, 3]
+    record = {"display": "Demo Sounds", "task": "demo_sounds", "kind": "lm_eval", "shots": 1, "fewshot_seed": 2}
+    name = collect.column_name({**record, "_subgroups": []}, "demo_sounds", "acc", "corrected")
+    assert name == "Demo Sounds Accuracy (1-shot, seed 2)" and collect.metric_order(name)[:2] == (1, 1)
     # an empty sweep launches nothing, writes no manifest, and status still shows the real sweep
     manifests = sorted((root / store.MANIFESTS).glob("*.json"))
     empty = cli("-m", *CHEAP, "shots=range(0,-1)", results_dir=root)
