@@ -325,6 +325,7 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
         "task": "val_demo",
         "shots": 0,
         "limit": None,
+        "fewshot_seed": None,  # a corpus cell draws no few-shot examples
     }
     assert result["task"]["kind"] == "corpus" and result["task"]["display"] == "Demo Corpus"
     m = result["metrics"]["val_demo"]
