@@ -41,8 +41,9 @@ def status(root: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_seed_dtype_max_length_and_task_files_each_get_their_own_numbers(cli, tmp_path, demo_model):
-    """`shots=2`, then `fewshot_seed=999`, `model.dtype=bfloat16`, `model.max_length=16`, an edited task YAML:
+@pytest.mark.slow  # four full demo evaluations: the issue's own numbers
+def test_seed_dtype_and_max_length_each_get_their_own_numbers(cli, tmp_path, demo_model):
+    """`shots=2`, then `fewshot_seed=999`, `model.dtype=bfloat16`, `model.max_length=16`:
     never the first run's numbers. The seed is its own cell; the others name what changed and recompute with
     force=true."""
     root = tmp_path / "r"
@@ -88,6 +89,7 @@ def test_an_edited_task_yaml_under_include_path_is_a_change(cli, tmp_path, demo_
     assert refused.returncode == 1 and "task.files" in said(refused), said(refused)
 
 
+@pytest.mark.slow  # two full val_demo evaluations: the issue's own numbers
 def test_a_corpus_cell_with_another_context_length_is_refused(cli, tmp_path, demo_model):
     root = tmp_path / "r"
     cli("task=val_demo", results_dir=root)
