@@ -200,7 +200,9 @@ def _path_part(value: object) -> str:
     text = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", original.replace("/", "--"))
     if text in ("", ".", ".."):
         raise ValueError(f"cannot build a results path from {value!r}")
-    lossless = text.replace("--", "/") == original and not _HASHED.search(text)
+    # `*` (a revision pattern, step20000-tokens*B) -> `_` keeps its folder: no hub branch holds a literal `_`
+    # there, and a collision would still be caught (a result's identity is checked, and so are a plan's run dirs)
+    lossless = text.replace("--", "/") == original.replace("*", "_") and not _HASHED.search(text)
     if lossless and len(text) <= MAX_COMPONENT:
         return text
     tag = hashlib.sha256(original.encode()).hexdigest()[:8]
