@@ -22,15 +22,18 @@ validated, then classified as done, running (a live claim), queued (by an earlie
 in SLURM's queue or whose launcher still runs), failed before, to launch, or in error (it cannot compose, or
 its run dir holds another cell's result). Only cells to launch are launched; error cells are reported and
 make the sweep exit non-zero at the end, after the others ran. `force=true` launches every cell.
-`hydra.sweeper.dry_run=true` prints the plan and exits. With a launcher that takes packs (SLURM,
-hydra_plugins/llm_line_launcher.py), cells sharing a model load go into jobs of `cells_per_job` cells;
+`hydra.sweeper.dry_run=true` prints the plan and exits, changing nothing on disk (a corrupt result is set
+aside by the job that recomputes it, not by the plan). Cells repeated in the grid (`shots=0,0`, overlapping
+grids: same identity and settings) run once; cells that differ but would share a run dir are error cells.
+With a launcher that takes packs (SLURM, hydra_plugins/llm_line_launcher.py), cells sharing a model load go
+into jobs of `cells_per_job` cells;
 `hydra.sweeper.wait=false` returns once the job arrays are submitted.
 
-Every sweep writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`, listing its whole grid, the
-state of each cell at planning time and the SLURM job of each launched cell (array job ids in `arrays`),
-the jobs recorded as soon as each array is submitted; `python -m llm_line.status` reads every manifest to
-tell done, failed, running, queued and missing cells apart, and the next plan reads them to launch nothing
-that is still queued.
+Every sweep with at least one cell writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`,
+listing its whole grid, the state and settings fingerprint (llm_line/fingerprint.py) of each cell at planning
+time and the SLURM job of each launched cell (array job ids in `arrays`), the jobs recorded as soon as each
+array is submitted; `python -m llm_line.status` reads every manifest to tell done, failed, running, queued and
+missing cells apart, and the next plan reads them to launch nothing that is still queued.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.llm_line_launcher import max_array_size
-from llm_line import claims, hub, store
+from llm_line import claims, fingerprint, hub, store
 from llm_line.compat import BasicSweeper, job_error
 from llm_line.errors import CellError
 from llm_line.plan import LAUNCHED, Plan, make_plan
@@ -91,8 +94,6 @@ class ResumingSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         packing = hasattr(self.launcher, "launch_packs")
         started = time.perf_counter()
         cells_per_job = self.cells_per_job if packing else 1
@@ -113,8 +114,13 @@ class ResumingSweeper(BasicSweeper):
             time.perf_counter() - started,
         )
         log.info("%s", plan.describe(self.cells_per_job if packing else None, max_array_size() if packing else None))
-        if self.dry_run:
+        if self.dry_run:  # changes nothing on disk
             return []
+        if not plan.cells:
+            log.warning("This sweep has no cells (an empty range or list?): nothing launched, no manifest written")
+            return []
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         if self.prefetch:
             hub.fetch([c.cfg for c in plan.to_launch()])
             log.info(
@@ -225,7 +231,13 @@ def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
             "job_name": launcher.get("name"),
             "arrays": [],
             "cells": [
-                {"run_dir": c.run_dir, "cell": c.cell, "state": c.state, "launched": c.state in LAUNCHED}
+                {
+                    "run_dir": c.run_dir,
+                    "cell": c.cell,
+                    "fingerprint": fingerprint.record(c.settings) if c.settings is not None else None,
+                    "state": c.state,
+                    "launched": c.state in LAUNCHED,
+                }
                 for c in plan.cells
                 if c.state != "error"
             ],

@@ -15,40 +15,39 @@ import time
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-import llm_line.config  # noqa: F401  (a SLURM job resolves hydra.sweep.subdir with its cell_dir resolver)
-from llm_line import claims, loggers, store
+from llm_line import claims, fingerprint, loggers, store
 from llm_line.checks import check_config
+from llm_line.config import DEFAULT_FEWSHOT_SEED  # also registers the cell_dir resolver a SLURM job resolves
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
-    """What makes a cell this cell; the run dir is a function of exactly these values."""
+    """What makes a cell this cell; the run dir is a function of exactly these values
+    (llm_line.fingerprint.run_dir_of). The few-shot seed is None where no examples are drawn (0-shot, corpus)."""
     return {
         "model": cfg.model.name,
         "revision": cfg.model.revision,
         "task": cfg.task.name,
         "shots": cfg.shots,
         "limit": cfg.task.limit,
+        "fewshot_seed": fingerprint.effective_seed(cfg.shots, cfg.fewshot_seed, cfg.task.corpus),
     }
 
 
 def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The valid result of the cell `cfg` in `run_dir`, or None if it must be computed (always with force).
+    """The reusable result of the cell `cfg` in `run_dir`, or None if it must be computed (with force: unless
+    the folder holds another cell's result, which is an error). A corrupt result is set aside.
 
-    The one resume decision, shared by a job and by the sweeper that filters cells before launching them.
+    The runner's side of the one reuse decision (llm_line.store.current_result), which the plan, `status`
+    and `collect` share.
     """
-    if cfg.force:
-        return None
-    done = store.finished_result(run_dir, identity(cfg))
-    if done is not None:
-        check_settings(cfg, done, run_dir)
-    return done
+    return store.finished_result(run_dir, identity(cfg), fingerprint.settings(cfg), force=cfg.force)
 
 
 def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -123,7 +122,8 @@ def compute_corpus(cfg: DictConfig, cell: dict[str, Any], started: float) -> dic
     if cfg.shots:
         raise CellError(f"task {cfg.task.name} is a corpus (validation loss): it has no shots (got shots={cfg.shots})")
     out = corpus.evaluate(cfg.model, cfg.task, cfg.cache_dir)
-    task = {"kind": "corpus", "display": cfg.task.display, "settings": corpus_settings(cfg), **out["details"]}
+    settings = fingerprint.settings(cfg)["corpus"]
+    task = {"kind": "corpus", "display": cfg.task.display, "settings": settings, **out["details"]}
     return record(cfg, cell, started, {cfg.task.name: out["metrics"]}, out["model"], task)
 
 
@@ -147,35 +147,8 @@ def record(
         "versions": versions(),
         "run": run_info(started),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "fingerprint": fingerprint.record(fingerprint.settings(cfg)),
     }
-
-
-def corpus_settings(cfg: DictConfig) -> dict[str, Any] | None:
-    """The settings of a corpus cell that change its numbers (all but the batch size); None for other cells."""
-    if cfg.task.corpus is None:
-        return None
-    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.task.corpus, resolve=True))
-    settings.pop("batch_size")
-    if settings["method"] == "packed":  # the chunk length plays no part in packed windows
-        settings.pop("chunk_length")
-    return settings
-
-
-def check_settings(cfg: DictConfig, result: dict[str, Any], run_dir: Path) -> None:
-    """A corpus cell's existing result must come from the same settings: different numbers are never mixed."""
-    wanted = corpus_settings(cfg)
-    if wanted is None:
-        return
-    found = result.get("task", {}).get("settings")
-    if found is not None and "method" not in found:  # written before corpus methods existed: packed
-        found = {**found, "method": "packed"}
-    if found != wanted:
-        changed = sorted(k for k in set(wanted) | set(found or {}) if (found or {}).get(k) != wanted.get(k))
-        raise CellError(
-            f"{run_dir / store.RESULT} was computed with other corpus settings ({', '.join(changed)}: "
-            f"{[(found or {}).get(k) for k in changed]} there, {[wanted.get(k) for k in changed]} now). Give "
-            f"these settings their own task name (task.name={cfg.task.name}_...) or recompute with force=true."
-        )
 
 
 def failure_record(cfg: DictConfig, cell: dict[str, Any], error: BaseException, started: float) -> dict[str, Any]:
@@ -221,7 +194,8 @@ def run_info(started: float) -> dict[str, Any]:
 
 def describe(cell: dict[str, Any]) -> str:
     limit = f", limit {cell['limit']}" if cell["limit"] is not None else ""
-    return f"{cell['model']}@{cell['revision']} on {cell['task']} ({cell['shots']}-shot{limit})"
+    seed = f", seed {cell['fewshot_seed']}" if cell.get("fewshot_seed") not in (None, DEFAULT_FEWSHOT_SEED) else ""
+    return f"{cell['model']}@{cell['revision']} on {cell['task']} ({cell['shots']}-shot{seed}{limit})"
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -10,8 +10,12 @@ walks the results roots for `result.json` (and `failure.json`) files and writes
   `Tokenizer`, `Steps`), plus `Revision`, `Family`, `Parameters`, `Non-embedding Parameters` and
   `Resolved Commit`;
 - `data/results_long.parquet` (and `.csv`): the **long** table, one row per (model, revision, task,
-  shots, subtask, metric) with all model metadata, so nothing a cell measured is lost (mmlu's subjects,
-  acc_norm, stderrs, token counts ...).
+  shots, few-shot seed, subtask, metric) with all model metadata and the cell's settings `fingerprint`
+  (llm_line/fingerprint.py), so nothing a cell measured is lost (mmlu's subjects, acc_norm, stderrs, token
+  counts ...). A few-shot column of a non-default seed is named `HellaSwag Accuracy (5-shot, seed 1)`.
+
+The same cell (identity, the few-shot seed included) under two roots is collected once, the later one; the
+other is reported as a duplicate, with the settings in which the two differ.
 
 Two conventions (docs/conventions.md) choose which numbers fill the wide table's loss columns, and every row
 names its convention in the `Convention` column (the long table keeps every number, both conventions):
@@ -43,8 +47,8 @@ from typing import Any
 
 import pandas as pd
 
-from llm_line import cli, store
-from llm_line.config import step_of
+from llm_line import cli, fingerprint, store
+from llm_line.config import DEFAULT_FEWSHOT_SEED, step_of
 
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
 # `{display} Validation Loss|BPB`; these are the metric keys of a result file they come from.
@@ -91,6 +95,7 @@ CELL_FIELDS = [
     "kind",
     "display",
     "shots",
+    "fewshot_seed",
     "limit",
     "family",
     "corpus_method",
@@ -106,6 +111,7 @@ CELL_FIELDS = [
     "dtype",
     "device",
     "finished",
+    "fingerprint",
     "path",
 ]
 
@@ -138,7 +144,7 @@ def find_run_dirs(roots: Iterable[os.PathLike], skipped: list[Skipped]) -> Itera
         skipped.append(Skipped(Path(error.filename), "unreadable", f"folder not searched ({error.strerror})"))
 
     for root in roots:
-        root = Path(root)
+        root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"results root {root} does not exist or is not a folder")
         for folder, dirs, files in os.walk(root, onerror=unreadable):
@@ -149,8 +155,10 @@ def find_run_dirs(roots: Iterable[os.PathLike], skipped: list[Skipped]) -> Itera
 
 
 def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The long table's description of one cell: identity, kind, and the checkpoint's metadata."""
-    cell = result["cell"]
+    """The long table's description of one cell: identity, kind, settings fingerprint, and the checkpoint's
+    metadata."""
+    cell = fingerprint.cell_of(result)
+    settings = fingerprint.of_result(result)
     model = result.get("model") or {}
     meta = model.get("meta") or {}
     task = result.get("task") or {}
@@ -169,6 +177,7 @@ def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
         "kind": kind,
         "display": task.get("display") or cell["task"],
         "shots": int(cell["shots"]),
+        "fewshot_seed": cell["fewshot_seed"],  # None for 0-shot and corpus cells (no examples drawn)
         "limit": cell.get("limit"),
         # results from before corpus methods existed were packed
         "corpus_method": (task.get("settings") or {}).get("method", "packed") if kind == "corpus" else None,
@@ -185,7 +194,9 @@ def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
         "dtype": model.get("dtype"),
         "device": model.get("device"),
         "finished": (result.get("run") or {}).get("finished"),
+        "fingerprint": fingerprint.digest(settings),
         "path": str(path),
+        "_settings": settings,
         # not long-table columns: what the wide table needs to name the columns
         "_subgroups": [g for g in (task.get("groups") or {}) if g != cell["task"]],
     }
@@ -223,17 +234,19 @@ def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Coll
             kind = "unreadable" if isinstance(e, store.UnreadableResult) else "corrupt"
             skipped.append(Skipped(path, kind, str(e).removeprefix(f"{path}: ")))
             continue
-        identity = (record["model"], record["revision"], record["task"], record["shots"], record["limit"])
+        identity = tuple(record[k] for k in ("model", "revision", "task", "shots", "fewshot_seed", "limit"))
         if identity in by_identity:  # the same cell under two roots: keep the one that finished last
             other = pending[by_identity[identity]]
             keep_new = str(record["finished"] or "") > str(other[0]["finished"] or "")
             dropped = other[0]["path"] if keep_new else str(path)
+            differ = fingerprint.changes(other[0]["_settings"], record["_settings"])
             skipped.append(
                 Skipped(
                     Path(dropped),
                     "duplicate",
                     "the same cell also found at "
                     + (str(path) if keep_new else other[0]["path"])
+                    + (f", computed with other settings ({'; '.join(differ)})" if differ else "")
                     + "; kept the later one",
                 )
             )
@@ -265,6 +278,7 @@ def long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value) -> pd.Da
     for column in (
         "step",
         "shots",
+        "fewshot_seed",
         "limit",
         "tokens_per_step",
         "tokens",
@@ -299,7 +313,10 @@ def column_name(record: dict[str, Any], subtask: str, metric: str, convention: s
     else:
         name = None  # leaf subtasks (mmlu's 57 subjects) stay in the long table
     if name is not None and record["shots"] != 0:
-        name += f" ({record['shots']}-shot)"
+        seed = record["fewshot_seed"]
+        name += (
+            f" ({record['shots']}-shot" + (f", seed {seed}" if seed not in (None, DEFAULT_FEWSHOT_SEED) else "") + ")"
+        )
     return name
 
 
@@ -384,7 +401,7 @@ def checkpoint_meta(cells: list[dict[str, Any]]) -> pd.DataFrame:
 
 def metric_order(column: str) -> tuple:
     """Validation losses first, then tasks, each in the released table's order, then anything else."""
-    match = re.match(r"^(.*?)(?: \((\d+)-shot\))?$", column)
+    match = re.match(r"^(.*?)(?: \((\d+)-shot(?:, seed \d+)?\))?$", column)
     assert match is not None  # the pattern matches any one-line name
     base, shots = match.groups()
     shots = int(shots or 0)

@@ -10,7 +10,9 @@ done, and that decision must not pay for torch or transformers.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+DEFAULT_FEWSHOT_SEED = 1234  # lm-eval's default few-shot seed: run dirs name only other seeds
 
 
 @dataclass
@@ -142,8 +146,9 @@ class Config:
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
     shots: int = 0
-    fewshot_seed: int = 1234  # lm-eval's default seed for drawing few-shot examples
-    results_dir: str = "results"  # every cell's run dir lives below this
+    # the seed lm-eval draws few-shot examples with; another value is another cell (its own run dir)
+    fewshot_seed: int = DEFAULT_FEWSHOT_SEED
+    results_dir: str = "results"  # every cell's run dir lives below this (`~` is expanded)
     cache_dir: str = "${oc.env:LLM_LINE_CACHE,'~/.cache/llm_line'}"  # demo model and other local builds
     force: bool = False  # recompute a cell even if it has a valid result
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # the `logger` group: csv (default) or wandb
@@ -185,23 +190,47 @@ def load_key(model: Any) -> tuple:
     )
 
 
+MAX_COMPONENT = 255  # bytes in one path component on common filesystems
+_HASHED = re.compile(r"_h[0-9a-f]{8}$")  # how a component that sanitising changed ends
+
+
 def _path_part(value: object) -> str:
-    """A path component for `value`: hub ids keep their readable form (`org/name` -> `org--name`)."""
-    text = str(value).strip().replace("/", "--")
-    text = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", text)
+    """A path component for `value`, injective: hub ids keep their readable form (`org/name` -> `org--name`);
+    where sanitising loses information (`foo--bar` vs `foo/bar`, `模型` vs `名字`) or the component would exceed
+    the filesystem's limit, a short hash of the original is appended (`__h1a2b3c4d`)."""
+    original = str(value).strip()
+    text = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", original.replace("/", "--"))
     if text in ("", ".", ".."):
         raise ValueError(f"cannot build a results path from {value!r}")
-    return text
+    # `*` (a revision pattern, step20000-tokens*B) -> `_` keeps its folder: no hub branch holds a literal `_`
+    # there, and a collision would still be caught (a result's identity is checked, and so are a plan's run dirs)
+    lossless = text.replace("--", "/") == original.replace("*", "_") and not _HASHED.search(text)
+    if lossless and len(text) <= MAX_COMPONENT:
+        return text
+    tag = hashlib.sha256(original.encode()).hexdigest()[:8]
+    return f"{text[: MAX_COMPONENT - 10]}_h{tag}"
 
 
-def cell_dir(model: str, revision: str, task: str, shots: int, limit: int | None = None) -> str:
+def cell_dir(
+    model: str, revision: str, task: str, shots: int, limit: int | None = None, fewshot_seed: int | None = None
+) -> str:
     """The run dir of a cell relative to the results root: a pure function of the cell's identity.
 
     `<model>/<revision>/<task>/<shots>shot`, so a re-run, a sweep and `collect` all find the same folder.
-    A debugging run with `task.limit` lands in its own folder and never passes for the full result.
+    A debugging run with `task.limit` lands in its own folder and never passes for the full result; so does a
+    few-shot cell with a seed other than lm-eval's default (`2shot_seed999`; 0-shot cells draw no examples).
     """
-    leaf = f"{int(shots)}shot" + (f"_limit{int(limit)}" if limit is not None else "")
+    leaf = f"{int(shots)}shot"
+    if int(shots) > 0 and fewshot_seed is not None and int(fewshot_seed) != DEFAULT_FEWSHOT_SEED:
+        leaf += f"_seed{int(fewshot_seed)}"
+    if limit is not None:
+        leaf += f"_limit{int(limit)}"
     return "/".join([_path_part(model), _path_part(revision), _path_part(task), leaf])
+
+
+def expand_user(path: str) -> str:
+    """`${expand_user:...}`: `~` in a path expanded as everywhere else (checks, status, collect)."""
+    return os.path.expanduser(str(path))
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -278,6 +307,7 @@ def register() -> None:
     """Register the schema and the resolvers; safe to call more than once."""
     resolvers: dict[str, Callable[..., Any]] = {
         "cell_dir": cell_dir,
+        "expand_user": expand_user,
         "step_revision": step_revision,
         "tokens_at": tokens_at,
         "size_meta": size_meta,

@@ -41,12 +41,10 @@ import itertools
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from glob import glob, has_magic
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -59,6 +57,7 @@ from llm_line import store
 from llm_line.config import CorpusConfig, ModelConfig, TaskConfig, export_meta
 from llm_line.documents import read_file, text_value
 from llm_line.errors import CellError
+from llm_line.fingerprint import corpus_files as local_files  # the one reading of `path`
 from llm_line.harness import load_model
 
 if TYPE_CHECKING:
@@ -114,16 +113,6 @@ def read_texts(corpus: CorpusConfig) -> Iterator[str]:
             random.Random(corpus.shuffle_seed).shuffle(texts)
         return iter(texts)
     return _read_hub(corpus)
-
-
-def local_files(pattern: str) -> list[Path]:
-    """The files a local `path` names: itself, or the sorted matches of a glob."""
-    expanded = os.path.expanduser(pattern)
-    files = sorted(Path(p) for p in glob(expanded, recursive=True)) if has_magic(expanded) else [Path(expanded)]
-    files = [f for f in files if f.is_file()]
-    if not files:
-        raise CellError(f"no corpus file at task.corpus.path={pattern}")
-    return files
 
 
 def _read_hub(corpus: CorpusConfig) -> Iterator[str]:

@@ -32,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, open_dict
 
-from llm_line import claims, compat, manifests, store
+from llm_line import claims, compat, fingerprint, manifests, store
 from llm_line.config import load_key
 
 # done: valid result; running: a live claim; queued: submitted by an earlier sweep whose job is still queued;
@@ -48,6 +48,7 @@ class PlannedCell:
     overrides: list[str]
     run_dir: str = ""  # below the sweep dir
     cell: dict[str, Any] | None = None  # identity (llm_line.cell.identity)
+    settings: dict[str, Any] | None = None  # what enters its fingerprint (llm_line.fingerprint.settings)
     state: str = "launch"
     detail: str = ""
     pack: int | None = None  # index into Plan.packs
@@ -71,6 +72,7 @@ class Plan:
 
     cells: list[PlannedCell]
     packs: list[list[int]] = field(default_factory=list)  # jobs: indices of cells, in grid order
+    duplicates: int = 0  # cells of the grid dropped as repeats of an earlier cell (same identity and settings)
 
     def counts(self) -> Counter:
         return Counter(c.state for c in self.cells)
@@ -89,6 +91,7 @@ class Plan:
             f"{len(self.cells)} cells in the grid: {counts['done']} done, {counts['running']} running and "
             f"{counts['queued']} queued elsewhere, {counts['failed']} failed before, {counts['error']} "
             f"with errors; {len(self.to_launch())} to launch"
+            + (f" ({self.duplicates} repeated cells of the grid dropped)" if self.duplicates else "")
         ]
         if self.packs and cells_per_job:
             lines.append(
@@ -186,22 +189,25 @@ def make_plan(
             except Exception as e:  # noqa: BLE001  (one bad cell never stops the others)
                 planned.state, planned.detail = "error", f"{type(e).__name__}: {e}".splitlines()[0]
             cells.append(planned)
-    return Plan(cells, pack(cells, cells_per_job))
+    unique = dedupe(cells)
+    return Plan(unique, pack(unique, cells_per_job), duplicates=len(cells) - len(unique))
 
 
 def classify(
     planned: PlannedCell, cfg: DictConfig, sweep_dir: Path, submitted: dict[str, str], queue: set[str] | None
 ) -> None:
-    """Fill in a cell's run dir, identity, load key, hub revisions and state from its config; raises for an
-    `error` cell (its run dir holds another cell's result, or a corpus result with other settings)."""
+    """Fill in a cell's run dir, identity, settings, load key, hub revisions and state from its config; raises
+    for an `error` cell (its run dir holds another cell's result, or its result with other settings). Read-only:
+    a corrupt result is left for the job to set aside, so a dry run changes nothing."""
     from llm_line import hub
-    from llm_line.cell import finished, identity
+    from llm_line.cell import identity
 
     planned.run_dir, planned.cell = str(cfg.hydra.sweep.subdir), identity(cfg)
+    planned.settings = fingerprint.settings(cfg)
     planned.load_key, planned.hub_revisions = load_key(cfg.model), hub.hub_revisions([cfg])
     run_dir = sweep_dir / planned.run_dir
     holder = claims.read(run_dir / store.RUNNING)
-    if finished(cfg, run_dir) is not None:
+    if store.finished_result(run_dir, planned.cell, planned.settings, force=cfg.force, repair=False) is not None:
         planned.state = "done"
     elif holder is not None and claims.alive(holder, queue):
         planned.state = "running"
@@ -210,6 +216,35 @@ def classify(
         planned.state, planned.detail = "queued", f"by {submitted[planned.run_dir]}"
     elif (run_dir / store.FAILURE).exists():
         planned.state = "failed"
+
+
+def dedupe(cells: list[PlannedCell]) -> list[PlannedCell]:
+    """The cells without repeats (same identity and settings: `shots=0,0`, overlapping grids), in grid order.
+
+    Cells that differ but would share one run dir (`model.dtype=float32,bfloat16`: one identity, two
+    fingerprints) all become error cells: none is launched, since each would replace the other's result.
+    """
+    kept: list[PlannedCell] = []
+    first: dict[str, PlannedCell] = {}
+    for c in cells:
+        other = first.get(c.run_dir) if c.state != "error" else None
+        if other is None:
+            if c.state != "error":
+                first[c.run_dir] = c
+            kept.append(c)
+            continue
+        if other.cell == c.cell and other.settings == c.settings:
+            continue
+        assert other.settings is not None and c.settings is not None
+        differ = "; ".join(fingerprint.changes(other.settings, c.settings)) or f"{other.cell} vs {c.cell}"
+        for one, two in ((c, other), (other, c)):
+            one.state = "error"
+            one.detail = (
+                f"shares its run dir {c.run_dir} with the cell {' '.join(two.overrides)} ({differ}): give one "
+                "its own name (model.name=... or task.name=...) or results_dir"
+            )
+        kept.append(c)
+    return kept
 
 
 def pack(cells: list[PlannedCell], cells_per_job: int) -> list[list[int]]:

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llm_line import claims, cli, manifests, store
+from llm_line import claims, cli, fingerprint, manifests, store
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
@@ -34,18 +34,25 @@ def slurm_queue() -> set[str] | None:
 
 
 def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: set[str] | None) -> tuple[str, str]:
-    """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, launched, job,
-    submitted), `sweep_alive` whether its sweep's launcher still runs."""
+    """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, fingerprint,
+    launched, job, submitted), `sweep_alive` whether its sweep's launcher still runs. The reuse decision is the
+    runner's (llm_line.store.current_result): done only for the cell's own result with its settings. Without a
+    manifest (`cell` unknown), a result counts as done only in the run dir its own identity maps to."""
     cell = entry.get("cell")
+    wanted = (entry.get("fingerprint") or {}).get("settings")
     try:
-        if cell is None:
-            store.read_result(run_dir / store.RESULT)
-            return "done", ""
-        if store.current_result(run_dir, cell) is not None:
+        if cell is None and (run_dir / store.RESULT).exists():
+            cell = fingerprint.cell_of(store.read_result(run_dir / store.RESULT))
+            if not f"/{Path(entry['run_dir']).as_posix()}".endswith(f"/{fingerprint.run_dir_of(cell)}"):
+                return "failed", (
+                    f"{run_dir / store.RESULT} holds the result of another cell ({cell}), whose run dir is "
+                    f"{fingerprint.run_dir_of(cell)}: it was copied there"
+                )
+        if cell is not None and store.current_result(run_dir, cell, wanted) is not None:
             return "done", ""
     except store.CorruptResult:
         pass
-    except store.OtherCellResult as e:
+    except (store.OtherCellResult, fingerprint.ChangedSettings) as e:
         return "failed", str(e)
     running = claims.read(run_dir / store.RUNNING)
     if running is not None and claims.alive(running, queue):
@@ -146,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the cells and their states as JSON")
     args = parser.parse_args(argv)
+    args.root = args.root.expanduser()
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a folder")
     queue = slurm_queue()

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from llm_line import fingerprint
 from llm_line.errors import CellError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ RUNNING = "running.json"  # the claim of a computing cell (llm_line/claims.py); 
 MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
-IDENTITY = ("model", "revision", "task", "shots", "limit")  # the keys of `cell`, as llm_line.cell.identity builds it
+# the keys every result's `cell` holds; llm_line.cell.identity adds `fewshot_seed` (older results derive it)
+IDENTITY = ("model", "revision", "task", "shots", "limit")
 MAX_BYTES = 64 * 2**20  # no result or record is near this; anything larger is not one of ours
 
 
@@ -149,42 +151,60 @@ class OtherCellResult(CellError):
     """A valid result in a run dir that belongs to another cell (copied there, or two cells share a path)."""
 
 
-def current_result(run_dir: Path, cell: dict[str, Any]) -> dict[str, Any] | None:
-    """Read-only: the result of `cell` in `run_dir` if it counts as done, else None.
+def current_result(
+    run_dir: Path, cell: dict[str, Any], settings: dict[str, Any] | None = None, force: bool = False
+) -> dict[str, Any] | None:
+    """Read-only: the result of `cell` in `run_dir` if it may be reused, else None. The one reuse decision of
+    the runner, the plan, `status` and `collect`: reused only when identity and fingerprint match.
 
-    Raises CorruptResult for a bad file and OtherCellResult for another cell's result. A `failure.json` newer
-    than the result (a forced recompute that failed) wins: the cell counts as failed, for jobs, the sweeper
-    and status alike.
+    Raises CorruptResult for a bad file, OtherCellResult for another cell's result (also with `force`: a forced
+    recompute never replaces another cell's result) and ChangedSettings for this cell's result computed with
+    other `settings` (llm_line.fingerprint; None: not compared). `force`: None for this cell's own result, which
+    is to be replaced. A `failure.json` newer than the result (a forced recompute that failed) wins: the cell
+    counts as failed, for jobs, the sweeper and status alike.
     """
     path = run_dir / RESULT
     if not path.exists():
         return None
     result = read_result(path)
-    if result["cell"] != cell:
+    found, cell = fingerprint.cell_of(result), fingerprint.with_seed(cell)
+    if found != cell:
         raise OtherCellResult(
-            f"{path} holds the result of another cell ({result['cell']}), not {cell}: "
-            "it was copied there, or two cells map to one results folder (rename one model: model.name=...)"
+            f"{path} holds the result of another cell ({found}), not {cell}: it was copied there, or two cells "
+            "map to one results folder (rename one model: model.name=...); force=true does not replace it"
         )
+    if force:
+        return None
+    if settings is not None:
+        fingerprint.check_reusable(result, settings, path)
     failure = run_dir / FAILURE
     if failure.exists() and failure.stat().st_mtime_ns > path.stat().st_mtime_ns:
         return None
     return result
 
 
-def finished_result(run_dir: Path, cell: dict[str, Any]) -> dict[str, Any] | None:
-    """The valid result of this cell in `run_dir`, or None if it must be (re)computed.
+def finished_result(
+    run_dir: Path,
+    cell: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+    force: bool = False,
+    repair: bool = True,
+) -> dict[str, Any] | None:
+    """The reusable result of this cell in `run_dir` (current_result), or None if it must be (re)computed.
 
-    A corrupt file is set aside with a warning. A file this user cannot read is not corrupt: that is an error
-    (CellError), as is a valid result of a *different* cell in this folder (OtherCellResult); neither is
-    overwritten.
+    A corrupt file is set aside with a warning where `repair` (a job about to compute the cell), left as it is
+    otherwise (a plan, a dry run: nothing on disk changes). A file this user cannot read is not corrupt: that is
+    an error (CellError), as is a valid result of a *different* cell in this folder (OtherCellResult) or of
+    other settings (ChangedSettings); none is overwritten.
     """
     try:
-        return current_result(run_dir, cell)
+        return current_result(run_dir, cell, settings, force)
     except UnreadableResult as e:
         raise CellError(str(e)) from None
     except CorruptResult as e:
-        aside = set_aside(run_dir / RESULT)
-        log.warning("%s; moved to %s and recomputing", e, aside.name)
+        if repair:
+            aside = set_aside(run_dir / RESULT)
+            log.warning("%s; moved to %s and recomputing", e, aside.name)
         return None
 
 
@@ -200,6 +220,6 @@ def set_aside_for_recompute(run_dir: Path) -> Path | None:
 
 def remove_stale(run_dir: Path) -> None:
     """Drop what an earlier attempt may have left: temp files of interrupted writes, an old failure record."""
-    for tmp in run_dir.glob(".*.json.*.tmp"):
+    for tmp in run_dir.glob(".*.tmp"):  # atomic_file names its temp files .<name>.<random>.tmp
         tmp.unlink(missing_ok=True)
     (run_dir / FAILURE).unlink(missing_ok=True)

@@ -274,21 +274,25 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
 
 
 def test_corpus_method_is_part_of_the_settings_that_must_not_mix(tmp_path):
-    """A packed result (also one written before methods existed) is reused for packed, refused for chunks."""
+    """A packed result (also one written before methods or fingerprints existed) is reused for packed, refused
+    for chunks."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    from llm_line.cell import check_settings, corpus_settings
+    from llm_line import fingerprint
 
     with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
         packed = compose("config", overrides=["task=val_demo"])
         chunks = compose("config", overrides=["task=val_demo", "task.corpus.method=chunks"])
-    assert corpus_settings(packed)["method"] == "packed" and "chunk_length" not in corpus_settings(packed)
-    assert corpus_settings(chunks)["chunk_length"] == 50
-    older = {k: v for k, v in corpus_settings(packed).items() if k != "method"}
-    for settings in (corpus_settings(packed), older):
-        check_settings(packed, {"task": {"settings": settings}}, tmp_path)
-        with pytest.raises(RuntimeError, match="method"):
-            check_settings(chunks, {"task": {"settings": settings}}, tmp_path)
+    assert fingerprint.settings(packed)["corpus"]["method"] == "packed"
+    assert "chunk_length" not in fingerprint.settings(packed)["corpus"]
+    assert fingerprint.settings(chunks)["corpus"]["chunk_length"] == 50
+    config = OmegaConf.to_container(packed, resolve=True)
+    del config["task"]["corpus"]["method"]  # written before corpus methods existed: packed
+    for result in ({"fingerprint": fingerprint.record(fingerprint.settings(packed))}, {"config": config}):
+        fingerprint.check_reusable(result, fingerprint.settings(packed), tmp_path)
+        with pytest.raises(fingerprint.ChangedSettings, match="corpus.method packed -> chunks"):
+            fingerprint.check_reusable(result, fingerprint.settings(chunks), tmp_path)
 
 
 def test_paper_convention_matches_the_released_tables_commonsense_qa_ratio():

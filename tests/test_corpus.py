@@ -325,6 +325,7 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
         "task": "val_demo",
         "shots": 0,
         "limit": None,
+        "fewshot_seed": None,  # a corpus cell draws no few-shot examples
     }
     assert result["task"]["kind"] == "corpus" and result["task"]["display"] == "Demo Corpus"
     m = result["metrics"]["val_demo"]
@@ -342,7 +343,7 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
     ):
         assert key in m, key
     assert m["context_length"] == 256 and m["separator"] == "eos" and m["packing"] == "packed"
-    assert result["task"]["settings"]["path"] == str(DEMO_CORPUS)
+    assert result["task"]["settings"]["files"][0][:2] == [DEMO_CORPUS.name, DEMO_CORPUS.stat().st_size]  # by content
     assert result["model"]["batch_size"] == 4 and result["model"]["dtype"] == "float32"
     assert "val_demo" in proc.stderr + proc.stdout
     before = path.read_bytes()
@@ -352,12 +353,12 @@ def test_evaluate_val_demo_end_to_end_and_resume(cli, tmp_path):
     assert cli("task=val_demo", "task.corpus.batch_size=16", results_dir=tmp_path, block_torch=True).returncode == 0
 
     other = cli("task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False)
-    assert other.returncode != 0 and "other corpus settings (context_length" in other.stderr + other.stdout
+    assert other.returncode != 0 and "other settings (corpus.context_length null -> 64)" in other.stderr + other.stdout
     assert path.read_bytes() == before
     swept = cli(
         "-m", "task=val_demo", "task.corpus.context_length=64", results_dir=tmp_path, check=False, block_torch=True
     )  # the sweeper makes the same decision before launching anything
-    assert swept.returncode != 0 and "other corpus settings (context_length" in swept.stderr + swept.stdout
+    assert swept.returncode != 0 and "other settings (corpus.context_length null -> 64)" in swept.stderr + swept.stdout
     assert path.read_bytes() == before
 
     cli("task=val_demo", "task.corpus.context_length=64", "force=true", results_dir=tmp_path)

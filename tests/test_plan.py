@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from llm_line import store
+from llm_line import fingerprint, store
 from llm_line.plan import make_plan
 
 
@@ -102,9 +102,11 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
             "cell": corpus.cell,
             "metrics": {corpus.cell["task"]: {"loss": 1.0}},
             "n_docs": 1,
-            "task": {"settings": {"max_documents": 3}},
+            "fingerprint": fingerprint.record(
+                {**corpus.settings, "corpus": {**corpus.settings["corpus"], "max_documents": 3}}
+            ),
         },
     )
     plan = make_plan(loader, config, grid)
     assert [c.state for c in plan.cells] == ["error", "launch"]
-    assert "was computed with other corpus settings" in plan.cells[0].detail
+    assert "was computed with other settings (corpus.max_documents 3 -> null)" in plan.cells[0].detail
