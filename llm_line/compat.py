@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "cached_interpolation_parsing",
     "detect_batch_size",
     "encode_pair",
+    "env_info_kept",
     "hflm_loglikelihood_tokens",
     "job_error",
     "overrides_applied",
@@ -39,6 +41,35 @@ def encode_pair(lm: Any, context: str, continuation: str) -> tuple[list[int], li
     """The token ids lm-eval's HF model scores for a (context, continuation) request (`HFLM._encode_pair`):
     a context's trailing whitespace moves into the continuation, which is encoded in context."""
     return lm._encode_pair(context, continuation)
+
+
+_env_info: dict[str, dict[str, Any]] = {}  # what lm-eval's add_env_info added, per working directory
+
+
+@contextmanager
+def env_info_kept() -> Iterator[None]:
+    """lm-eval's `simple_evaluate` records the machine and packages in every result (`add_env_info`, imported
+    into lm_eval.evaluator): torch's collect_env, which runs pip, conda, lscpu and nvidia-smi in subprocesses,
+    0.24-0.43 s a cell on 2 cores (bench/sweep.py --startup). Packages and devices do not change while a
+    process runs; what does depend on the call (its upper_git_hash: the git commit above the working
+    directory) is the key. So while the block runs it is computed once per working directory and copied."""
+    import lm_eval.evaluator
+
+    original = lm_eval.evaluator.add_env_info
+
+    def kept(storage: dict[str, Any]) -> None:
+        cwd = os.getcwd()
+        if cwd not in _env_info:
+            added: dict[str, Any] = {}
+            original(added)
+            _env_info[cwd] = added
+        storage.update(copy.deepcopy(_env_info[cwd]))
+
+    lm_eval.evaluator.add_env_info = kept
+    try:
+        yield
+    finally:
+        lm_eval.evaluator.add_env_info = original
 
 
 def hflm_loglikelihood_tokens(

@@ -1,8 +1,10 @@
 """Running a cell through lm-evaluation-harness: the task index, the model, `simple_evaluate`.
 
 Everything heavy (torch, transformers, lm_eval) is imported here and only here, after the resume check.
-Two things are kept for the life of the process because they dominate small cells: lm-eval's task index
-(~5 s to build) and the loaded model, so a local sweep over one model loads it once.
+What is kept for the life of the process, because it dominates small cells and cannot change: lm-eval's task
+index (~5 s to build), the loaded model (a local sweep over one model loads it once), lm-eval's record of the
+environment (compat.env_info_kept) and the batch size `auto` probed (llm_line/scorer.py). bench/sweep.py
+--startup measures each per cell (docs/benchmarks.md).
 
 Failures that the user can fix (unknown task, missing revision, hub unreachable, ...) are raised as
 `CellError` with a message that says what to do.
@@ -319,15 +321,16 @@ def evaluate(model_cfg: ModelConfig, task_cfg: TaskConfig, shots: int, fewshot_s
     loaded = load_tasks(task_cfg, shots)
     model = load_model(model_cfg)
     roots = [loaded["groups"][task_cfg.name]] if task_cfg.name in loaded["groups"] else list(loaded["tasks"].values())
-    results = lm_eval.simple_evaluate(
-        model=model.lm,
-        tasks=roots,
-        num_fewshot=shots,
-        limit=task_cfg.limit,
-        log_samples=True,
-        fewshot_random_seed=fewshot_seed,
-        task_manager=task_manager(task_cfg.include_path),
-    )
+    with compat.env_info_kept():  # the same for every cell of the process
+        results = lm_eval.simple_evaluate(
+            model=model.lm,
+            tasks=roots,
+            num_fewshot=shots,
+            limit=task_cfg.limit,
+            log_samples=True,
+            fewshot_random_seed=fewshot_seed,
+            task_manager=task_manager(task_cfg.include_path),
+        )
     wrong = {name: n for name, n in results["n-shot"].items() if name in loaded["tasks"] and n != shots}
     if wrong:
         raise CellError(f"lm-eval ran {wrong} shots instead of {shots}")

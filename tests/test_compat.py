@@ -76,3 +76,29 @@ def test_overrides_applied_in_place_are_undone_interpolations_included():
     with compat.overrides_applied(parser.parse_overrides(["+model.extra=1"]), cfg) as copied:
         assert copied is not cfg and copied.model.extra == 1  # adding a key: a copy, never the shared config
     assert "extra" not in cfg.model
+
+
+def test_env_info_is_computed_once_per_working_directory_and_restored(monkeypatch, tmp_path):
+    import inspect
+
+    import lm_eval.evaluator
+
+    assert "add_env_info(results)" in inspect.getsource(lm_eval.evaluator.simple_evaluate)  # looked up there
+    calls = []
+
+    def fake(storage):
+        calls.append(1)
+        storage.update({"pretty_env_info": "machine", "upper_git_hash": str(len(calls))})
+
+    monkeypatch.setattr(lm_eval.evaluator, "add_env_info", fake)
+    monkeypatch.setattr(compat, "_env_info", {})
+    with compat.env_info_kept():
+        first, second = {}, {}
+        lm_eval.evaluator.add_env_info(first)
+        lm_eval.evaluator.add_env_info(second)
+        assert first == second == {"pretty_env_info": "machine", "upper_git_hash": "1"} and len(calls) == 1
+        monkeypatch.chdir(tmp_path)  # the upper git hash depends on the working directory
+        third = {}
+        lm_eval.evaluator.add_env_info(third)
+        assert third["upper_git_hash"] == "2"
+    assert lm_eval.evaluator.add_env_info is fake
