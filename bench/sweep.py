@@ -9,7 +9,8 @@ separate runs; re-run < 1 s per cell. Runs offline on the demo model; uses a tem
 
     python bench/sweep.py --startup [--probe] [--backend hf]
 
-The same 8 cells in this process as a local sweep runs them (harness.evaluate, each model loaded once), with
+The demo model tiny at two revisions x 2 tasks x 0/2 shots, in this process as a local sweep runs its cells
+(harness.evaluate: the task index built once, each revision loaded once), with
 lm-eval's functions wrapped in timers for the run only: per cell, the seconds spent before its first forward
 pass (lm-eval's task index, task loading, request building, batch-size probing, model load) and after it
 (scoring, lm-eval's metrics, its environment record). `--probe`: batch_size=auto, probed even on CPU.
@@ -34,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES, TASKS, SHOTS = ("tiny", "small"), ("demo_sounds", "demo_colors"), (0, 2)
+REVISIONS = ("step200", "main")  # --startup: one model's checkpoints, as a SLURM pack or a local sweep holds them
 
 
 def timed(cmd: list[str], **kwargs) -> float:
@@ -123,15 +125,16 @@ def startup(cache: Path, backend: str, probe: bool) -> None:
             stack.enter_context(unittest.mock.patch.object(harness, "resolve_batch_size", auto))
         stack.enter_context(initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"))
         stack.enter_context(patched(clock, targets))
-        for size, task, shots in itertools.product(SIZES, TASKS, SHOTS):
-            cfg = compose("config", [*overrides, "model=demo", f"model.size={size}", f"task={task}", f"shots={shots}"])
+        for revision, task, shots in itertools.product(REVISIONS, TASKS, SHOTS):
+            cell = ["model=demo", f"model.revision={revision}", f"task={task}", f"shots={shots}"]
+            cfg = compose("config", [*overrides, *cell])
             start = time.perf_counter()
             harness.evaluate(cfg.model, cfg.task, cfg.shots, cfg.fewshot_seed)
             total = time.perf_counter() - start
             spent = clock.take()
             spent["tasks"] = spent.get("tasks", 0.0) + spent.pop("tasks_dict", 0.0)
             spent["env"] = spent.get("env", 0.0) + spent.pop("git", 0.0)
-            rows.append((f"{size} {task} {shots}", spent, total))
+            rows.append((f"{revision} {task} {shots}", spent, total))
     after = ("score", "metrics", "env")
     columns = [*PHASES, "before", *after, "other", "total"]
     print(

@@ -13,7 +13,7 @@ log-softmax over the vocabulary at every position; only the positions that predi
 - applies the LM head and a float32 log-softmax only where a continuation token is predicted;
 - fills batches to a token budget (requests sorted by length) rather than a fixed number of rows: the batch size
   times the longest request, which is what lm-eval's own batches of that size hold; `batch_size=auto` probes it
-  once per sequence length for the life of the loaded model.
+  once per sequence length and model shape for the life of the process (`_probed`).
 
 Everything else stays lm-eval's: the tokenization (`TemplateLM.loglikelihood` encodes each pair with
 `_encode_pair` before this path sees it), the left truncation to the model's window, tasks, filters, metrics.
@@ -25,6 +25,7 @@ logged once when the model loads.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -267,6 +268,25 @@ def unservable(lm: HFLM) -> str | None:
     return None
 
 
+# Batch sizes `auto` found, per model shape and longest sequence length, for the life of the process. How many
+# rows fit depends on what `HFLM._detect_batch_size` runs (the architecture and its sizes, dtype, device, the
+# starting batch size, the softmax dtype) and not on the weights, so a pack over one model's revisions probes
+# each length once instead of once per revision (bench/sweep.py --startup --probe).
+_probed: dict[tuple[str, int], int] = {}
+
+
+def shape_key(lm: HFLM) -> str:
+    """What a batch-size probe of `lm` depends on: its config without the fields that name a checkpoint."""
+    config = {
+        key: value
+        for key, value in lm.model.config.to_dict().items()
+        if not key.startswith("_") and key not in ("transformers_version", "name_or_path")
+    }
+    parts = [type(lm.model).__name__, config, str(lm.model.dtype), str(lm.device), lm.max_batch_size]
+    parts += [str(lm.softmax_dtype), str(lm.mixed_precision_dtype), lm.world_size]
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
 @register_model(NAME)
 class SharedPrefixLM(HFLM):
     """lm-eval's HF model with the shared-prefix loglikelihood path (module docstring); the rest is HFLM's."""
@@ -279,7 +299,6 @@ class SharedPrefixLM(HFLM):
             self.scorer = None
         else:
             self.scorer = Scorer(self.model, torch.device(self.device), self.mixed_precision_dtype)
-        self.probed: dict[int, int] = {}  # batch size found by batch_size=auto, per longest sequence length
 
     @property
     def scored_by(self) -> str:
@@ -309,13 +328,15 @@ class SharedPrefixLM(HFLM):
         return answers
 
     def rows(self, requests: list[Request], longest: int, length: int) -> int:
-        """Rows of the longest request a batch may hold: the batch size, or the one `auto` found for this length."""
+        """Rows of the longest request a batch may hold: the batch size, or the one `auto` found for this length
+        on a model of this shape (`_probed`)."""
         if self.batch_size != "auto" and not str(self.batch_size).startswith("auto"):
             return int(self.batch_size)
-        if length not in self.probed:
-            self.probed[length] = compat.detect_batch_size(self, requests, longest)
-            log.info("batch_size=auto: %d rows of %d tokens", self.probed[length], length)
-        return self.probed[length]
+        key = (shape_key(self), length)
+        if key not in _probed:
+            _probed[key] = compat.detect_batch_size(self, requests, longest)
+            log.info("batch_size=auto: %d rows of %d tokens", _probed[key], length)
+        return _probed[key]
 
 
 def backend_name(lm: Any) -> str:

@@ -190,3 +190,37 @@ def test_demo_cells_score_the_same_and_record_their_backend(cli, tmp_path):
             assert shared[key] == hf[key], (task, key)
         for key in ("loss", "loss_paper", "bpb", "nll"):
             assert shared[key] == pytest.approx(hf[key], abs=1e-5), (task, key)
+
+
+def test_batch_size_auto_is_probed_once_per_length_and_model_shape(tokenizer, monkeypatch):
+    """Another checkpoint of the same shape reuses the probe (rows that fit do not depend on the weights);
+    another length or another shape probes again."""
+    probes = []
+
+    def detect(lm, requests, index):
+        probes.append(len(requests[index][1]) + len(requests[index][2]) - 1)
+        return 3
+
+    monkeypatch.setattr(scorer.compat, "detect_batch_size", detect)
+    monkeypatch.setattr(scorer, "_probed", {})
+    rng = random.Random(5)
+    short, long = instances(hellaswag(rng, docs=2)), instances(hellaswag(rng, docs=2, shots=text(rng, 20)))
+
+    def shared(arch: str, seed: int, **config) -> scorer.SharedPrefixLM:
+        torch.manual_seed(seed)  # another checkpoint: other weights
+        model = transformers.AutoModelForCausalLM.from_config(CONFIGS[arch](len(tokenizer)), **config).eval()
+        return scorer.SharedPrefixLM(pretrained=model, tokenizer=tokenizer, batch_size="auto", device="cpu")
+
+    first, second = shared("gpt_neox", 0), shared("gpt_neox", 1)
+    reference = HFLM(pretrained=second.model, tokenizer=tokenizer, batch_size=3, device="cpu")
+    first.loglikelihood(short)
+    first.loglikelihood(long)
+    assert len(probes) == 2 and probes[0] != probes[1]
+    got, want = second.loglikelihood(short), reference.loglikelihood(short)  # the kept 3 rows: HFLM's numbers
+    assert [g for _, g in got] == [w for _, w in want]
+    assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in want], abs=1e-4)
+    second.loglikelihood(long)
+    assert len(probes) == 2  # the same shape: both lengths kept
+    shared("gpt_neox", 0, torch_dtype=torch.float64).loglikelihood(short)
+    shared("llama", 0).loglikelihood(short)
+    assert len(probes) == 4  # another dtype, another architecture: probed again
