@@ -124,8 +124,8 @@ class PackedSlurmLauncher(SlurmLauncher):
                 if watch.requeued:  # submitit requeued this job and exits it: the requeued job resumes here
                     raise
                 returns.append(failed_job(e, overrides))
-            if watch.exhausted:
-                self.blame_unfinished([o for o, _ in cells[i + 1 :]], " ".join(overrides), watch.exhausted)
+            if watch.exhausted:  # the signal may have come outside the cell's own work: blame it too if it left nothing
+                self.blame_unfinished([o for o, _ in cells[i:]], " ".join(overrides), watch.exhausted)
                 raise submitit.core.utils.UncompletedJobError(watch.exhausted)
         failed = [
             " ".join(overrides)
@@ -140,7 +140,9 @@ class PackedSlurmLauncher(SlurmLauncher):
 
     def blame_unfinished(self, unfinished: list[list[str]], running: str, reason: str) -> None:
         """Requeues exhausted: a `failure.json` for each cell of the pack not yet run, naming the cell that was
-        running when the job's time ran out, so the next sweep launches exactly these (and the cell running)."""
+        running when the job's time ran out, so the next sweep launches exactly these (and the cell running).
+        `unfinished[0]` is that running cell: its own failure record (written where the signal hit its work) is
+        kept; it is blamed only if the signal came before or after its work and it left neither result nor failure."""
         assert self.hydra_context is not None and self.config is not None
         from llm_line import claims, store
         from llm_line.cell import failure_record, finished, identity
@@ -153,6 +155,8 @@ class PackedSlurmLauncher(SlurmLauncher):
                 del cfg["hydra"]
             holder = claims.read(run_dir / store.RUNNING)
             if finished(cfg, run_dir) is not None or (holder is not None and claims.alive(holder)):
+                continue
+            if overrides is unfinished[0] and (run_dir / store.FAILURE).exists():
                 continue
             store.write_json(run_dir / store.FAILURE, failure_record(cfg, identity(cfg), error, time.time()))
             log.error("%s", error)

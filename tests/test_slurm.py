@@ -240,7 +240,16 @@ def test_requeued_cell_comes_back_and_completes(tmp_path, cache_dir, demo_model)
 
 
 # one model load, four cells: one job of four cells
-PACK4 = ["-m", *LAUNCHER, "model=demo", "task=demo_sounds,demo_colors", "shots=0,2", "hydra.sweeper.cells_per_job=4"]
+# (batch size 1: slower cells, so that a signal sent mid-pack lands inside a cell's work, not between cells)
+PACK4 = [
+    "-m",
+    *LAUNCHER,
+    "model=demo",
+    "model.batch_size=1",
+    "task=demo_sounds,demo_colors",
+    "shots=0,2",
+    "hydra.sweeper.cells_per_job=4",
+]
 
 
 def start_sweep(root, *extra, grid=PACK4):
@@ -271,16 +280,18 @@ def wait_mid_pack(root, timeout=180):
 def test_usr2_mid_pack_requeues_the_job_and_the_blocking_launcher_succeeds(tmp_path, cache_dir, demo_model):
     """Preemption (or the time-limit warning): submitit requeues the job, which resumes at the cell it was in."""
     sweep = start_sweep(tmp_path, "hydra.launcher.max_num_timeout=1")
-    run_dir, claim = wait_mid_pack(tmp_path)
+    _, claim = wait_mid_pack(tmp_path)
     subprocess.run(["scancel", "--signal=USR2", claim["slurm_job_id"]], check=True)
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, out
     assert len(results(tmp_path)) == 4
-    assert store.read_result(run_dir / store.RESULT)["run"].get("slurm_restart_count") == "1"
+    restarts = [store.read_result(p)["run"].get("slurm_restart_count") for p in results(tmp_path)]
+    assert "1" in restarts  # the cells left at the signal were computed by the requeued job
     assert not list(tmp_path.rglob(store.RUNNING)) and not list(tmp_path.rglob(store.FAILURE))
     (log,) = job_logs(tmp_path).values()
     assert "Exiting gracefully after preemption/timeout" in log
-    assert log.count("- Evaluating ") == 5  # four cells, the interrupted one twice: none after the signal
+    # four cells, the interrupted one twice (4: the signal came between two cells): none started after the signal
+    assert log.count("- Evaluating ") in (4, 5)
 
 
 def test_requeues_exhausted_blame_the_cells_of_the_pack_that_never_ran(tmp_path, cache_dir, demo_model):
