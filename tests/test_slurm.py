@@ -253,6 +253,7 @@ PACK4 = [
 
 
 def start_sweep(root, *extra, grid=PACK4):
+    wait_until_queue_is_empty()  # an earlier test's jobs (a requeued one, say) never delay this one's start
     return subprocess.Popen(
         sweep_cmd(root, grid, *extra),
         cwd=ROOT,
@@ -263,7 +264,7 @@ def start_sweep(root, *extra, grid=PACK4):
     )
 
 
-def wait_mid_pack(root, timeout=180):
+def wait_mid_pack(root, timeout=420):
     """Until one cell of the pack has its result and the next one runs: (its run dir, its claim)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
