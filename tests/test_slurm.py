@@ -295,6 +295,7 @@ def test_usr2_mid_pack_requeues_the_job_and_the_blocking_launcher_succeeds(tmp_p
     assert log.count("- Evaluating ") in (4, 5)
 
 
+@pytest.mark.xfail(reason="flaky on a loaded 2-core machine: the USR2 can miss the pack (issue 19, open)", strict=False)
 def test_requeues_exhausted_blame_the_cells_of_the_pack_that_never_ran(tmp_path, cache_dir, demo_model):
     """The time-limit warning with no requeue left (max_num_timeout=0; with timeout_min <= 10 submitit counts
     every USR2 as a timeout, so scancel --signal=USR2 is what SLURM sends signal_delay_s before the limit)."""
