@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from llm_line.errors import CellError
+from llm_line.errors import CellError, user_error_line
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +90,21 @@ def exit_unless(check: Callable[[Any], None], value: Any) -> None:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn a CellError into a UserError (one line on the console), its traceback written to the log file.
+    """Turn a user-fixable error (`llm_line.errors.user_error_line`: a CellError, a full disk, an unwritable
+    path, ...) into a UserError (one line on the console), its traceback written to the log file.
 
     In a sweep the line is also logged as it happens, since the launcher reports only the first failure.
     """
     try:
         yield
-    except CellError as e:
+    except Exception as e:
+        line = user_error_line(e)
+        if line is None:
+            raise
         log_traceback(e)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("%s", e)
-        raise UserError(f"error: {e}") from e
+            log.error("%s", line)
+        raise UserError(f"error: {line}") from e
 
 
 def log_traceback(error: BaseException) -> None:

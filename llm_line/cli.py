@@ -7,13 +7,16 @@
     llm-line figures --data data/results.csv -o figures/  # the paper's figures, figures/index.md
 
 Each subcommand is the `main(argv)` of one module (`python -m llm_line.<module>` runs the same code); it is
-imported only when chosen, so `llm-line status` never pays for pandas, scipy or torch.
+imported only when chosen, so `llm-line status` never pays for pandas, scipy or torch. Both ways run it through
+`llm_line.errors.run_command`, the one error path: a user-fixable error is one line and exit 1.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from llm_line.errors import run_command
 
 # subcommand -> (module with a `main(argv) -> int`, one line of help)
 COMMANDS = {
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     sys.argv[0] = f"llm-line {name}"
-    return int(module.main(rest) or 0)
+    return run_command(sys.argv[0], module.main, rest)
 
 
 if __name__ == "__main__":

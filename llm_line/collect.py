@@ -49,6 +49,7 @@ import pandas as pd
 
 from llm_line import cli, fingerprint, store
 from llm_line.config import DEFAULT_FEWSHOT_SEED, step_of
+from llm_line.errors import run_command
 
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
 # `{display} Validation Loss|BPB`; these are the metric keys of a result file they come from.
@@ -533,4 +534,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.collect", main, None))

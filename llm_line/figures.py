@@ -28,6 +28,7 @@ import pandas as pd
 
 from llm_line import cli, compute_figure, panels
 from llm_line import fit as fitting
+from llm_line.errors import run_command
 from llm_line.plot import save
 from llm_line.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
 from llm_line.store import atomic_file
@@ -318,4 +319,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.figures", main, None))

@@ -49,6 +49,7 @@ from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 
 from llm_line import batch_fit, cli, paper_estimator
+from llm_line.errors import run_command
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args, loss_values, require_columns
 
 CI_LEVEL = 0.95
@@ -1252,4 +1253,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.fit", main, None))

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from llm_line import cli
 from llm_line import fit as fitting
+from llm_line.errors import run_command
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args
 
 CI_LEVEL = fitting.CI_LEVEL
@@ -249,4 +250,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.intervention", main, None))

@@ -36,6 +36,7 @@ import pandas as pd
 from llm_line import cli, panels
 from llm_line import colours as palette
 from llm_line import fit as fitting
+from llm_line.errors import run_command
 from llm_line.panels import unit
 from llm_line.table import DataError, add_arguments, load_from_args
 
@@ -264,4 +265,4 @@ def _by_panel(laws: Sequence[panels.Law]) -> dict[tuple[str, str], list[fitting.
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.plot", main, None))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_line import claims, cli, fingerprint, manifests, store
+from llm_line.errors import run_command
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
@@ -189,4 +190,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.status", main, None))

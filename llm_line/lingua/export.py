@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from llm_line.errors import run_command
 from llm_line.store import atomic_file, write_json
 
 log = logging.getLogger(__name__)
@@ -588,4 +589,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m llm_line.lingua.export", main, None))

@@ -28,12 +28,13 @@ import json
 import os
 import random
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 from llm_line.documents import read_file
-from llm_line.errors import CellError
+from llm_line.errors import CellError, run_command
 from llm_line.store import atomic_file
 
 SOURCES = {
@@ -124,4 +125,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("python -m llm_line.lingua.prepare_data", main, None))
