@@ -52,6 +52,13 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
 def probability(text: str) -> float:
     """A number strictly between 0 and 1 (a confidence level, a fraction)."""
     value = finite_float(text)

@@ -48,6 +48,7 @@ from typing import Any
 import pandas as pd
 
 from llm_line import cli, fingerprint, store
+from llm_line.arguments import output_file
 from llm_line.config import DEFAULT_FEWSHOT_SEED, step_of
 from llm_line.errors import run_command
 
@@ -495,7 +496,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folders to search for result.json files (default: results)",
     )
     parser.add_argument(
-        "-o", "--out", default="data/results.csv", type=Path, help="wide table path (default: data/results.csv)"
+        "-o",
+        "--out",
+        default="data/results.csv",
+        type=output_file(in_folder="results.csv"),
+        help="wide table path (default: data/results.csv; a folder: results.csv inside it)",
     )
     parser.add_argument(
         "--no-long-csv",

@@ -28,6 +28,7 @@ import pandas as pd
 
 from llm_line import cli, compute_figure, panels
 from llm_line import fit as fitting
+from llm_line.arguments import output_folder, positive_int
 from llm_line.errors import run_command
 from llm_line.plot import save
 from llm_line.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
@@ -286,14 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     fitting.add_law_arguments(parser)
     parser.set_defaults(bootstrap=0)
-    parser.add_argument("-o", "--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
+    parser.add_argument(
+        "-o", "--out", type=output_folder, default=Path("figures"), help="output folder (default figures/)"
+    )
     parser.add_argument(
         "--format",
         action="append",
         choices=("png", "pdf", "svg"),
         help="file format(s) to write; repeatable (default png and pdf)",
     )
-    parser.add_argument("--dpi", type=int, default=200, help="resolution of PNG files (default 200)")
+    parser.add_argument("--dpi", type=positive_int, default=200, help="resolution of PNG files (default 200)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="draw this figure only; repeatable")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # the command line only writes files

@@ -49,6 +49,7 @@ from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 
 from llm_line import batch_fit, cli, paper_estimator
+from llm_line.arguments import finite_float, nonnegative_int, output_file
 from llm_line.errors import run_command
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args, loss_values, require_columns
 
@@ -1140,7 +1141,7 @@ def add_law_arguments(parser: argparse.ArgumentParser) -> None:
         help="column naming each checkpoint's training run: the bootstrap resamples runs, then checkpoints "
         'within runs (default Name; "" = checkpoints as independent)',
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000)")
+    parser.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="B", help="resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
@@ -1180,14 +1181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens-col", default="Tokens", help="training tokens D column (default Tokens)")
     parser.add_argument(
         "--predict",
-        type=float,
+        type=finite_float,
         nargs="+",
         default=[],
         metavar="X",
         help="predict the y-loss of every group at these x-losses",
     )
-    parser.add_argument("--json", type=Path, help="also write the fits (with bootstrap samples) here")
-    parser.add_argument("--csv", type=Path, help="also write the fitted parameters as a tidy CSV here")
+    parser.add_argument("--json", type=output_file(), help="also write the fits (with bootstrap samples) here")
+    parser.add_argument("--csv", type=output_file(), help="also write the fitted parameters as a tidy CSV here")
     args = parser.parse_args(argv)
 
     try:

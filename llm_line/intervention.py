@@ -23,7 +23,6 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 
 from llm_line import cli
 from llm_line import fit as fitting
+from llm_line.arguments import output_file
 from llm_line.errors import run_command
 from llm_line.table import DataError, add_arguments, check_convention, load_from_args
 
@@ -216,8 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--group", required=True, help="the intervention: the column whose values are compared")
     parser.add_argument("--base", required=True, help="the value of --group whose law the others are scored on")
     fitting.add_law_arguments(parser)
-    parser.add_argument("--csv", type=Path, help="also write the offsets as a tidy CSV here")
-    parser.add_argument("-o", "--out", type=Path, help="write the residual panels here (.png and .pdf)")
+    parser.add_argument("--csv", type=output_file(), help="also write the offsets as a tidy CSV here")
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=output_file(in_folder="intervention"),
+        help="write the residual panels here (.png and .pdf; a folder: intervention.png/.pdf inside it)",
+    )
     args = parser.parse_args(argv)
     try:
         table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))

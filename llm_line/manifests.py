@@ -30,7 +30,11 @@ def read_all(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     for path in sorted((root / store.MANIFESTS).glob("*.json")):
         manifest = claims.read(path)
         if manifest is None or not isinstance(manifest.get("cells"), list):
-            log.warning("skipping sweep manifest %s: unreadable", path)
+            log.warning(
+                "skipping sweep manifest %s: %s; the other manifests are read (delete it to silence this)",
+                path,
+                "not readable JSON" if manifest is None else "it lists no cells",
+            )
             continue
         yield path, manifest
 

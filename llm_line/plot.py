@@ -36,6 +36,7 @@ import pandas as pd
 from llm_line import cli, panels
 from llm_line import colours as palette
 from llm_line import fit as fitting
+from llm_line.arguments import output_file, positive_int
 from llm_line.errors import run_command
 from llm_line.panels import unit
 from llm_line.table import DataError, add_arguments, load_from_args
@@ -179,7 +180,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--col", help='columns of the grid: column(s) "A,B" whose values facet, or "y"')
     parser.add_argument(
         "--min-groups",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="draw only facets with at least N groups (2: where there is something to compare)",
@@ -218,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-o",
         "--out",
-        type=Path,
+        type=output_file(in_folder="loss_to_loss"),
         default=Path("figures/loss_to_loss"),
-        help="output path without suffix; .png and .pdf are written (default figures/loss_to_loss)",
+        help="output path without suffix; .png and .pdf are written (default figures/loss_to_loss; "
+        "a folder: loss_to_loss.png/.pdf inside it)",
     )
     parser.epilog = (parser.epilog or "") + "; --bootstrap B > 0 draws a 95%% band"
     args = parser.parse_args(argv)

@@ -129,6 +129,12 @@ def progress(done: int, total: int, width: int = 30) -> str:
 
 
 def report(name: str, rows: list[dict[str, Any]], show: set[str]) -> None:
+    if not rows:
+        print(
+            f"{name}: no cells (no sweep was launched into this folder and it holds no result); launch one with "
+            "`python evaluate.py -m ... results_dir=<this folder>`"
+        )
+        return
     counts = Counter(row["state"] for row in rows)
     print(f"{name}: {len(rows)} cells  " + "  ".join(f"{s} {counts.get(s, 0)}" for s in STATES))
     print(f"  {progress(counts.get('done', 0), len(rows))}")

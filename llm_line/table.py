@@ -22,8 +22,11 @@ import argparse
 import difflib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
+
+from llm_line.arguments import finite_float
 
 MEASURED = (" Loss", " BPB", " Accuracy")  # column name endings that hold measurements
 COMPARISONS = ("<=", ">=", "!=", "<", ">", "=")  # --where operators, longest first so "<=" is not read as "<"
@@ -82,10 +85,35 @@ class DataError(ValueError):
 
 def read_tables(paths: Sequence[os.PathLike]) -> pd.DataFrame:
     """Every table in `paths` (collected or the released CSV) stacked, with a `Source` column (the path)."""
+    frames = [read_one(path).assign(Source=str(path)) for path in paths]
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def read_one(path: os.PathLike) -> pd.DataFrame:
+    """One table, refused with one line where it cannot be what a user meant: a folder, an empty file, a
+    header without rows, or a CSV cut with another separator (`;` or tab) that reads as a single column."""
     from llm_line.collect import read_table
 
-    frames = [read_table(path).assign(Source=str(path)) for path in paths]
-    return pd.concat(frames, ignore_index=True, sort=False)
+    if Path(path).is_dir():
+        raise DataError(f"{path} is a folder; give the table file (e.g. {Path(path) / 'results.csv'})")
+    try:
+        table = read_table(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty table (0 bytes); write it with `llm-line collect`") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV table ({str(e).splitlines()[0]})") from None
+    if len(table.columns) == 1:
+        separator = next(
+            (name for sep, name in ((";", "semicolons"), ("\t", "tabs")) if sep in str(table.columns[0])), None
+        )
+        if separator:
+            raise DataError(
+                f"{path}: its columns are separated by {separator}, not commas; save it as a comma-separated CSV "
+                "(e.g. pandas: df.to_csv(path))"
+            )
+    if table.empty:
+        raise DataError(f"{path}: empty table (a header without rows); collect results into it first")
+    return table
 
 
 def require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -316,7 +344,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--in-domain-below",
-        type=float,
+        type=finite_float,
         metavar="X",
         help="the paper's in-domain cut: keep rows whose validation loss on their own pretraining data is "
         "below X (The Pile, The Pile Deduped: The Pile UC); the paper's figures use 4 and 4.5",

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+from llm_line.arguments import nonnegative_int, output_folder, positive_float, positive_int
 from llm_line.documents import read_file
 from llm_line.errors import CellError, run_command
 from llm_line.store import atomic_file
@@ -97,13 +98,19 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("source", choices=sorted(SOURCES))
-    parser.add_argument("root", type=Path, help="lingua's data root_dir (LINGUA_DATA); writes <root>/<source>/")
-    parser.add_argument("--chunks", type=int, default=8, help="chunk files; must divide the data-parallel ranks")
-    parser.add_argument("--val-docs", type=int, default=10_000, help="documents held out in <source>.val.jsonl")
-    parser.add_argument("--max-files", type=int, help="download at most this many source files")
+    parser.add_argument(
+        "root", type=output_folder, help="lingua's data root_dir (LINGUA_DATA); writes <root>/<source>/"
+    )
+    parser.add_argument(
+        "--chunks", type=positive_int, default=8, help="chunk files; must divide the data-parallel ranks"
+    )
+    parser.add_argument(
+        "--val-docs", type=nonnegative_int, default=10_000, help="documents held out in <source>.val.jsonl"
+    )
+    parser.add_argument("--max-files", type=positive_int, help="download at most this many source files")
     parser.add_argument("--source-dir", type=Path, help="read raw files from here instead of downloading")
     parser.add_argument("--terashuf", help="path of a terashuf binary: shuffle each chunk afterwards")
-    parser.add_argument("--memory", type=float, default=8.0, help="GB of memory terashuf may use")
+    parser.add_argument("--memory", type=positive_float, default=8.0, help="GB of memory terashuf may use")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     if args.source_dir:
