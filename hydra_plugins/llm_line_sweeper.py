@@ -53,10 +53,12 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.llm_line_launcher import max_array_size
 from llm_line import claims, fingerprint, hub, store
+from llm_line.checks import one_line_errors
 from llm_line.compat import BasicSweeper, job_error
 from llm_line.errors import CellError
 from llm_line.plan import LAUNCHED, Plan, make_plan
@@ -88,11 +90,25 @@ class ResumingSweeper(BasicSweeper):
         line), in grid order."""
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        return expand(self.grids, overrides, parser)
+        try:
+            overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+            return expand(self.grids, overrides, parser)
+        except (OverrideParseException, ValueError) as e:  # a malformed sweep value, e.g. range(0,4,0)
+            raise CellError(
+                f"cannot expand the sweep: {str(e).strip().splitlines()[-1]}; fix the sweep values (e.g. "
+                "shots=0,5 or 'shots=range(0,10,5)', whose step cannot be 0)"
+            ) from e
 
     def sweep(self, arguments: list[str]) -> Any:
+        with one_line_errors():
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        if self.cells_per_job < 1:
+            raise CellError(
+                f"hydra.sweeper.cells_per_job={self.cells_per_job}: a job runs at least one cell; use 1 or more"
+            )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         packing = hasattr(self.launcher, "launch_packs")
         started = time.perf_counter()

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from llm_line.errors import CellError, user_error_line
 
@@ -34,8 +34,58 @@ class UserError(CompactHydraException):
     HYDRA_FULL_ERROR=1 it prints the whole chain, the original traceback included)."""
 
 
+# Whole-number options and their least value: 0 or less would silently mean "none" or crash deep in lm-eval.
+# (key, least, what it counts); None is allowed where the config allows it (the model's own, no limit).
+AT_LEAST = [
+    ("model.max_batch_size", 1, "rows per forward pass"),
+    ("model.max_length", 1, "tokens of context"),
+    ("model.step", 0, "the training step"),
+    ("task.corpus.max_documents", 1, "documents"),
+    ("task.corpus.max_tokens", 1, "tokens"),
+    ("task.corpus.shuffle_buffer", 1, "documents in the shuffle buffer"),
+    ("task.corpus.chunk_length", 1, "tokens per chunk"),
+    ("task.corpus.context_length", 1, "tokens per window"),
+    ("task.corpus.batch_size", 1, "windows per forward pass"),
+]
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Every whole-number option of AT_LEAST, and `model.batch_size` (a number or lm-eval's auto / auto:N)."""
+    for key, least, what in AT_LEAST:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and value < least:
+            raise CellError(f"{key}={value}: must be at least {least} ({what}); use {key}={least} or more")
+    batch = str(cfg.model.batch_size)
+    times = batch.removeprefix("auto:") if batch.startswith("auto:") else batch
+    if batch != "auto" and not (times.isdigit() and int(times) >= 1):
+        raise CellError(
+            f"model.batch_size={batch}: use a whole number of rows of at least 1, auto (the largest that fits), "
+            "or auto:N (re-detect N times)"
+        )
+
+
+def check_conflicts(cfg: DictConfig) -> None:
+    """Settings of which one would silently override the other."""
+    if cfg.model.get("step") is not None and not OmegaConf.is_interpolation(cfg.model, "revision"):
+        raise CellError(
+            f"model.step={cfg.model.step} and model.revision={cfg.model.revision} both name the checkpoint; "
+            "set only one (model.step turns into the revision through model.revision_format)"
+        )
+
+
+def check_names(cfg: DictConfig) -> None:
+    """The names that become the run dir's folders (llm_line.config.cell_dir) must make a folder."""
+    for key in ("model.name", "model.revision", "task.name"):
+        value = OmegaConf.select(cfg, key)
+        if str(value).strip() in ("", ".", ".."):
+            raise CellError(f"{key}={value!r} cannot name a results folder; use a name with a letter or digit")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse settings that would run something other than what was asked, before anything runs."""
+    check_names(cfg)
+    check_ranges(cfg)
+    check_conflicts(cfg)
     if cfg.shots < 0:
         raise CellError(f"shots={cfg.shots}: the number of few-shot examples cannot be negative; use shots=0 or more")
     if cfg.task.limit is not None and cfg.task.limit <= 0:

@@ -163,3 +163,27 @@ def test_the_command_turns_an_os_error_into_one_line(tmp_path):
     ]
     verbose = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "LLM_LINE_FULL_ERROR": "1"})
     assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.batch_size=0"], "model.batch_size=0: use a whole number of rows of at least 1"),
+        (["model.batch_size=-4"], "model.batch_size=-4: use a whole number of rows of at least 1"),
+        (["model.max_length=0"], "model.max_length=0: must be at least 1 (tokens of context)"),
+        (["task=val_demo", "task.corpus.batch_size=0"], "task.corpus.batch_size=0: must be at least 1"),
+        (["model.step=300", "model.revision=step100"], "model.step=300 and model.revision=step100 both name"),
+        (["model.name=.."], "model.name='..' cannot name a results folder"),
+        (["task.name=."], "task.name='.' cannot name a results folder"),
+        (["-m", "shots=range(0,4,0)"], "cannot expand the sweep: range() arg 3 must not be zero"),
+        (["-m", "hydra.sweeper.cells_per_job=-3", "shots=0,1"], "hydra.sweeper.cells_per_job=-3: a job runs at least"),
+    ],
+)
+def test_evaluate_refuses_bad_numbers_names_and_conflicts_before_any_folder(cli, tmp_path, overrides, message):
+    """One line, exit 1, no traceback, nothing created: checked before Hydra makes the run dir (or, in a
+    sweep, before anything is planned)."""
+    results = tmp_path / "results"
+    proc = cli(*overrides, results_dir=results, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: {message}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not results.exists()
