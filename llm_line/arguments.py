@@ -17,6 +17,9 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _int(text: str) -> int:
@@ -39,6 +42,18 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} cannot be negative")
     return value
+
+
+def comma_separated(item: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """An argparse type for a comma-separated list, each item parsed (and range-checked) by `item`."""
+
+    def parse(text: str) -> list[T]:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item; separate the values by single commas")
+        return [item(part) for part in parts]
+
+    return parse
 
 
 def finite_float(text: str) -> float:
@@ -117,4 +132,14 @@ def output_folder(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} cannot be created: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{text} cannot be written: {existing} is not writable by this user")
+    return path
+
+
+def existing_folder(text: str) -> Path:
+    """An argparse type for an input folder: it must exist and be a folder."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
     return path

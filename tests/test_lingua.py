@@ -404,8 +404,8 @@ def test_export_is_idempotent_and_refuses_what_it_cannot_express(runs, tmp_path)
     before = (out / "step100" / "model.safetensors").stat().st_mtime_ns
     export.export_run(run, out, lingua_dir=str(runs["base"]))
     assert (out / "step100" / "model.safetensors").stat().st_mtime_ns == before  # skipped, not redone
-    with pytest.raises(export.ExportError, match="export 'other'"):
-        export.write_meta(out, {"name": "other"})
+    with pytest.raises(export.ExportError, match="holds the export of run 'tiny-llama'"):
+        export.check_export_folder(out, tmp_path, {"run": "other", "dump_dir": "/runs/other"}, [])
 
     args = mamba_args() | {"n_groups": 2}
     params = params_json("grouped", args)

@@ -33,7 +33,9 @@ Each export folder also gets the run's `params.json` (as `lingua_params.json`), 
 `llm_line.json`: the run's name and metadata (architecture, parameters, data, tokenizer, tokens per step),
 which conf/model/lingua.yaml reads, and the documents' framing in training (`add_bos`, `add_eos`), which
 corpus cells (llm_line/corpus.py) follow. Exports are written to a temporary folder and renamed, and skipped if
-present (--force redoes them).
+present (--force redoes them). Each step folder records where it came from (`llm_line_source.json`: the run's
+name and dump_dir, the checkpoint folder); an OUT_DIR holding another run's export is refused, and every
+checkpoint to export is loaded and checked against its params.json before anything is written.
 """
 
 from __future__ import annotations
@@ -41,16 +43,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from llm_line.errors import run_command
+from llm_line.arguments import comma_separated, existing_folder, nonnegative_int, output_folder
+from llm_line.errors import CellError, run_command
 from llm_line.store import atomic_file, write_json
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,7 @@ CHECKPOINT_FOLDER = re.compile(r"^\d{10}$")  # lingua names checkpoint folders b
 CONSOLIDATED = Path("consolidated") / "consolidated.pth"
 PARAMS = "params.json"
 META = "llm_line.json"  # read by conf/model/lingua.yaml (llm_line.config.export_meta)
+SOURCE = "llm_line_source.json"  # in each step folder: the run (name, dump_dir) and checkpoint it came from
 
 # Names of the data sources in lingua/configs (make_configs.py) as the analysis calls them.
 DATA_NAMES = {"fineweb_edu_100bt": "FineWeb-Edu", "c4": "C4", "pile_uc": "The Pile UC"}
@@ -81,7 +87,7 @@ TIKTOKEN_NAMED_SPECIALS = {
 N_TIKTOKEN_SPECIALS = 256
 
 
-class ExportError(RuntimeError):
+class ExportError(CellError):
     """A checkpoint cannot be exported as asked; the message says why and what to do."""
 
 
@@ -116,27 +122,68 @@ def checkpoint_step(folder: Path) -> int:
     raise ExportError(f"cannot tell the training step of {folder}: not named by step and no train_state_*.json")
 
 
-def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(the run's params.json, the model's state dict) of a lingua checkpoint, consolidating it if needed."""
-    if (folder / "consolidated.pth").exists():  # the consolidated folder itself
-        consolidated = folder
-    else:
-        consolidated = folder / CONSOLIDATED.parent
-        if not (consolidated / CONSOLIDATED.name).exists():
-            consolidate(folder)
-    params_file = consolidated / PARAMS if (consolidated / PARAMS).exists() else folder / PARAMS
-    if not params_file.exists():
+@dataclass
+class Checkpoint:
+    """A loaded lingua checkpoint: the run's params.json and the model's state dict, with the files they came
+    from (for messages)."""
+
+    params: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    file: Path  # consolidated.pth
+    params_file: Path
+
+
+def params_file(folder: Path) -> Path:
+    """Where a checkpoint folder keeps the run's params.json (beside consolidated.pth, else in the folder)."""
+    consolidated = folder if (folder / "consolidated.pth").exists() else folder / CONSOLIDATED.parent
+    return consolidated / PARAMS if (consolidated / PARAMS).exists() else folder / PARAMS
+
+
+def read_params(folder: Path) -> dict[str, Any]:
+    """The run's params.json of a checkpoint folder, checked to hold a model section."""
+    path = params_file(folder)
+    if not path.exists():
         raise ExportError(f"{folder} has no {PARAMS}: lingua writes the run's config there; copy it from the run")
-    params = json.loads(params_file.read_text())
-    raw = torch.load(consolidated / CONSOLIDATED.name, map_location="cpu", weights_only=True, mmap=True)
+    params = read_json(path)
+    if not isinstance(params.get("model"), dict):
+        raise ExportError(f"{path} has no model section: not a lingua run's params.json")
+    return params
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ExportError(f"{path} is not readable JSON ({e}); restore it or remove it") from None
+    if not isinstance(value, dict):
+        raise ExportError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def load_checkpoint(folder: Path) -> Checkpoint:
+    """A lingua checkpoint (consolidated if needed); the weights stay memory-mapped until they are used."""
+    if not (folder / "consolidated.pth").exists() and not (folder / CONSOLIDATED).exists():
+        consolidate(folder)
+    params = read_params(folder)
+    file = folder / "consolidated.pth" if (folder / "consolidated.pth").exists() else folder / CONSOLIDATED
+    try:
+        raw = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        reason = str(e).strip().split("\n")[0].split(". ")[0] or type(e).__name__  # torch's first sentence
+        raise ExportError(
+            f"{file} is not a readable torch checkpoint ({reason}; truncated or corrupt?): copy it again, or "
+            "delete it where the .distcp files are beside it (the export then consolidates them anew)"
+        ) from None
     state = raw["model"] if isinstance(raw, dict) and "model" in raw else raw
+    if not isinstance(state, dict):
+        raise ExportError(f"{file} holds a {type(state).__name__}, not a state dict")
     cleaned = {}
     for key, value in state.items():
         for wrapper in ("_orig_mod.", "module."):  # torch.compile / DDP wrappers around the model
             if key.startswith(wrapper):
                 key = key[len(wrapper) :]
         cleaned[key.replace("._orig_mod.", ".")] = value  # compiled submodules
-    return params, cleaned
+    return Checkpoint(params, cleaned, file, params_file(folder))
 
 
 def consolidate(folder: Path) -> None:
@@ -154,44 +201,70 @@ def consolidate(folder: Path) -> None:
         shutil.copyfile(folder / PARAMS, target.parent / PARAMS)
 
 
-def architecture(state: dict[str, torch.Tensor]) -> str:
-    if any(".attention.wq." in key for key in state):
+def architecture(checkpoint: Checkpoint) -> str:
+    if any(".attention.wq." in key for key in checkpoint.state):
         return "llama"
-    if any(".ssm.in_proj." in key for key in state):
+    if any(".ssm.in_proj." in key for key in checkpoint.state):
         return "mamba"
     raise ExportError(
-        "unknown lingua architecture: expected apps/main (layers.N.attention.wq) or apps/mamba "
-        "(layers.N.ssm.in_proj) state-dict keys"
+        f"{checkpoint.file}: unknown lingua architecture: expected apps/main (layers.N.attention.wq) or "
+        "apps/mamba (layers.N.ssm.in_proj) state-dict keys"
     )
 
 
 class Keys:
-    """Takes state-dict entries by name and checks at the end that none was left over."""
+    """Takes state-dict entries by name, each checked against the shape the run's params.json implies (so a
+    checkpoint and a params.json of different models are one line, not a reshape traceback), and checks at the
+    end that none was left over."""
 
-    def __init__(self, state: dict[str, torch.Tensor]):
-        self.state = dict(state)
+    def __init__(self, checkpoint: Checkpoint, settings: str):
+        self.state = dict(checkpoint.state)
+        self.checkpoint = checkpoint
+        self.settings = settings  # the params.json values the shapes follow from, for messages
 
-    def take(self, key: str) -> torch.Tensor:
+    def peek(self, key: str) -> torch.Tensor:
         if key not in self.state:
-            raise ExportError(f"checkpoint lacks {key!r}")
+            raise ExportError(f"{self.checkpoint.file} lacks {key!r}: not a whole lingua checkpoint of this model")
+        return self.state[key]
+
+    def take(self, key: str, *shape: int) -> torch.Tensor:
+        value = self.peek(key)
+        if tuple(value.shape) != shape:
+            raise ExportError(
+                f"{self.checkpoint.file}: {key} has shape {list(value.shape)}, but {self.checkpoint.params_file} "
+                f"({self.settings}) implies {list(shape)}: the weights and params.json are of different models"
+            )
         return self.state.pop(key)
 
-    def maybe(self, key: str) -> torch.Tensor | None:
-        return self.state.pop(key, None)
+    def maybe(self, key: str, *shape: int) -> torch.Tensor | None:
+        return self.take(key, *shape) if key in self.state else None
 
     def done(self) -> None:
         if self.state:
-            raise ExportError(f"checkpoint has weights this exporter does not map: {sorted(self.state)[:8]}")
+            raise ExportError(
+                f"{self.checkpoint.file} has weights this exporter does not map: {sorted(self.state)[:8]}"
+            )
 
 
 def output_weights(keys: Keys, embeddings: torch.Tensor, tied: bool) -> torch.Tensor | None:
     """lingua's output projection: its own weight, or (weight_tying) the embedding's, sometimes listed twice."""
-    shared = keys.maybe("output.tied_module.weight")
+    shared = keys.maybe("output.tied_module.weight", *embeddings.shape)
     if tied:
         if shared is not None and not torch.equal(shared, embeddings):
-            raise ExportError("weight_tying is set but output.tied_module.weight differs from tok_embeddings")
+            raise ExportError(
+                f"{keys.checkpoint.file}: weight_tying is set but output.tied_module.weight differs from tok_embeddings"
+            )
         return None
-    return keys.take("output.weight")
+    return keys.take("output.weight", *embeddings.shape)
+
+
+def divides(checkpoint: Checkpoint, part: str, whole: str, part_value: int, whole_value: int) -> None:
+    """Refuse a params.json whose sizes cannot describe any model (a head count that does not divide the width)."""
+    if part_value < 1 or whole_value % part_value:
+        raise ExportError(
+            f"{checkpoint.params_file}: {whole}={whole_value} is not a multiple of {part}={part_value}; "
+            "fix the model section (it must be the config the checkpoint was trained with)"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------- llama
@@ -206,21 +279,27 @@ def rope_pairs_to_halves(weight: torch.Tensor, n_heads: int, head_dim: int) -> t
     return rows.transpose(1, 2).reshape(n_heads * head_dim, -1)
 
 
-def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int | None]):
+def llama(checkpoint: Checkpoint, special_ids: dict[str, int | None]):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    args = params["model"]
+    params, args = checkpoint.params, checkpoint.params["model"]
     dim, n_layers = int(args["dim"]), int(args["n_layers"])
-    head_dim = args.get("head_dim") or dim // int(args["n_heads"])
-    n_heads = args.get("n_heads") or dim // head_dim
-    n_kv_heads = args.get("n_kv_heads") or n_heads
+    if not args.get("head_dim"):
+        divides(checkpoint, "n_heads", "dim", int(args["n_heads"]), dim)
+    head_dim = int(args.get("head_dim") or dim // int(args["n_heads"]))
+    n_heads = int(args.get("n_heads") or dim // head_dim)
+    n_kv_heads = int(args.get("n_kv_heads") or n_heads)
+    divides(checkpoint, "n_kv_heads", "n_heads", n_kv_heads, n_heads)
+    if head_dim % 2:
+        raise ExportError(f"{checkpoint.params_file}: head_dim={head_dim} is odd; rotary embeddings need it even")
     if args.get("sliding_window"):
         raise ExportError("sliding-window attention has no LlamaForCausalLM equivalent")
-    keys = Keys(state)
-    embeddings = keys.take("tok_embeddings.weight")
+    keys = Keys(checkpoint, f"dim={dim}, n_layers={n_layers}, n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+    embeddings = keys.take("tok_embeddings.weight", keys.peek("tok_embeddings.weight").shape[0], dim)
     vocab_size = embeddings.shape[0]
     tied = bool(args.get("weight_tying", False))
-    ffn_dim = state["layers.0.feed_forward.w1.weight"].shape[0]
+    ffn_dim = keys.peek("layers.0.feed_forward.w1.weight").shape[0]
+    q_rows, kv_rows = n_heads * head_dim, n_kv_heads * head_dim
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=dim,
@@ -244,19 +323,19 @@ def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
     for i in range(n_layers):
         src, dst = f"layers.{i}.", f"model.layers.{i}."
         weights[dst + "self_attn.q_proj.weight"] = rope_pairs_to_halves(
-            keys.take(src + "attention.wq.weight"), n_heads, head_dim
+            keys.take(src + "attention.wq.weight", q_rows, dim), n_heads, head_dim
         )
         weights[dst + "self_attn.k_proj.weight"] = rope_pairs_to_halves(
-            keys.take(src + "attention.wk.weight"), n_kv_heads, head_dim
+            keys.take(src + "attention.wk.weight", kv_rows, dim), n_kv_heads, head_dim
         )
-        weights[dst + "self_attn.v_proj.weight"] = keys.take(src + "attention.wv.weight")
-        weights[dst + "self_attn.o_proj.weight"] = keys.take(src + "attention.wo.weight")
-        weights[dst + "mlp.gate_proj.weight"] = keys.take(src + "feed_forward.w1.weight")
-        weights[dst + "mlp.up_proj.weight"] = keys.take(src + "feed_forward.w3.weight")
-        weights[dst + "mlp.down_proj.weight"] = keys.take(src + "feed_forward.w2.weight")
-        weights[dst + "input_layernorm.weight"] = keys.take(src + "attention_norm.weight")
-        weights[dst + "post_attention_layernorm.weight"] = keys.take(src + "ffn_norm.weight")
-    weights["model.norm.weight"] = keys.take("norm.weight")
+        weights[dst + "self_attn.v_proj.weight"] = keys.take(src + "attention.wv.weight", kv_rows, dim)
+        weights[dst + "self_attn.o_proj.weight"] = keys.take(src + "attention.wo.weight", dim, q_rows)
+        weights[dst + "mlp.gate_proj.weight"] = keys.take(src + "feed_forward.w1.weight", ffn_dim, dim)
+        weights[dst + "mlp.up_proj.weight"] = keys.take(src + "feed_forward.w3.weight", ffn_dim, dim)
+        weights[dst + "mlp.down_proj.weight"] = keys.take(src + "feed_forward.w2.weight", dim, ffn_dim)
+        weights[dst + "input_layernorm.weight"] = keys.take(src + "attention_norm.weight", dim)
+        weights[dst + "post_attention_layernorm.weight"] = keys.take(src + "ffn_norm.weight", dim)
+    weights["model.norm.weight"] = keys.take("norm.weight", dim)
     output = output_weights(keys, embeddings, tied)
     if output is not None:
         weights["lm_head.weight"] = output
@@ -267,10 +346,10 @@ def llama(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
 # ----------------------------------------------------------------------------------------------------- mamba
 
 
-def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: dict[str, int | None]):
+def mamba(checkpoint: Checkpoint, special_ids: dict[str, int | None]):
     from transformers import Mamba2Config, Mamba2ForCausalLM
 
-    args = params["model"]
+    state, args = checkpoint.state, checkpoint.params["model"]
     dim, n_layers, n_heads = int(args["dim"]), int(args["n_layers"]), int(args["n_heads"])
     n_groups, state_dim = int(args.get("n_groups", 1)), int(args.get("state_dim", 128))
     problems = []
@@ -285,18 +364,19 @@ def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
     init_states = [k for k in state if k.endswith(".ssm.init_states")]
     if any(state[k].abs().max() > 0 for k in init_states):
         problems.append("learned initial states (transformers' Mamba2 starts from zeros)")
-    out_proj = state["layers.0.ssm.out_proj.weight"]
-    hidden = out_proj.shape[1]
+    keys = Keys(checkpoint, f"dim={dim}, n_layers={n_layers}, n_heads={n_heads}, state_dim={state_dim}")
+    hidden = keys.peek("layers.0.ssm.out_proj.weight").shape[1]
     if hidden % dim:
         problems.append(f"SSM width {hidden} is not a multiple of dim {dim} (transformers needs an integer expand)")
     if problems:
         raise ExportError(
             "this lingua Mamba cannot be expressed as transformers' Mamba2ForCausalLM: " + "; ".join(problems)
         )
-    keys = Keys(state)
-    for key in init_states:
-        keys.take(key)
-    embeddings = keys.take("tok_embeddings.weight")
+    divides(checkpoint, "n_heads", "the SSM width", n_heads, hidden)
+    for key in init_states:  # all zeros (checked above): transformers' Mamba2 starts from zeros too
+        keys.take(key, *state[key].shape)
+    embeddings = keys.take("tok_embeddings.weight", keys.peek("tok_embeddings.weight").shape[0], dim)
+    conv_size, xbc = int(args["conv_size"]), hidden + 2 * state_dim  # the conv runs over x, B and C
     tied = bool(args.get("weight_tying", False))
     config = Mamba2Config(
         vocab_size=embeddings.shape[0],
@@ -307,7 +387,7 @@ def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
         expand=hidden // dim,
         state_size=state_dim,
         n_groups=n_groups,
-        conv_kernel=int(args["conv_size"]),
+        conv_kernel=conv_size,
         use_conv_bias=False,
         use_bias=False,
         hidden_act="silu",
@@ -323,16 +403,16 @@ def mamba(params: dict[str, Any], state: dict[str, torch.Tensor], special_ids: d
     weights = {"backbone.embeddings.weight": embeddings}
     for i in range(n_layers):
         src, dst = f"layers.{i}.", f"backbone.layers.{i}."
-        weights[dst + "norm.weight"] = keys.take(src + "ssm_norm.weight")
-        weights[dst + "mixer.in_proj.weight"] = keys.take(src + "ssm.in_proj.weight")
-        weights[dst + "mixer.conv1d.weight"] = keys.take(src + "ssm.conv_weight").unsqueeze(1)  # depthwise
-        weights[dst + "mixer.A_log"] = keys.take(src + "ssm.A_log")
-        weights[dst + "mixer.D"] = keys.take(src + "ssm.D")
-        dt_bias = keys.maybe(src + "ssm.dt_bias")
+        weights[dst + "norm.weight"] = keys.take(src + "ssm_norm.weight", dim)
+        weights[dst + "mixer.in_proj.weight"] = keys.take(src + "ssm.in_proj.weight", hidden + xbc + n_heads, dim)
+        weights[dst + "mixer.conv1d.weight"] = keys.take(src + "ssm.conv_weight", xbc, conv_size).unsqueeze(1)
+        weights[dst + "mixer.A_log"] = keys.take(src + "ssm.A_log", n_heads)
+        weights[dst + "mixer.D"] = keys.take(src + "ssm.D", n_heads)
+        dt_bias = keys.maybe(src + "ssm.dt_bias", n_heads)
         weights[dst + "mixer.dt_bias"] = dt_bias if dt_bias is not None else torch.zeros(n_heads)
-        weights[dst + "mixer.norm.weight"] = keys.take(src + "ssm.ssm_norm.weight")
-        weights[dst + "mixer.out_proj.weight"] = keys.take(src + "ssm.out_proj.weight")
-    weights["backbone.norm_f.weight"] = keys.take("norm.weight")
+        weights[dst + "mixer.norm.weight"] = keys.take(src + "ssm.ssm_norm.weight", hidden)
+        weights[dst + "mixer.out_proj.weight"] = keys.take(src + "ssm.out_proj.weight", dim, hidden)
+    weights["backbone.norm_f.weight"] = keys.take("norm.weight", dim)
     output = output_weights(keys, embeddings, tied)
     if output is not None:
         weights["lm_head.weight"] = output
@@ -459,6 +539,7 @@ def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str)
     sources = sorted((data.get("sources") or {}).items(), key=lambda item: -float(item[1]))
     return {
         "name": params.get("name"),
+        "dump_dir": params.get("dump_dir"),  # with the name, the run's identity (checked before a re-export)
         "family": f"lingua-{arch}",
         "architecture": {"llama": "Llama", "mamba": "Mamba2"}[arch],
         "parameters": parameters,
@@ -474,32 +555,57 @@ def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str)
     }
 
 
-def export_checkpoint(
-    folder: Path,
-    target: Path,
-    run_dir: Path,
-    dtype: str = "float32",
-    tokenizer_file: str | None = None,
-    hf_tokenizer: str | None = None,
-    lingua_dir: str | None = None,
-) -> dict[str, Any]:
-    """Export one checkpoint folder to the Hugging Face folder `target`; return the run's metadata."""
-    params, state = load_checkpoint(folder)
-    tokenizer, tokenizer_name = build_tokenizer(params, run_dir, tokenizer_file, hf_tokenizer, lingua_dir)
-    arch = architecture(state)
-    model_class, config, weights = {"llama": llama, "mamba": mamba}[arch](params, state, special_token_ids(tokenizer))
+@dataclass
+class Converted:
+    """A checkpoint turned into a transformers class, config and weights (not yet instantiated or written)."""
+
+    params: dict[str, Any]
+    arch: str
+    model_class: Any
+    config: Any
+    weights: dict[str, torch.Tensor]
+    tokenizer: Any
+    tokenizer_name: str
+
+
+def convert(folder: Path, run_dir: Path, tokenizers: dict[str, Any], **options: Any) -> Converted:
+    """Load, check and convert one checkpoint; every check an export makes happens here, before any writing.
+
+    The weights stay memory-mapped (only wq/wk are reordered), so converting to check is cheap. `tokenizers`
+    caches the tokenizer per tokenizer setting across the checkpoints of a run.
+    """
+    checkpoint = load_checkpoint(folder)
+    params = checkpoint.params
+    key = json.dumps([params.get("data", {}).get("tokenizer"), params.get("data", {}).get("seq_len")], default=str)
+    if key not in tokenizers:
+        tokenizers[key] = build_tokenizer(
+            params, run_dir, options.get("tokenizer_file"), options.get("hf_tokenizer"), options.get("lingua_dir")
+        )
+    tokenizer, tokenizer_name = tokenizers[key]
+    arch = architecture(checkpoint)
+    model_class, config, weights = {"llama": llama, "mamba": mamba}[arch](checkpoint, special_token_ids(tokenizer))
     if len(tokenizer) > config.vocab_size:
-        raise ExportError(f"tokenizer has {len(tokenizer)} tokens, the model only {config.vocab_size} embeddings")
+        raise ExportError(
+            f"{checkpoint.file}: the tokenizer has {len(tokenizer)} tokens, the model only {config.vocab_size} "
+            "embeddings; pass the run's tokenizer (--tokenizer-file or --hf-tokenizer)"
+        )
+    return Converted(params, arch, model_class, config, weights, tokenizer, tokenizer_name)
+
+
+def write_export(converted: Converted, target: Path, source: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """Write a converted checkpoint as the Hugging Face folder `target`, with where it came from (SOURCE);
+    return the run's metadata."""
+    config = converted.config
     config.dtype = getattr(torch, dtype)
     with torch.device("meta"):  # no random initialisation: every weight comes from the checkpoint
-        model = model_class(config)
+        model = converted.model_class(config)
     result = model.load_state_dict(
-        {k: v.to(config.dtype).contiguous() for k, v in weights.items()}, strict=False, assign=True
+        {k: v.to(config.dtype).contiguous() for k, v in converted.weights.items()}, strict=False, assign=True
     )
     missing = set(result.missing_keys) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
     if missing or result.unexpected_keys:
         raise ExportError(
-            f"weights do not fit {model_class.__name__}: missing {sorted(missing)}, "
+            f"weights do not fit {converted.model_class.__name__}: missing {sorted(missing)}, "
             f"unexpected {sorted(result.unexpected_keys)}"
         )
     if config.tie_word_embeddings:
@@ -508,59 +614,124 @@ def export_checkpoint(
     partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        write_json(partial / "lingua_params.json", params)
+        converted.tokenizer.save_pretrained(partial)
+        write_json(partial / "lingua_params.json", converted.params)
+        write_json(partial / SOURCE, source)
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return run_meta(params, arch, model.num_parameters(), tokenizer_name)
+    return run_meta(converted.params, converted.arch, model.num_parameters(), converted.tokenizer_name)
+
+
+# ------------------------------------------------------------------------------------- which run a folder holds
+
+
+def run_identity(params: dict[str, Any]) -> dict[str, Any]:
+    """What tells two lingua runs apart: the name and dump_dir lingua recorded (the same after a run dir moves)."""
+    return {"run": params.get("name"), "dump_dir": params.get("dump_dir")}
+
+
+def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same name, and the same dump_dir where both record one (exports before dump_dir was kept have none)."""
+    if a.get("run") != b.get("run"):
+        return False
+    return a.get("dump_dir") is None or b.get("dump_dir") is None or a["dump_dir"] == b["dump_dir"]
+
+
+def describe(identity: dict[str, Any]) -> str:
+    return f"{identity['run']!r}" + (f" ({identity['dump_dir']})" if identity.get("dump_dir") else "")
+
+
+def exported_run(target: Path) -> dict[str, Any] | None:
+    """The run a step folder was exported from: its SOURCE record, else (older exports) its lingua_params.json;
+    None for a folder that is not an export."""
+    if (target / SOURCE).exists():
+        return read_json(target / SOURCE)
+    if (target / "lingua_params.json").exists():
+        return run_identity(read_json(target / "lingua_params.json"))
+    return None
+
+
+def check_export_folder(out_dir: Path, run_dir: Path, identity: dict[str, Any], targets: list[Path]) -> None:
+    """Refuse, before anything is written, an export folder that holds another run's export (its llm_line.json
+    or any step folder this export would skip or replace): the folder is the model's identity."""
+    fix = f"export to another folder, or remove {out_dir} first"
+    if (out_dir / META).exists():
+        meta = read_json(out_dir / META)
+        held = {"run": meta.get("name"), "dump_dir": meta.get("dump_dir")}
+        if not same_run(held, identity):
+            raise ExportError(
+                f"{out_dir} holds the export of run {describe(held)}, not of {run_dir} (run {describe(identity)}): "
+                + fix
+            )
+    for target in targets:
+        if not target.exists():
+            continue
+        held_by = exported_run(target)
+        if held_by is None:
+            raise ExportError(f"{target} exists but is not a lingua export (no {SOURCE}): {fix}")
+        if not same_run(held_by, identity):
+            raise ExportError(
+                f"{target} is an export of run {describe(held_by)}, not of {run_dir} (run {describe(identity)}): " + fix
+            )
+
+
+def select_steps(run_dir: Path, steps: set[int] | None) -> list[tuple[int, Path]]:
+    """The checkpoints to export: all of the run's, or those in `steps`, every one of which must exist."""
+    found = find_checkpoints(run_dir)
+    if steps is None:
+        return found
+    missing = sorted(steps - {step for step, _ in found})
+    if missing:
+        raise ExportError(
+            f"{run_dir} has no checkpoint at step {', '.join(map(str, missing))}; its steps: "
+            + ", ".join(str(step) for step, _ in found)
+        )
+    return [(step, folder) for step, folder in found if step in steps]
 
 
 def export_run(
     run_dir: Path, out_dir: Path, steps: set[int] | None = None, force: bool = False, **options: Any
 ) -> list[Path]:
-    """Export every checkpoint of `run_dir` (or those in `steps`) to `out_dir/step{N}`; return the folders."""
+    """Export every checkpoint of `run_dir` (or those in `steps`) to `out_dir/step{N}`; return the folders.
+
+    Everything is checked first (the steps exist, `out_dir` holds no other run, every checkpoint to export loads
+    and fits its params.json and tokenizer), so a refused export writes nothing.
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    dtype = options.pop("dtype", "float32")
+    chosen = select_steps(run_dir, steps)
+    identity = run_identity(read_params(chosen[0][1]))
+    targets = {step: out_dir / f"step{step}" for step, _ in chosen}
+    check_export_folder(out_dir, run_dir, identity, list(targets.values()))
+    todo = [(s, f) for s, f in chosen if force or not (targets[s] / "config.json").exists()]
+    tokenizers: dict[str, Any] = {}
+    for _, folder in todo:
+        convert(folder, run_dir, tokenizers, **options)  # checked, then dropped: the weights are memory-mapped
     out_dir.mkdir(parents=True, exist_ok=True)
-    exported = []
-    for step, folder in find_checkpoints(run_dir):
-        if steps is not None and step not in steps:
+    for step, folder in chosen:
+        if (step, folder) not in todo:
+            log.info("Skipping step %d: %s exists (--force redoes it)", step, targets[step])
             continue
-        target = out_dir / f"step{step}"
-        if (target / "config.json").exists() and not force:
-            log.info("Skipping step %d: %s exists (--force redoes it)", step, target)
-            exported.append(target)
-            continue
-        log.info("Exporting step %d: %s -> %s", step, folder, target)
-        meta = export_checkpoint(folder, target, run_dir, **options)
-        write_meta(out_dir, meta)
-        exported.append(target)
-    return exported
-
-
-def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
-    """Record the run's metadata at the export root; refuse to mix two runs in one export folder."""
-    path = out_dir / META
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old.get("name") != meta.get("name"):
-            raise ExportError(
-                f"{out_dir} holds exports of run {old.get('name')!r}; export {meta.get('name')!r} "
-                "to its own folder (the folder is the model's identity)"
-            )
-    write_json(path, meta)
+        log.info("Exporting step %d: %s -> %s", step, folder, targets[step])
+        source = identity | {"checkpoint": str(folder.resolve()), "step": step}
+        meta = write_export(convert(folder, run_dir, tokenizers, **options), targets[step], source, dtype)
+        write_json(out_dir / META, meta)
+    return list(targets.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run_dir", type=Path, help="a lingua run dir (dump_dir), its checkpoints/ or one checkpoint")
-    parser.add_argument("out_dir", type=Path, help="export folder: one step{N} subfolder per checkpoint")
-    parser.add_argument("--steps", help="only these steps, comma-separated")
+    parser.add_argument(
+        "run_dir", type=existing_folder, help="a lingua run dir (dump_dir), its checkpoints/ or one checkpoint"
+    )
+    parser.add_argument("out_dir", type=output_folder, help="export folder: one step{N} subfolder per checkpoint")
+    parser.add_argument("--steps", type=comma_separated(nonnegative_int), help="only these steps, comma-separated")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--lingua-dir", help="where lingua ran (relative tokenizer paths are resolved there)")
     parser.add_argument("--tokenizer-file", help="the run's tiktoken BPE file, if not at data.tokenizer.path")
@@ -568,21 +739,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-export steps that are already exported")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    steps = {int(s) for s in args.steps.split(",")} if args.steps else None
-    try:
-        folders = export_run(
-            args.run_dir,
-            args.out_dir,
-            steps=steps,
-            force=args.force,
-            dtype=args.dtype,
-            lingua_dir=args.lingua_dir,
-            tokenizer_file=args.tokenizer_file,
-            hf_tokenizer=args.hf_tokenizer,
-        )
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    folders = export_run(
+        args.run_dir,
+        args.out_dir,
+        steps=set(args.steps) if args.steps else None,
+        force=args.force,
+        dtype=args.dtype,
+        lingua_dir=args.lingua_dir,
+        tokenizer_file=args.tokenizer_file,
+        hf_tokenizer=args.hf_tokenizer,
+    )
     print(f"{len(folders)} checkpoint(s) in {args.out_dir}: {', '.join(f.name for f in folders)}")
     print(f"evaluate: python evaluate.py model=lingua model.path={args.out_dir} model.step=N task=...")
     return 0
