@@ -28,16 +28,15 @@ def open_lines(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
-def read_file(path: Path, field: str) -> Iterator[str]:
-    """The `field` of every record of a parquet or JSON-lines file; blank lines are not records."""
+def read_file(path: Path, field: str, option: str = "task.corpus.text_field") -> Iterator[str]:
+    """The `field` of every record of a parquet or JSON-lines file; blank lines are not records. `option` is
+    the setting a message points at to name another field."""
     if path.name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(path)
         if field not in parquet.schema_arrow.names:
-            raise CellError(
-                f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); set task.corpus.text_field"
-            )
+            raise CellError(f"{path} has no column {field!r} (columns: {parquet.schema_arrow.names}); set {option}")
         for batch in parquet.iter_batches(columns=[field]):
             yield from (text_value(t, path, "?", field) for t in batch.column(0).to_pylist())
         return
@@ -58,7 +57,7 @@ def read_file(path: Path, field: str) -> Iterator[str]:
                 raise CellError(f"{path}:{number} is not a JSON line ({e})") from None
             if not isinstance(record, dict) or field not in record:
                 keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise CellError(f"{path}:{number} has no field {field!r} ({keys}); set task.corpus.text_field")
+                raise CellError(f"{path}:{number} has no field {field!r} ({keys}); set {option}")
             yield text_value(record[field], path, number, field)
 
 

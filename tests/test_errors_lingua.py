@@ -5,6 +5,7 @@ Every case goes through `llm_line.cli.main`, what the installed `llm-line` comma
 (test_lingua's Llama, dim 64) with lingua's byte tokenizer, so no tokenizer file is needed.
 """
 
+import gzip
 import json
 import sys
 
@@ -134,3 +135,76 @@ def test_a_truncated_consolidated_checkpoint_is_one_line(tmp_path, capsys):
     assert err[0].startswith(f"llm-line export: error: {file} is not a readable torch checkpoint (")
     assert "truncated or corrupt?): copy it again" in err[0]
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- prepare-data
+
+
+def c4_files(folder, *counts, field="text"):
+    """C4-named .json.gz files of `counts` documents each (`doc F-I`)."""
+    folder.mkdir(exist_ok=True)
+    for f, count in enumerate(counts):
+        with gzip.open(folder / f"c4-train.{f:05d}-of-01024.json.gz", "wt") as out:
+            out.writelines(json.dumps({field: f"doc {f}-{i}", "url": "x"}) + "\n" for i in range(count))
+    return folder
+
+
+def prepare(raw, data, *options):
+    return ["prepare-data", "c4", str(data), "--source-dir", str(raw), *options]
+
+
+def test_prepare_data_rerun_with_fewer_chunks_leaves_exactly_those(tmp_path, capsys):
+    raw, data = c4_files(tmp_path / "raw", 60), tmp_path / "data"
+    assert llm_line(prepare(raw, data, "--chunks", "8", "--val-docs", "4"), capsys)[0] == 0
+    code, _, out = llm_line(prepare(raw, data, "--chunks", "4", "--val-docs", "4"), capsys)
+    assert code == 0
+    assert out.splitlines()[0] == (
+        "removed 4 chunk(s) of an earlier run with more --chunks: "
+        "c4.chunk.04.jsonl, c4.chunk.05.jsonl, c4.chunk.06.jsonl, c4.chunk.07.jsonl"
+    )
+    chunks = sorted((data / "c4").glob("*.chunk.*.jsonl"))  # the glob lingua's data loader uses
+    assert [p.name for p in chunks] == [f"c4.chunk.0{i}.jsonl" for i in range(4)]
+    texts = [json.loads(line)["text"] for p in chunks for line in p.read_text().splitlines()]
+    assert sorted(texts) == sorted(f"doc 0-{i}" for i in range(4, 60))  # each document once
+
+    (data / "c4" / "other.chunk.00.jsonl").write_text('{"text": "x"}\n')  # another prefix: lingua reads it too
+    before = snapshot(data)
+    code, err, _ = llm_line(prepare(raw, data, "--chunks", "4"), capsys)
+    assert code == 1 and err[-1] == (
+        f"llm-line prepare-data: error: {data / 'c4'} holds other.chunk.00.jsonl, which lingua's *.chunk.*.jsonl "
+        f"glob would read as part of c4; move it out of {data / 'c4'}"
+    )
+    assert snapshot(data) == before
+
+
+@pytest.mark.parametrize(
+    "counts, options, message",
+    [
+        ((0,), [], "the 1 file(s) in {raw} hold no documents; nothing to write"),
+        (
+            (20, 10),
+            ["--val-docs", "30"],
+            "--val-docs 30 takes all 30 documents of the 2 file(s) in {raw}, leaving "
+            "none to train on; use --val-docs below 30",
+        ),
+        ((10,), ["--val-docs", "8", "--chunks", "8"], "the 2 training documents leave 6 of 8 chunks empty"),
+    ],
+)
+def test_prepare_data_with_too_few_documents_writes_nothing(tmp_path, capsys, counts, options, message):
+    raw, data = c4_files(tmp_path / "raw", *counts), tmp_path / "data"
+    code, err, _ = llm_line(prepare(raw, data, *options), capsys)
+    assert code == 1 and len(err) == 1 and message.format(raw=raw) in err[0], err
+    assert not [p for p in data.rglob("*") if p.is_file()]
+
+
+def test_prepare_data_without_the_text_field_points_at_text_field(tmp_path, capsys):
+    raw, data = c4_files(tmp_path / "raw", 12, field="content"), tmp_path / "data"
+    code, err, _ = llm_line(prepare(raw, data, "--val-docs", "2"), capsys)
+    file = raw / "c4-train.00000-of-01024.json.gz"
+    assert code == 1 and err == [
+        f"llm-line prepare-data: error: {file}:1 has no field 'text' (['content', 'url']); set --text-field"
+    ]
+    code, _, out = llm_line(prepare(raw, data, "--val-docs", "2", "--chunks", "2", "--text-field", "content"), capsys)
+    assert code == 0 and out.startswith(f"12 documents from 1 files -> {data / 'c4'}")
+    lines = [json.loads(line) for p in sorted((data / "c4").glob("*.jsonl")) for line in p.read_text().splitlines()]
+    assert sorted(d["text"] for d in lines) == sorted(f"doc 0-{i}" for i in range(12))  # written as lingua's text

@@ -673,6 +673,8 @@ def test_prepare_data_reads_zst_and_writes_nothing_from_a_broken_file(tmp_path):
     assert sum(len(p.read_text().splitlines()) for p in out.glob("*.chunk.*.jsonl")) == 10
 
     (raw / "01.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "fine"}\n{"text": \n'))
-    with pytest.raises(SystemExit, match=r"01.jsonl.zst:2 is not a JSON line"):
+    from llm_line.errors import CellError
+
+    with pytest.raises(CellError, match=r"01.jsonl.zst:2 is not a JSON line"):
         prepare_data.main(["pile_uc", str(tmp_path / "fresh"), "--source-dir", str(raw), "--chunks", "2"])
     assert not [p for p in (tmp_path / "fresh").rglob("*") if p.is_file()]  # not even a temporary file
