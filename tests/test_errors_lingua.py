@@ -11,7 +11,15 @@ import sys
 
 import pytest
 import torch
-from test_lingua import llama_args, llama_state, params_json, write_consolidated
+from test_lingua import (
+    llama_args,
+    llama_state,
+    mamba_args,
+    mamba_state,
+    params_json,
+    write_consolidated,
+    write_distributed,
+)
 
 from llm_line import cli
 
@@ -31,16 +39,20 @@ def llm_line(argv, capsys):
     return code, captured.err.strip().splitlines(), captured.out
 
 
-def make_run(base, name, steps, model=None, state_args=None, seed=0):
-    """A lingua run dir with one consolidated checkpoint per step; `model` overrides params.json's model
-    section (the weights follow `state_args`, by default the same settings)."""
-    args = llama_args() | (model or {})
+ARCHS = {"llama": (llama_args, llama_state), "mamba": (mamba_args, mamba_state)}
+
+
+def make_run(base, name, steps, model=None, state_args=None, seed=0, arch="llama", write=write_consolidated):
+    """A lingua run dir with one checkpoint per step (consolidated unless `write` says otherwise); `model`
+    overrides params.json's model section (the weights follow `state_args`, by default the same settings)."""
+    default_args, make_state = ARCHS[arch]
+    args = default_args() | (model or {})
     params = params_json(name, args)
     params["data"]["tokenizer"] = {"name": "bytes"}
     gen = torch.Generator().manual_seed(seed)
     run = base / name
     for step in steps:
-        write_consolidated(run / "checkpoints" / f"{step:010d}", params, llama_state(state_args or args, gen), step)
+        write(run / "checkpoints" / f"{step:010d}", params, make_state(state_args or args, gen), step)
     return run
 
 
@@ -92,27 +104,35 @@ def test_export_of_a_step_the_run_does_not_have_lists_its_steps(tmp_path, capsys
 
 
 @pytest.mark.parametrize(
-    "model, message",
+    "arch, model, message",
     [
         (
+            "llama",
             {"dim": 96},
             "{file}: tok_embeddings.weight has shape [537, 64], but {params} (dim=96, n_layers=2, n_heads=4, "
             "n_kv_heads=2) implies [537, 96]: the weights and params.json are of different models",
         ),
         (
+            "llama",
             {"n_kv_heads": 4},
             "{file}: layers.0.attention.wk.weight has shape [32, 64], but {params} (dim=64, n_layers=2, "
             "n_heads=4, n_kv_heads=4) implies [64, 64]",
         ),
-        ({"n_heads": 3, "n_kv_heads": None}, "{params}: dim=64 is not a multiple of n_heads=3"),
-        ({"n_layers": 3}, "{file} lacks 'layers.2.attention.wq.weight': not a whole lingua checkpoint"),
+        ("llama", {"n_heads": 3, "n_kv_heads": None}, "{params}: dim=64 is not a multiple of n_heads=3"),
+        ("llama", {"n_layers": 3}, "{file} lacks 'layers.2.attention.wq.weight': not a whole lingua checkpoint"),
+        (
+            "mamba",
+            {"state_dim": 32},
+            "{file}: layers.0.ssm.in_proj.weight has shape [292, 64], but {params} (dim=64, n_layers=2, n_heads=4, "
+            "state_dim=32) implies [324, 64]",
+        ),
     ],
 )
-def test_a_checkpoint_that_does_not_fit_its_params_is_one_line(tmp_path, capsys, model, message):
+def test_a_checkpoint_that_does_not_fit_its_params_is_one_line(tmp_path, capsys, arch, model, message):
     """params.json says one model, the weights are another: named with both files, and no step is written (the
     good checkpoint of step 100 neither: everything is checked first)."""
-    run = make_run(tmp_path, "tiny-a", [100], state_args=llama_args())
-    broken = make_run(tmp_path, "tiny-a", [200], model=model, state_args=llama_args())
+    run = make_run(tmp_path, "tiny-a", [100], arch=arch)
+    broken = make_run(tmp_path, "tiny-a", [200], model=model, state_args=ARCHS[arch][0](), arch=arch)
     folder = broken / "checkpoints" / "0000000200"
     out = tmp_path / "out"
     code, err, _ = llm_line(["export", str(run), str(out)], capsys)
@@ -135,6 +155,20 @@ def test_a_truncated_consolidated_checkpoint_is_one_line(tmp_path, capsys):
     assert err[0].startswith(f"llm-line export: error: {file} is not a readable torch checkpoint (")
     assert "truncated or corrupt?): copy it again" in err[0]
     assert not out.exists()
+
+
+def test_a_truncated_distributed_shard_is_one_line(tmp_path, capsys):
+    run = make_run(tmp_path, "tiny-a", [200], write=write_distributed)
+    folder = run / "checkpoints" / "0000000200"
+    (shard,) = folder.glob("*.distcp")
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    code, err, _ = llm_line(["export", str(run), str(tmp_path / "out")], capsys)
+    assert code == 1 and err[-1] == (
+        f"llm-line export: error: {folder}: its torch.distributed checkpoint cannot be read (PytorchStreamReader "
+        "failed reading zip archive: failed finding central directory; a .distcp shard truncated, corrupt or "
+        "missing?): copy the checkpoint folder again"
+    )
+    assert not (folder / "consolidated" / "consolidated.pth").exists() and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------------------------------- prepare-data

@@ -169,10 +169,9 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     try:
         raw = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        reason = str(e).strip().split("\n")[0].split(". ")[0] or type(e).__name__  # torch's first sentence
         raise ExportError(
-            f"{file} is not a readable torch checkpoint ({reason}; truncated or corrupt?): copy it again, or "
-            "delete it where the .distcp files are beside it (the export then consolidates them anew)"
+            f"{file} is not a readable torch checkpoint ({first_sentence(e)}; truncated or corrupt?): copy it again, "
+            "or delete it where the .distcp files are beside it (the export then consolidates them anew)"
         ) from None
     state = raw["model"] if isinstance(raw, dict) and "model" in raw else raw
     if not isinstance(state, dict):
@@ -190,15 +189,28 @@ def consolidate(folder: Path) -> None:
     """Write lingua's consolidated form of a torch.distributed checkpoint next to it, as lingua's eval does."""
     if not (folder / ".metadata").exists():
         raise ExportError(f"{folder} holds neither {CONSOLIDATED} nor a torch.distributed checkpoint (.metadata)")
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     target = folder / CONSOLIDATED
     target.parent.mkdir(exist_ok=True)
     log.info("Consolidating %s", folder)
-    with atomic_file(target, "wb") as f:
-        dcp_to_torch_save(folder, f)  # type: ignore[arg-type]  # it torch.saves to the path or file it is given
+    try:
+        with atomic_file(target, "wb") as f:
+            dcp_to_torch_save(folder, f)  # type: ignore[arg-type]  # it torch.saves to the path or file it is given
+    except CheckpointException as e:  # a shard that is truncated, corrupt or missing; the cause is per rank
+        cause = next((error for error, _stack in e.failures.values()), e)
+        raise ExportError(
+            f"{folder}: its torch.distributed checkpoint cannot be read ({first_sentence(cause)}; a .distcp shard "
+            "truncated, corrupt or missing?): copy the checkpoint folder again"
+        ) from None
     if (folder / PARAMS).exists():
         shutil.copyfile(folder / PARAMS, target.parent / PARAMS)
+
+
+def first_sentence(error: BaseException) -> str:
+    """The first sentence of an error's message (torch's go on for a paragraph)."""
+    return str(error).strip().split("\n")[0].split(". ")[0] or type(error).__name__
 
 
 def architecture(checkpoint: Checkpoint) -> str:
@@ -370,7 +382,8 @@ def mamba(checkpoint: Checkpoint, special_ids: dict[str, int | None]):
         problems.append(f"SSM width {hidden} is not a multiple of dim {dim} (transformers needs an integer expand)")
     if problems:
         raise ExportError(
-            "this lingua Mamba cannot be expressed as transformers' Mamba2ForCausalLM: " + "; ".join(problems)
+            f"{checkpoint.params_file}: this lingua Mamba cannot be expressed as transformers' Mamba2ForCausalLM: "
+            + "; ".join(problems)
         )
     divides(checkpoint, "n_heads", "the SSM width", n_heads, hidden)
     for key in init_states:  # all zeros (checked above): transformers' Mamba2 starts from zeros too
