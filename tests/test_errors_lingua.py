@@ -242,3 +242,20 @@ def test_prepare_data_without_the_text_field_points_at_text_field(tmp_path, caps
     assert code == 0 and out.startswith(f"12 documents from 1 files -> {data / 'c4'}")
     lines = [json.loads(line) for p in sorted((data / "c4").glob("*.jsonl")) for line in p.read_text().splitlines()]
     assert sorted(d["text"] for d in lines) == sorted(f"doc 0-{i}" for i in range(12))  # written as lingua's text
+
+
+# ----------------------------------------------------------------------------------------------- make_configs
+
+
+def test_make_configs_out_must_be_a_writable_folder(tmp_path, capsys):
+    from llm_line.lingua import make_configs
+
+    file = tmp_path / "configs"
+    file.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        make_configs.main(["--out", str(file)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"argument --out: {file} is a file, not a folder")
+    make_configs.main(["--out", str(tmp_path / "new")])
+    assert capsys.readouterr().out == f"wrote 51 configs and launch.sh to {tmp_path / 'new'}\n"
+    assert not [p for p in (tmp_path / "new").iterdir() if p.name.startswith(".")]  # no temporary file left

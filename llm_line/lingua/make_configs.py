@@ -21,10 +21,15 @@ table does not list them, so compare with the paper before relying on them.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from llm_line.arguments import output_folder
+from llm_line.errors import run_command
+from llm_line.store import atomic_file
 
 OUT = Path(__file__).resolve().parents[2] / "lingua" / "configs"  # the repository's lingua/configs/
 
@@ -200,19 +205,21 @@ def write_all(out: Path = OUT) -> list[Path]:
     written = []
     for entry in entries:
         path = out / f"{entry['name']}.yaml"
-        path.write_text(render(entry))
+        with atomic_file(path) as f:
+            f.write(render(entry))
         written.append(path)
-    (out / "launch.sh").write_text(launch_script(entries))
+    with atomic_file(out / "launch.sh") as f:
+        f.write(launch_script(entries))
     return written
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="where to write the configs")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=output_folder, default=OUT, help="where to write the configs")
+    args = parser.parse_args(argv)
     written = write_all(args.out)
     print(f"wrote {len(written)} configs and launch.sh to {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("python -m llm_line.lingua.make_configs", main, None))
