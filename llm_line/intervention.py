@@ -32,7 +32,8 @@ from llm_line import cli
 from llm_line import fit as fitting
 from llm_line.arguments import output_file
 from llm_line.errors import run_command
-from llm_line.table import DataError, add_arguments, check_convention, load_from_args
+from llm_line.progress import command_logging
+from llm_line.table import DataError, add_arguments, check_convention, listing, load_from_args, require_columns
 
 CI_LEVEL = fitting.CI_LEVEL
 
@@ -111,10 +112,13 @@ def offsets(
     """Fit the law on the rows whose `column` is `base`; score every group of `column` against it.
 
     `given` E values are looked up under the base group's name."""
+    require_columns(table, [x], "--x")
+    require_columns(table, [y], "--y")
+    require_columns(table, [column], "--group")
     check_convention(table, f"all rows of this intervention on {column!r}")
     groups = dict(fitting.group_rows(table, column))
     if base not in groups:
-        raise KeyError(f"no rows with {column} = {base!r}; the groups are {', '.join(map(repr, groups))}")
+        raise KeyError(f"--base: no rows with {column} = {base!r}; the groups are {listing(list(groups))}")
     base_rows = groups[base].assign(**{column: base})  # E values given per group are looked up under `base`
     (law,) = fitting.fit_groups(
         base_rows,
@@ -224,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write the residual panels here (.png and .pdf; a folder: intervention.png/.pdf inside it)",
     )
     args = parser.parse_args(argv)
+    command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     try:
         table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
         results = [

@@ -39,6 +39,7 @@ from llm_line import fit as fitting
 from llm_line.arguments import output_file, positive_int
 from llm_line.errors import run_command
 from llm_line.panels import unit
+from llm_line.progress import command_logging
 from llm_line.table import DataError, add_arguments, load_from_args
 
 __all__ = ["figure", "residual_figure", "save", "unit"]
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.epilog = (parser.epilog or "") + "; --bootstrap B > 0 draws a 95%% band"
     args = parser.parse_args(argv)
+    command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     matplotlib.use("Agg")  # the command line only writes files
     if args.together:
         ys = [panels.YSet(tuple(y)) for y in args.y]

@@ -116,12 +116,40 @@ def read_one(path: os.PathLike) -> pd.DataFrame:
     return table
 
 
-def require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
+# What a missing column's message lists: label columns for the options that group, every column for those that
+# select rows, numeric columns for the rest (--x, --y, --average: losses).
+LABEL_OPTIONS = ("--group", "--marker", "--row", "--col", "--run-col")
+ANY_OPTIONS = ("--where", "--dropna")
+SHOWN = 12  # names a message lists before "and N more"
+
+
+def listing(names: Sequence[object], shown: int = SHOWN) -> str:
+    """Names as a message lists them: quoted, the first `shown`, then how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(str(n)) for n in names[:shown]) + more
+
+
+def require_columns(table: pd.DataFrame, columns: Sequence[str], option: str | None = None) -> None:
+    """A KeyError for the first of `columns` the table lacks: the option that asked for it, the closest
+    names, and the columns it can be (labels for `--group`-like options, measurements for `--x`-like ones)."""
     for column in columns:
-        if column not in table.columns:
-            close = difflib.get_close_matches(column, [str(c) for c in table.columns], n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(f"no column {column!r} in the table{hint}")
+        if column in table.columns:
+            continue
+        names = [str(c) for c in table.columns]
+        close = difflib.get_close_matches(column, names, n=3, cutoff=0.5)
+        if option is None or option in ANY_OPTIONS:
+            kind, choices = "the columns", names
+        elif option in LABEL_OPTIONS:
+            kind, choices = f"columns for {option}", [c for c in names if not c.endswith(MEASURED)]
+        else:
+            numeric = [c for c in names if pd.api.types.is_numeric_dtype(table[c])]
+            kind, choices = f"columns for {option}", [c for c in numeric if c.endswith(MEASURED)] or numeric
+        asked = (f"{option}: " if option else "") + f"no column {column!r} in the table"
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        if choices:
+            hint += f" {kind[0].upper()}{kind[1:]}" if close else f"; {kind}"
+            hint += f": {listing(choices)}"
+        raise KeyError(asked + hint)
 
 
 def _matches(column: pd.Series, value: str) -> pd.Series:
@@ -164,7 +192,7 @@ def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str]
     mask = pd.Series(True, index=table.index)
     for condition in where:
         column, op, values = _split_condition(condition)
-        require_columns(table, [column])
+        require_columns(table, [column], "--where")
         if op in ("<", "<=", ">", ">="):
             mask &= _compare(table[column], column, op, values)
             continue
@@ -172,7 +200,7 @@ def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str]
         for value in values.split(","):
             hit |= _matches(table[column], value.strip())
         mask &= ~hit if op == "!=" else hit
-    require_columns(table, list(dropna))
+    require_columns(table, list(dropna), "--dropna")
     mask &= table[list(dropna)].notna().all(axis=1)
     return table[mask]
 
@@ -183,7 +211,7 @@ def in_domain(table: pd.DataFrame, below: float, report=print) -> pd.DataFrame:
     The Pile and The Pile Deduped use The Pile UC's validation loss, as the original code does. Rows whose
     pretraining data has no validation column in the table cannot be judged and are dropped, and reported.
     """
-    require_columns(table, ["Pretraining Data"])
+    require_columns(table, ["Pretraining Data"], "--in-domain-below")
     keep = pd.Series(False, index=table.index)
     unjudged = []
     for data, rows in table.groupby(table["Pretraining Data"].astype(str), sort=True):
@@ -215,7 +243,7 @@ def add_average(table: pd.DataFrame, spec: str) -> tuple[pd.DataFrame, str]:
     columns = [c.strip() for c in columns_text.split(",") if c.strip()]
     if len(columns) < 2:
         raise KeyError(f"--average {spec!r} names {len(columns)} column(s); give two or more, comma-separated")
-    require_columns(table, columns)
+    require_columns(table, columns, "--average")
     name = name.strip() or f"Mean({', '.join(columns)})"
     values = pd.concat([loss_values(table, c) for c in columns], axis=1)
     return table.assign(**{name: values.mean(axis=1, skipna=False)}), name
