@@ -34,7 +34,7 @@ from llm_line.plot import save
 from llm_line.progress import command_logging
 from llm_line.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
 from llm_line.store import atomic_file
-from llm_line.table import DataError, add_arguments, add_average, in_domain_column, load_from_args
+from llm_line.table import DataError, add_arguments, add_average, in_domain_column, load_from_args, message
 
 
 @dataclass
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         recipes = select_recipes(args.only)
         table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     drawn, missing = draw(
         recipes,
         table,

@@ -52,7 +52,17 @@ from llm_line import batch_fit, cli, paper_estimator
 from llm_line.arguments import finite_float, nonnegative_int, output_file
 from llm_line.errors import run_command
 from llm_line.progress import batches, command_logging
-from llm_line.table import DataError, add_arguments, check_convention, load_from_args, loss_values, require_columns
+from llm_line.table import (
+    DataError,
+    add_arguments,
+    check_convention,
+    law_columns,
+    load_from_args,
+    loss_values,
+    message,
+    require_columns,
+    to_stderr,
+)
 
 CI_LEVEL = 0.95
 KAPPA_BOUNDS = (0.01, 20.0)
@@ -404,7 +414,7 @@ def shifted_power_law(
 ) -> np.ndarray:
     """K (x - E_x)^kappa + E_y (NaN where x < E_x); the parameters may be arrays that broadcast with x."""
     base = np.asarray(x, dtype=float) - E_x
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf beyond float range: `predict` says so
         return np.where(base >= 0, K * np.power(np.clip(base, 0, None), kappa) + E_y, np.nan)
 
 
@@ -861,7 +871,12 @@ def trust_warnings(fit: LossFit, rows: Checkpoints, mode: str) -> list[str]:
 
 def read_irreducible(path: Path) -> dict[tuple[str, str], float]:
     """E values measured elsewhere, from a CSV with columns group, loss, E (`--irreducible-from`)."""
-    table = pd.read_csv(path)
+    if not Path(path).is_file():
+        raise DataError(f"--irreducible-from {path}: no such file; give a CSV with columns group, loss, E")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"--irreducible-from {path}: an empty file; give a CSV with columns group, loss, E") from None
     missing = [c for c in ("group", "loss", "E") if c not in table.columns]
     if missing:
         raise DataError(f"{path}: no column(s) {', '.join(missing)}; an E table has columns group, loss, E")
@@ -998,6 +1013,12 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
             "the law is undefined there"
         )
     y = float(fit.curve(x_new))
+    if not math.isfinite(y):
+        assert fit.x_range is not None
+        raise ValueError(
+            f"the law gives no finite y-loss at {fit.x} = {x_new:.4g} (it overflows); predict within or near the "
+            f"fitted range [{fit.x_range[0]:.4g}, {fit.x_range[1]:.4g}]"
+        )
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     ci: tuple[float, float] | None = None
     pi: tuple[float, float] | None = None
@@ -1169,7 +1190,17 @@ def add_law_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="B",
         help=f"resamples (default {DEFAULT_BOOTSTRAP}); a long bootstrap is announced with its estimate",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
+
+
+def require_named_columns(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    """A `--run-col`, `--size-col` or `--tokens-col` the user named must be in the table; only the defaults
+    (Name, Size, Tokens) may be absent: then the checkpoints count as independent, or E falls back to the
+    minimum loss, and the report says so."""
+    for option, default in (("run_col", "Name"), ("size_col", "Size"), ("tokens_col", "Tokens")):
+        value = getattr(args, option, None)
+        if value and value != default:
+            require_columns(table, [value], "--" + option.replace("_", "-"))
 
 
 def law_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -1220,7 +1251,9 @@ def main(argv: list[str] | None = None) -> int:
     command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
 
     try:
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = load_from_args(args, report=to_stderr)
+        table = law_columns(table, [("--x", args.x), *(("--y", y) for y in args.y)], to_stderr)
+        require_named_columns(table, args)
         options = law_options(args)
         runs = {
             y: fit_groups(
@@ -1236,7 +1269,7 @@ def main(argv: list[str] | None = None) -> int:
             for y in args.y
         }
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     predictions = []
     for y, fits in runs.items():
         print(format_fits(fits))

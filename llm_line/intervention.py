@@ -33,7 +33,18 @@ from llm_line import fit as fitting
 from llm_line.arguments import output_file
 from llm_line.errors import run_command
 from llm_line.progress import command_logging
-from llm_line.table import DataError, add_arguments, check_convention, listing, load_from_args, require_columns
+from llm_line.table import (
+    DataError,
+    add_arguments,
+    check_convention,
+    law_columns,
+    listing,
+    load_from_args,
+    loss_values,
+    message,
+    require_columns,
+    to_stderr,
+)
 
 CI_LEVEL = fitting.CI_LEVEL
 
@@ -116,6 +127,7 @@ def offsets(
     require_columns(table, [y], "--y")
     require_columns(table, [column], "--group")
     check_convention(table, f"all rows of this intervention on {column!r}")
+    table = table.assign(**{x: loss_values(table, x), y: loss_values(table, y)})
     groups = dict(fitting.group_rows(table, column))
     if base not in groups:
         raise KeyError(f"--base: no rows with {column} = {base!r}; the groups are {listing(list(groups))}")
@@ -139,7 +151,7 @@ def offsets(
     boot = np.array(law.boot) if law.boot else np.empty((0, 4))
     result = Intervention(column, law, [], {})
     for index, (name, rows) in enumerate(groups.items()):
-        rows = rows.dropna(subset=[x, y])
+        rows = rows[np.isfinite(rows[x].to_numpy(float)) & np.isfinite(rows[y].to_numpy(float))]
         xs, ys = rows[x].to_numpy(float), rows[y].to_numpy(float)
         above = xs >= law.E_x.E
         rows, xs, ys = rows[above], xs[above], ys[above]
@@ -230,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     try:
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = load_from_args(args, report=to_stderr)
+        table = law_columns(table, [("--x", args.x), *(("--y", y) for y in args.y)], to_stderr)
+        fitting.require_named_columns(table, args)
         results = [
             offsets(
                 table,
@@ -244,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for y in args.y
         ]
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     for result in results:
         print(format_intervention(result))
         print()

@@ -21,9 +21,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llm_line.arguments import finite_float
@@ -85,6 +88,11 @@ class DataError(ValueError):
 
 def read_tables(paths: Sequence[os.PathLike]) -> pd.DataFrame:
     """Every table in `paths` (collected or the released CSV) stacked, with a `Source` column (the path)."""
+    seen: set[Path] = set()
+    for path in paths:
+        if Path(path).resolve() in seen:
+            raise DataError(f"--data names {path} twice; each of its rows would count twice in every fit")
+        seen.add(Path(path).resolve())
     frames = [read_one(path).assign(Source=str(path)) for path in paths]
     return pd.concat(frames, ignore_index=True, sort=False)
 
@@ -102,6 +110,8 @@ def read_one(path: os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: empty table (0 bytes); write it with `llm-line collect`") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV table ({str(e).splitlines()[0]})") from None
+    except ValueError as e:  # pyarrow's ArrowInvalid: a .parquet file that is not one, or is cut short
+        raise DataError(f"{path}: not a readable table ({str(e).splitlines()[0]})") from None
     if len(table.columns) == 1:
         separator = next(
             (name for sep, name in ((";", "semicolons"), ("\t", "tabs")) if sep in str(table.columns[0])), None
@@ -117,10 +127,12 @@ def read_one(path: os.PathLike) -> pd.DataFrame:
 
 
 # What a missing column's message lists: label columns for the options that group, every column for those that
-# select rows, numeric columns for the rest (--x, --y, --average: losses).
+# select rows, numbers for model sizes and token counts, measurements for the rest (--x, --y, --average: losses).
 LABEL_OPTIONS = ("--group", "--marker", "--row", "--col", "--run-col")
 ANY_OPTIONS = ("--where", "--dropna")
+COUNT_OPTIONS = ("--size-col", "--tokens-col")  # model sizes and token counts: numbers, not measurements
 SHOWN = 12  # names a message lists before "and N more"
+EXAMPLES = 3  # rows a report names
 
 
 def listing(names: Sequence[object], shown: int = SHOWN) -> str:
@@ -136,14 +148,17 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], option: str | N
         if column in table.columns:
             continue
         names = [str(c) for c in table.columns]
-        close = difflib.get_close_matches(column, names, n=3, cutoff=0.5)
         if option is None or option in ANY_OPTIONS:
             kind, choices = "the columns", names
         elif option in LABEL_OPTIONS:
             kind, choices = f"columns for {option}", [c for c in names if not c.endswith(MEASURED)]
+        elif option in COUNT_OPTIONS:
+            numeric = [c for c in names if pd.api.types.is_numeric_dtype(table[c]) and not c.endswith(MEASURED)]
+            kind, choices = f"numeric columns for {option}", numeric
         else:
             numeric = [c for c in names if pd.api.types.is_numeric_dtype(table[c])]
             kind, choices = f"columns for {option}", [c for c in numeric if c.endswith(MEASURED)] or numeric
+        close = difflib.get_close_matches(column, choices, n=3, cutoff=0.5)
         asked = (f"{option}: " if option else "") + f"no column {column!r} in the table"
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         if choices:
@@ -228,23 +243,34 @@ def in_domain(table: pd.DataFrame, below: float, report=print) -> pd.DataFrame:
     return table[keep]
 
 
-def add_average(table: pd.DataFrame, spec: str) -> tuple[pd.DataFrame, str]:
-    """A column holding the mean of several loss columns: `spec` is `NAME=A,B,...`, just `A,B,...`, or the
-    name of a preset (`AVERAGE_PRESETS`: `paper-validation`, `paper-test`).
-
-    The mean is taken only where every averaged column has a value, so no row is an average of fewer losses.
-    """
+def parse_average(spec: str) -> tuple[str, list[str]]:
+    """(name, columns) of an `--average` spec: `NAME=A,B,...`, just `A,B,...` (named `Mean(A, B)`), or the
+    name of a preset (`AVERAGE_PRESETS`: `paper-validation`, `paper-test`)."""
     if spec.strip() in AVERAGE_PRESETS:
         preset_name, preset_columns = AVERAGE_PRESETS[spec.strip()]
-        spec = f"{preset_name}={','.join(preset_columns)}"
+        return preset_name, list(preset_columns)
     name, sep, columns_text = spec.partition("=")
     if not sep:
         name, columns_text = "", spec
     columns = [c.strip() for c in columns_text.split(",") if c.strip()]
     if len(columns) < 2:
         raise KeyError(f"--average {spec!r} names {len(columns)} column(s); give two or more, comma-separated")
+    return name.strip() or f"Mean({', '.join(columns)})", columns
+
+
+def add_average(table: pd.DataFrame, spec: str) -> tuple[pd.DataFrame, str]:
+    """A column holding the mean of several loss columns (`spec`: see `parse_average`).
+
+    The mean is taken only where every averaged column has a value, so no row is an average of fewer losses.
+    A name the table already has is refused: the average would silently replace that column's measurements.
+    """
+    name, columns = parse_average(spec)
     require_columns(table, columns, "--average")
-    name = name.strip() or f"Mean({', '.join(columns)})"
+    if name in table.columns:
+        raise KeyError(
+            f"--average {spec!r}: the table already has a column {name!r}, which the average would replace; "
+            f"give the average another name (--average 'Mean {name}={','.join(columns)}')"
+        )
     values = pd.concat([loss_values(table, c) for c in columns], axis=1)
     return table.assign(**{name: values.mean(axis=1, skipna=False)}), name
 
@@ -298,6 +324,86 @@ def loss_values(table: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(float)
 
 
+ACCURACY = re.compile(r"(?<![a-z])acc", re.IGNORECASE)  # acc, acc_norm, acc_piqa, PIQA Accuracy, Mean Accuracy
+
+
+def is_accuracy(column: str) -> bool:
+    """Whether a column's name says it holds accuracies (which rise as models improve), not losses."""
+    return bool(ACCURACY.search(str(column)))
+
+
+def _accuracy_as_loss(table: pd.DataFrame, option: str, column: str) -> str:
+    """The warning for an accuracy column fitted as a loss: why, and the task's loss column where there is one."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    loss = re.sub(r"(?i)(?<![a-z])acc[a-z_]*", "Loss", str(column))
+    fix = f"use its loss column ({loss!r})" if loss in table.columns and loss != column else "use a loss column"
+    return (
+        f"warning: {option} {column!r} looks like an accuracy, not a loss (its name; values "
+        f"{values.min():.3g} to {values.max():.3g}): the law L_y = K (L_x - E_x)^κ + E_y is for losses that fall "
+        f"toward an irreducible E as models improve, while an accuracy rises; {fix}"
+    )
+
+
+def _mixed_average(name: str, columns: Sequence[str]) -> str | None:
+    """The warning for an `--average` over accuracies, or over accuracies and losses together, or None."""
+    accuracies = [c for c in columns if is_accuracy(c)]
+    if not accuracies:
+        return None
+    losses = [c for c in columns if not is_accuracy(c)]
+    if losses:
+        return (
+            f"warning: --average {name!r} averages the accuracy column(s) {listing(accuracies)} with the "
+            f"loss(es) {listing(losses)}: an accuracy rises as a loss falls, so their mean measures neither"
+        )
+    return (
+        f"warning: --average {name!r} is a mean of accuracies ({listing(accuracies)}), not a loss: fitted as "
+        "one, its law and E mean nothing; average the tasks' loss columns"
+    )
+
+
+def _example(table: pd.DataFrame, index) -> str:
+    """A row as a report names it: the model (and step), or its position."""
+    row = table.loc[index]
+    name = str(row["Name"]) if "Name" in table.columns and pd.notna(row["Name"]) else f"row {index}"
+    if "Steps" in table.columns and pd.notna(row["Steps"]):
+        name += f" at step {row['Steps']:g}" if isinstance(row["Steps"], float) else f" at step {row['Steps']}"
+    return name
+
+
+def law_columns(table: pd.DataFrame, losses: Sequence[tuple[str, str]], report=print) -> pd.DataFrame:
+    """The table with the columns a law is fitted on (`losses`: (option, column) pairs) checked as losses.
+
+    A column missing from the table is a KeyError naming the option; a text or negative value a DataError
+    (`loss_values`). A column whose name says accuracy is fitted, with a warning. Infinite values are made
+    missing, so every step (the fit, the axes of a plot, the offsets) leaves them out alike, and the rows left
+    out (a missing or infinite value) are reported in one line: how many per column, and a few of them.
+    """
+    for option, column in losses:
+        require_columns(table, [column], option)
+    notes = []
+    left_out = pd.Series(False, index=table.index)
+    table = table.copy()
+    for column in dict.fromkeys(column for _, column in losses):
+        values = loss_values(table, column)
+        infinite, missing = np.isinf(values), values.isna()
+        for what, rows in (("inf", infinite), ("missing (empty or nan)", missing)):
+            if rows.any():
+                names = [_example(table, i) for i in rows[rows].index[:EXAMPLES]]
+                more = ", ..." if rows.sum() > EXAMPLES else ""
+                notes.append(f"{column!r} {what} in {int(rows.sum())} ({', '.join(names)}{more})")
+        table[column] = values.where(~infinite)
+        left_out |= infinite | missing
+    for option, column in dict.fromkeys(losses):
+        if is_accuracy(column):
+            report(_accuracy_as_loss(table, option, column))
+    if notes:
+        report(
+            f"warning: {int(left_out.sum())} of {len(table)} rows lack a finite value, left out of each law on "
+            f"that column: {'; '.join(notes)}"
+        )
+    return table
+
+
 def check_convention(rows: pd.DataFrame, group: str) -> None:
     """Refuse a group whose rows mix loss conventions (`paper` and `corrected`): their losses differ by design.
 
@@ -327,7 +433,10 @@ def load(
     """The rows an analysis uses (with the `average` columns built); reports the duplicates it drops."""
     table = read_tables(paths)
     for spec in average:
-        table, _ = add_average(table, spec)
+        table, name = add_average(table, spec)
+        mixed = _mixed_average(name, parse_average(spec)[1])
+        if mixed:
+            report(mixed)
     table = select(table, where, dropna)
     if in_domain_below is not None:
         table = in_domain(table, in_domain_below, report)
@@ -339,7 +448,9 @@ def load(
         if len(dropped):
             report(
                 f"dropped {len(dropped)} duplicate row(s) (same values in every measured column as a row "
-                f"kept; --keep-duplicates keeps them): " + "; ".join(describe_row(dropped, i) for i in dropped.index)
+                f"kept; --keep-duplicates keeps them): "
+                + "; ".join(describe_row(dropped, i) for i in dropped.index[:EXAMPLES])
+                + ("; ..." if len(dropped) > EXAMPLES else "")
             )
     return table
 
@@ -394,6 +505,16 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="keep rows that repeat another row's measurements (dropped and reported by default)",
     )
+
+
+def to_stderr(text: str) -> None:
+    """How the commands report what they leave out or doubt: on stderr, beside (not inside) their results."""
+    print(text, file=sys.stderr)
+
+
+def message(error: Exception) -> str:
+    """The one line of an error the commands print: a KeyError's text without the quotes `str` adds."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 def load_from_args(args, report=print) -> pd.DataFrame:
