@@ -34,7 +34,16 @@ from llm_line.plot import save
 from llm_line.progress import command_logging
 from llm_line.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
 from llm_line.store import atomic_file
-from llm_line.table import DataError, add_arguments, add_average, in_domain_column, load_from_args, message
+from llm_line.table import (
+    DataError,
+    add_arguments,
+    add_average,
+    in_domain_column,
+    infinite_as_missing,
+    load_from_args,
+    message,
+    to_stderr,
+)
 
 
 @dataclass
@@ -304,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")  # the command line only writes files
     try:
         recipes = select_recipes(args.only)
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = infinite_as_missing(load_from_args(args, report=to_stderr), to_stderr)
+        fitting.require_named_columns(table, args)
     except (FileNotFoundError, KeyError, DataError) as e:
         parser.error(message(e))
     drawn, missing = draw(

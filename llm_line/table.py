@@ -88,11 +88,6 @@ class DataError(ValueError):
 
 def read_tables(paths: Sequence[os.PathLike]) -> pd.DataFrame:
     """Every table in `paths` (collected or the released CSV) stacked, with a `Source` column (the path)."""
-    seen: set[Path] = set()
-    for path in paths:
-        if Path(path).resolve() in seen:
-            raise DataError(f"--data names {path} twice; each of its rows would count twice in every fit")
-        seen.add(Path(path).resolve())
     frames = [read_one(path).assign(Source=str(path)) for path in paths]
     return pd.concat(frames, ignore_index=True, sort=False)
 
@@ -133,6 +128,7 @@ ANY_OPTIONS = ("--where", "--dropna")
 COUNT_OPTIONS = ("--size-col", "--tokens-col")  # model sizes and token counts: numbers, not measurements
 SHOWN = 12  # names a message lists before "and N more"
 EXAMPLES = 3  # rows a report names
+MISSING = "missing (empty or nan)"
 
 
 def listing(names: Sequence[object], shown: int = SHOWN) -> str:
@@ -201,6 +197,14 @@ def _compare(column: pd.Series, name: str, op: str, value: str) -> pd.Series:
     return {"<": numbers < bound, "<=": numbers <= bound, ">": numbers > bound, ">=": numbers >= bound}[op]
 
 
+def _no_such_value(column: pd.Series, name: str, op: str, value: str) -> str:
+    """Why a --where value is refused: no row of the table has it (a typo would drop or keep rows silently)."""
+    present = sorted(column.dropna().astype(str).unique())
+    close = difflib.get_close_matches(value, present, n=3, cutoff=0.5)
+    hint = f" did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"--where {name}{op}{value}: no row has {name} = {value!r};{hint} its values: {listing(present)}"
+
+
 def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str] = ()) -> pd.DataFrame:
     """Rows matching every `COLUMN=VALUE[,VALUE...]`, none of `COLUMN!=VALUE[,...]` and every numeric
     comparison `COLUMN<VALUE` (<, <=, >, >=), with `dropna` filled."""
@@ -213,7 +217,10 @@ def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str]
             continue
         hit = pd.Series(False, index=table.index)
         for value in values.split(","):
-            hit |= _matches(table[column], value.strip())
+            matches = _matches(table[column], value.strip())
+            if not matches.any() and value.strip().lower() not in ("nan", ""):
+                raise KeyError(_no_such_value(table[column], column, op, value.strip()))
+            hit |= matches
         mask &= ~hit if op == "!=" else hit
     require_columns(table, list(dropna), "--dropna")
     mask &= table[list(dropna)].notna().all(axis=1)
@@ -386,22 +393,42 @@ def law_columns(table: pd.DataFrame, losses: Sequence[tuple[str, str]], report=p
     for column in dict.fromkeys(column for _, column in losses):
         values = loss_values(table, column)
         infinite, missing = np.isinf(values), values.isna()
-        for what, rows in (("inf", infinite), ("missing (empty or nan)", missing)):
-            if rows.any():
-                names = [_example(table, i) for i in rows[rows].index[:EXAMPLES]]
-                more = ", ..." if rows.sum() > EXAMPLES else ""
-                notes.append(f"{column!r} {what} in {int(rows.sum())} ({', '.join(names)}{more})")
+        notes += [_rows_note(table, column, what, rows) for what, rows in (("inf", infinite), (MISSING, missing))]
         table[column] = values.where(~infinite)
         left_out |= infinite | missing
     for option, column in dict.fromkeys(losses):
         if is_accuracy(column):
             report(_accuracy_as_loss(table, option, column))
-    if notes:
+    if any(notes):
         report(
             f"warning: {int(left_out.sum())} of {len(table)} rows lack a finite value, left out of each law on "
-            f"that column: {'; '.join(notes)}"
+            f"that column: {'; '.join(filter(None, notes))}"
         )
     return table
+
+
+def infinite_as_missing(table: pd.DataFrame, report=print) -> pd.DataFrame:
+    """The table with every infinite measurement made missing, reported in one line: for `figures`, whose
+    recipes each choose their columns (and say in the index what they miss)."""
+    measured = [c for c in table.columns if str(c).endswith(MEASURED) and pd.api.types.is_numeric_dtype(table[c])]
+    infinite = np.isinf(table[measured])
+    if not infinite.any().any():
+        return table
+    notes = [_rows_note(table, c, "inf", infinite[c]) for c in measured]
+    report(
+        f"warning: {int(infinite.any(axis=1).sum())} of {len(table)} rows hold an infinite value, left out like "
+        f"a missing one: {'; '.join(filter(None, notes))}"
+    )
+    return table.assign(**{c: table[c].where(~infinite[c]) for c in measured})
+
+
+def _rows_note(table: pd.DataFrame, column: str, what: str, rows: pd.Series) -> str:
+    """How a report names the rows of one column left out: `'y' inf in 5 (m1, m2, m3, ...)`; "" for none."""
+    if not rows.any():
+        return ""
+    names = [_example(table, i) for i in rows[rows].index[:EXAMPLES]]
+    more = ", ..." if rows.sum() > EXAMPLES else ""
+    return f"{column!r} {what} in {int(rows.sum())} ({', '.join(names)}{more})"
 
 
 def check_convention(rows: pd.DataFrame, group: str) -> None:
@@ -442,7 +469,8 @@ def load(
         table = in_domain(table, in_domain_below, report)
     if table.empty:
         cut = f" --in-domain-below {in_domain_below:g}" if in_domain_below is not None else ""
-        raise KeyError(f"no rows left after --where {' '.join(where)} --dropna {' '.join(dropna)}{cut}".strip())
+        asked = [f"--where {w}" for w in where] + [f"--dropna {d}" for d in dropna]
+        raise KeyError(f"no rows left after {' '.join(asked)}{cut}: no row meets all of them")
     if not keep_duplicates:
         table, dropped = drop_duplicates(table)
         if len(dropped):
@@ -456,11 +484,18 @@ def load(
 
 
 class _Tables(argparse.Action):
-    """`--data A B --data C`: every table named, in order; the default only where --data is not given."""
+    """`--data A B --data C`: every table named, in order; the default only where --data is not given. A table
+    named twice (also as another path to the same file) is refused."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         given = getattr(namespace, self.dest)
-        setattr(namespace, self.dest, (given if given is not self.default else []) + list(values or []))
+        tables = (given if given is not self.default else []) + list(values or [])
+        seen = set()
+        for path in tables:
+            if Path(path).resolve() in seen:
+                raise argparse.ArgumentError(self, f"{path} is named twice; each of its rows would count twice")
+            seen.add(Path(path).resolve())
+        setattr(namespace, self.dest, tables)
 
 
 def add_arguments(parser) -> None:

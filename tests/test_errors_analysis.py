@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import fit, intervention, plot, progress
+from llm_line import figures, fit, intervention, plot, progress
 
 
 def law_table(path, groups=("a",), points=12, **columns):
@@ -208,7 +208,7 @@ def test_the_same_table_twice_is_refused(tmp_path, capsys):
     code, _, err = run(fit.main, ["--data", table, "--data", table, "--x", "x", "--y", "y"], capsys)
     assert code == 2
     assert last_line(err).endswith(
-        f"error: --data names {table} twice; each of its rows would count twice in every fit"
+        f"error: argument --data: {table} is named twice; each of its rows would count twice"
     )
 
 
@@ -282,3 +282,37 @@ def test_a_prediction_where_the_law_overflows_says_so(tmp_path, capsys):
     assert code == 0 and "= inf" not in out
     assert "predict a at 1e+300: the law gives no finite y-loss at x = 1e+300 (it overflows); predict within " in out
     assert "predict a: x = 3 -> y = " in out
+
+
+def test_a_where_value_no_row_has_is_refused_with_the_values(tmp_path, capsys):
+    """A typo in one value used to drop that group silently (or leave no rows, naming nothing)."""
+    table = str(law_table(tmp_path / "t.csv", groups=("C4", "FineWeb-Edu")))
+    argv = ["--data", table, "--x", "x", "--y", "y", "--where", "Pretraining Data=C4,FinWeb-Edu"]
+    code, _, err = run(fit.main, argv, capsys)
+    assert code == 2
+    assert last_line(err).endswith(
+        "error: --where Pretraining Data=FinWeb-Edu: no row has Pretraining Data = 'FinWeb-Edu'; did you mean "
+        "'FineWeb-Edu'? its values: 'C4', 'FineWeb-Edu'"
+    )
+
+
+def test_conditions_that_no_row_meets_together_name_them(tmp_path, capsys):
+    table = str(law_table(tmp_path / "t.csv", groups=("C4", "FineWeb-Edu")))
+    argv = ["--data", table, "--x", "x", "--y", "y", "--where", "Pretraining Data=C4", "--where", "x>5"]
+    code, _, err = run(plot.main, [*argv, "-o", str(tmp_path / "fig")], capsys)
+    assert code == 2 and not list(tmp_path.glob("fig*"))
+    assert last_line(err).endswith(
+        "error: no rows left after --where Pretraining Data=C4 --where x>5: no row meets all of them"
+    )
+
+
+def test_figures_reports_infinite_measurements_in_one_line(tmp_path, capsys):
+    table = pd.read_csv(law_table(tmp_path / "t.csv", **{"C4 Validation Loss": np.linspace(3.0, 4.0, 12)}))
+    table.loc[2, "C4 Validation Loss"] = np.inf
+    table.to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = run(figures.main, ["--data", str(tmp_path / "t.csv"), "-o", str(tmp_path / "figs")], capsys)
+    assert code in (0, 1)  # whatever the recipes can draw from these rows
+    assert (
+        "warning: 1 of 12 rows hold an infinite value, left out like a missing one: "
+        "'C4 Validation Loss' inf in 1 (model-2)"
+    ) in err.splitlines()
