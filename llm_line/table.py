@@ -201,8 +201,8 @@ def _no_such_value(column: pd.Series, name: str, op: str, value: str) -> str:
     """Why a --where value is refused: no row of the table has it (a typo would drop or keep rows silently)."""
     present = sorted(column.dropna().astype(str).unique())
     close = difflib.get_close_matches(value, present, n=3, cutoff=0.5)
-    hint = f" did you mean {' or '.join(map(repr, close))}?" if close else ""
-    return f"--where {name}{op}{value}: no row has {name} = {value!r};{hint} its values: {listing(present)}"
+    hint = f"; did you mean {' or '.join(map(repr, close))}? Its values: " if close else "; its values: "
+    return f"--where {name}{op}{value}: no row has {name} = {value!r}{hint}{listing(present)}"
 
 
 def select(table: pd.DataFrame, where: Sequence[str] = (), dropna: Sequence[str] = ()) -> pd.DataFrame:
@@ -468,9 +468,9 @@ def load(
     if in_domain_below is not None:
         table = in_domain(table, in_domain_below, report)
     if table.empty:
-        cut = f" --in-domain-below {in_domain_below:g}" if in_domain_below is not None else ""
         asked = [f"--where {w}" for w in where] + [f"--dropna {d}" for d in dropna]
-        raise KeyError(f"no rows left after {' '.join(asked)}{cut}: no row meets all of them")
+        asked += [f"--in-domain-below {in_domain_below:g}"] if in_domain_below is not None else []
+        raise KeyError(f"no rows left after {' '.join(asked)}: no row meets all of them")
     if not keep_duplicates:
         table, dropped = drop_duplicates(table)
         if len(dropped):

@@ -292,7 +292,7 @@ def test_a_where_value_no_row_has_is_refused_with_the_values(tmp_path, capsys):
     assert code == 2
     assert last_line(err).endswith(
         "error: --where Pretraining Data=FinWeb-Edu: no row has Pretraining Data = 'FinWeb-Edu'; did you mean "
-        "'FineWeb-Edu'? its values: 'C4', 'FineWeb-Edu'"
+        "'FineWeb-Edu'? Its values: 'C4', 'FineWeb-Edu'"
     )
 
 
