@@ -31,9 +31,19 @@ from llm_line import fit as fitting
 from llm_line.arguments import output_folder, positive_int
 from llm_line.errors import run_command
 from llm_line.plot import save
+from llm_line.progress import command_logging
 from llm_line.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
 from llm_line.store import atomic_file
-from llm_line.table import DataError, add_arguments, add_average, in_domain_column, load_from_args
+from llm_line.table import (
+    DataError,
+    add_arguments,
+    add_average,
+    in_domain_column,
+    infinite_as_missing,
+    load_from_args,
+    message,
+    to_stderr,
+)
 
 
 @dataclass
@@ -299,12 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dpi", type=positive_int, default=200, help="resolution of PNG files (default 200)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="draw this figure only; repeatable")
     args = parser.parse_args(argv)
+    command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     matplotlib.use("Agg")  # the command line only writes files
     try:
         recipes = select_recipes(args.only)
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = infinite_as_missing(load_from_args(args, report=to_stderr), to_stderr)
+        fitting.require_named_columns(table, args)
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     drawn, missing = draw(
         recipes,
         table,

@@ -51,13 +51,32 @@ from tqdm.auto import tqdm
 from llm_line import batch_fit, cli, paper_estimator
 from llm_line.arguments import finite_float, nonnegative_int, output_file
 from llm_line.errors import run_command
-from llm_line.table import DataError, add_arguments, check_convention, load_from_args, loss_values, require_columns
+from llm_line.progress import batches, command_logging
+from llm_line.table import (
+    DataError,
+    add_arguments,
+    check_convention,
+    law_columns,
+    load_from_args,
+    loss_values,
+    message,
+    require_columns,
+    to_stderr,
+)
 
 CI_LEVEL = 0.95
 KAPPA_BOUNDS = (0.01, 20.0)
 IRREDUCIBLE_MODES = ("compute", "min", "free", "paper", "given")
 MIN_CHECKPOINTS = 8  # fewer: flagged, too few to check the shape of a 2-parameter law against its scatter
 MAX_FAILED_SHARE = 0.10  # more bootstrap resamples failing than this: flagged
+DEFAULT_BOOTSTRAP = 1000
+# The bootstrap runs in batches of resamples, so its memory stays bounded whatever --bootstrap asks: BATCH at
+# once where they are fitted together (a bootstrap of up to BATCH resamples is one batch, so its numbers do not
+# depend on the batching), LOOP_BATCH between two looks at the clock where they are fitted one by one. A longer
+# one starts with FIRST_BATCH resamples, timed for the estimate of how long the whole will take.
+BATCH = 10_000
+LOOP_BATCH = 50
+FIRST_BATCH = 500
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,7 +414,7 @@ def shifted_power_law(
 ) -> np.ndarray:
     """K (x - E_x)^kappa + E_y (NaN where x < E_x); the parameters may be arrays that broadcast with x."""
     base = np.asarray(x, dtype=float) - E_x
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf beyond float range: `predict` says so
         return np.where(base >= 0, K * np.power(np.clip(base, 0, None), kappa) + E_y, np.nan)
 
 
@@ -655,27 +674,39 @@ def bootstrap(point: LossFit, rows: Checkpoints, law: Law, *, n_boot: int, seed:
     Every resample re-estimates E_x and E_y by the same method as the point estimate (warm-started from it),
     then K and κ. A resample fails when its law cannot be fitted or its E changes method (a compute fit that
     does not converge): failures are counted in `n_boot_failed`, never silently dropped. The compute fit, the
-    minimum and given E are fitted for all resamples at once (`batch_fit`); free E and the paper's estimator
-    (whose point is its own scipy call) one resample at a time.
+    minimum and given E are fitted for a batch of resamples at once (`batch_fit`); free E and the paper's
+    estimator (whose point is its own scipy call) one resample at a time. A bootstrap that will take long is
+    announced with its estimate, and its progress logged (`llm_line.progress`).
     """
     rng = np.random.default_rng(seed)
     assert point.E_x is not None and point.E_y is not None
-    draws = [resample_indices(rows.runs, rng) for _ in range(n_boot)]
-    bar = {"desc": f"bootstrap {point.group}", "unit": "fit", "leave": False, "disable": None if progress else True}
-    if law.mode in ("compute", "min", "given"):
-        samples, ok = _batched_resamples(point, rows, draws, bar)
-        boot = [tuple(float(v) for v in row) for row in samples[ok]]
-        failed = int((~ok).sum())
-    else:
-        boot, failed = [], 0
-        for idx in tqdm(draws, **bar):
+    batched = law.mode in ("compute", "min", "given")
+    sizes = batches(
+        n_boot,
+        BATCH if batched else LOOP_BATCH,
+        f"bootstrap {point.group}",
+        unit="resamples",
+        first=FIRST_BATCH if n_boot > BATCH else None,
+        hint=f"a smaller --bootstrap is faster (the default, {DEFAULT_BOOTSTRAP}, gives 95% intervals)",
+    )
+    bar = {"desc": f"bootstrap {point.group}", "unit": "batch", "leave": False, "disable": None if progress else True}
+    boot: list[tuple[float, float, float, float]] = []
+    failed = 0
+    for size in tqdm(sizes, **bar):
+        draws = [resample_indices(rows.runs, rng) for _ in range(size)]  # the one stream, whatever the batches
+        if batched:
+            samples, ok = _batched_resamples(point, rows, draws)
+            boot += [tuple(float(v) for v in row) for row in samples[ok]]  # type: ignore[misc]
+            failed += int((~ok).sum())
+            continue
+        for idx in draws:
             b = estimate(rows.take(idx), law, start=point)
             if not b.fitted or b.E_x is None or b.E_y is None or b.E_x.method != point.E_x.method:
                 failed += 1
                 continue
             assert b.K is not None and b.kappa is not None
             boot.append((float(b.K), float(b.kappa), float(b.E_x.E), float(b.E_y.E)))
-    point.n_boot, point.n_boot_failed, point.boot = len(boot), failed, boot  # type: ignore[assignment]
+    point.n_boot, point.n_boot_failed, point.boot = len(boot), failed, boot
     if len(boot) >= max(20, n_boot // 2):
         arr = np.array(boot)
         lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
@@ -685,14 +716,12 @@ def bootstrap(point: LossFit, rows: Checkpoints, law: Law, *, n_boot: int, seed:
         point.E_y.ci = _percentile_interval(arr[:, 3], lo, hi)
 
 
-def _batched_resamples(
-    point: LossFit, rows: Checkpoints, draws: list[np.ndarray], bar: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
+def _batched_resamples(point: LossFit, rows: Checkpoints, draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(K, κ, E_x, E_y) of every resample as a (B, 4) array, and which resamples were fitted."""
     assert point.E_x is not None and point.E_y is not None and point.K is not None and point.kappa is not None
     idx, real = batch_fit.padded(draws)
     X, Y = np.where(real, rows.x[idx], np.nan), np.where(real, rows.y[idx], np.nan)
-    stages = tqdm([(X, rows.x, point.E_x), (Y, rows.y, point.E_y)], **bar)
+    stages = [(X, rows.x, point.E_x), (Y, rows.y, point.E_y)]
     (E_x, ok_x), (E_y, ok_y) = (_batched_irreducible(V, values, rows, idx, e) for V, values, e in stages)
     both = np.isfinite(X) & np.isfinite(Y)
     ok = ok_x & ok_y & (both.sum(axis=1) >= 3) & (np.sum(both & (E_x[:, None] < X), axis=1) >= 2)
@@ -842,7 +871,12 @@ def trust_warnings(fit: LossFit, rows: Checkpoints, mode: str) -> list[str]:
 
 def read_irreducible(path: Path) -> dict[tuple[str, str], float]:
     """E values measured elsewhere, from a CSV with columns group, loss, E (`--irreducible-from`)."""
-    table = pd.read_csv(path)
+    if not Path(path).is_file():
+        raise DataError(f"--irreducible-from {path}: no such file; give a CSV with columns group, loss, E")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"--irreducible-from {path}: an empty file; give a CSV with columns group, loss, E") from None
     missing = [c for c in ("group", "loss", "E") if c not in table.columns]
     if missing:
         raise DataError(f"{path}: no column(s) {', '.join(missing)}; an E table has columns group, loss, E")
@@ -916,7 +950,9 @@ def fit_groups(
         raise ValueError(f"irreducible must be one of {', '.join(IRREDUCIBLE_MODES)}, not {irreducible!r}")
     if irreducible == "given" and given is None:
         raise ValueError("irreducible='given' needs the given E values")
-    require_columns(table, [x, y] + ([group] if group else []))
+    require_columns(table, [x], "--x")
+    require_columns(table, [y], "--y")
+    require_columns(table, [group] if group else [], "--group")
     table = table.assign(**{x: loss_values(table, x), y: loss_values(table, y)})
     fits = []
     for name, rows in group_rows(table, group):
@@ -977,6 +1013,12 @@ def predict(fit: LossFit, x_new: float, *, level: float = CI_LEVEL, seed: int = 
             "the law is undefined there"
         )
     y = float(fit.curve(x_new))
+    if not math.isfinite(y):
+        assert fit.x_range is not None
+        raise ValueError(
+            f"the law gives no finite y-loss at {fit.x} = {x_new:.4g} (it overflows); predict within or near the "
+            f"fitted range [{fit.x_range[0]:.4g}, {fit.x_range[1]:.4g}]"
+        )
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     ci: tuple[float, float] | None = None
     pi: tuple[float, float] | None = None
@@ -1141,8 +1183,24 @@ def add_law_arguments(parser: argparse.ArgumentParser) -> None:
         help="column naming each checkpoint's training run: the bootstrap resamples runs, then checkpoints "
         'within runs (default Name; "" = checkpoints as independent)',
     )
-    parser.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="B", help="resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--bootstrap",
+        type=nonnegative_int,
+        default=DEFAULT_BOOTSTRAP,
+        metavar="B",
+        help=f"resamples (default {DEFAULT_BOOTSTRAP}); a long bootstrap is announced with its estimate",
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
+
+
+def require_named_columns(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    """A `--run-col`, `--size-col` or `--tokens-col` the user named must be in the table; only the defaults
+    (Name, Size, Tokens) may be absent: then the checkpoints count as independent, or E falls back to the
+    minimum loss, and the report says so."""
+    for option, default in (("run_col", "Name"), ("size_col", "Size"), ("tokens_col", "Tokens")):
+        value = getattr(args, option, None)
+        if value and value != default:
+            require_columns(table, [value], "--" + option.replace("_", "-"))
 
 
 def law_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -1190,9 +1248,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=output_file(), help="also write the fits (with bootstrap samples) here")
     parser.add_argument("--csv", type=output_file(), help="also write the fitted parameters as a tidy CSV here")
     args = parser.parse_args(argv)
+    command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
 
     try:
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = load_from_args(args, report=to_stderr)
+        table = law_columns(table, [("--x", args.x), *(("--y", y) for y in args.y)], to_stderr)
+        require_named_columns(table, args)
         options = law_options(args)
         runs = {
             y: fit_groups(
@@ -1208,7 +1269,7 @@ def main(argv: list[str] | None = None) -> int:
             for y in args.y
         }
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     predictions = []
     for y, fits in runs.items():
         print(format_fits(fits))

@@ -32,7 +32,19 @@ from llm_line import cli
 from llm_line import fit as fitting
 from llm_line.arguments import output_file
 from llm_line.errors import run_command
-from llm_line.table import DataError, add_arguments, check_convention, load_from_args
+from llm_line.progress import command_logging
+from llm_line.table import (
+    DataError,
+    add_arguments,
+    check_convention,
+    law_columns,
+    listing,
+    load_from_args,
+    loss_values,
+    message,
+    require_columns,
+    to_stderr,
+)
 
 CI_LEVEL = fitting.CI_LEVEL
 
@@ -111,10 +123,14 @@ def offsets(
     """Fit the law on the rows whose `column` is `base`; score every group of `column` against it.
 
     `given` E values are looked up under the base group's name."""
+    require_columns(table, [x], "--x")
+    require_columns(table, [y], "--y")
+    require_columns(table, [column], "--group")
     check_convention(table, f"all rows of this intervention on {column!r}")
+    table = table.assign(**{x: loss_values(table, x), y: loss_values(table, y)})
     groups = dict(fitting.group_rows(table, column))
     if base not in groups:
-        raise KeyError(f"no rows with {column} = {base!r}; the groups are {', '.join(map(repr, groups))}")
+        raise KeyError(f"--base: no rows with {column} = {base!r}; the groups are {listing(list(groups))}")
     base_rows = groups[base].assign(**{column: base})  # E values given per group are looked up under `base`
     (law,) = fitting.fit_groups(
         base_rows,
@@ -135,7 +151,7 @@ def offsets(
     boot = np.array(law.boot) if law.boot else np.empty((0, 4))
     result = Intervention(column, law, [], {})
     for index, (name, rows) in enumerate(groups.items()):
-        rows = rows.dropna(subset=[x, y])
+        rows = rows[np.isfinite(rows[x].to_numpy(float)) & np.isfinite(rows[y].to_numpy(float))]
         xs, ys = rows[x].to_numpy(float), rows[y].to_numpy(float)
         above = xs >= law.E_x.E
         rows, xs, ys = rows[above], xs[above], ys[above]
@@ -224,8 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write the residual panels here (.png and .pdf; a folder: intervention.png/.pdf inside it)",
     )
     args = parser.parse_args(argv)
+    command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     try:
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = load_from_args(args, report=to_stderr)
+        table = law_columns(table, [("--x", args.x), *(("--y", y) for y in args.y)], to_stderr)
+        fitting.require_named_columns(table, args)
         results = [
             offsets(
                 table,
@@ -239,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for y in args.y
         ]
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     for result in results:
         print(format_intervention(result))
         print()

@@ -180,7 +180,10 @@ def grid(
             rows_spec = ["y"]
         elif rows_spec and cols_spec:
             raise KeyError("several y sets need row or col to be 'y' when both facet by columns")
-    require_columns(table, [x, *{c for s in sets for c in s.columns}, *(_as_list(group)), *_as_list(marker)])
+    require_columns(table, [x], "--x")
+    require_columns(table, list(dict.fromkeys(c for s in sets for c in s.columns)), "--y")
+    require_columns(table, _as_list(group), "--group")
+    require_columns(table, _as_list(marker), "--marker")
     table, group_col = combined(table, _as_list(group))
     table = table[table[x].notna()]
     if continuous is None:
@@ -194,12 +197,12 @@ def grid(
         scale = palette.Scale.over(str(group_col), pd.to_numeric(table[group_col], errors="coerce"))
         table = table.assign(**{group_col: table[group_col].map(lambda v: v if pd.isna(v) else _text(v))})
 
-    def facets(spec: list[str]) -> list[tuple[str, pd.DataFrame | None, YSet | None]]:
+    def facets(spec: list[str], option: str) -> list[tuple[str, pd.DataFrame | None, YSet | None]]:
         if not spec:
             return [("", None, None)]
         if spec == ["y"]:
             return [(s.title or (s.columns[0] if not s.together else ""), None, s) for s in sets]
-        require_columns(table, spec)
+        require_columns(table, spec, option)
         framed, name = combined(table, spec)
         assert name is not None
         out = []
@@ -212,7 +215,7 @@ def grid(
             raise KeyError(f"no value of {' / '.join(spec)} has {min_groups} or more groups with both losses")
         return out  # type: ignore[return-value]
 
-    row_items, col_items = facets(rows_spec), facets(cols_spec)
+    row_items, col_items = facets(rows_spec, "--row"), facets(cols_spec, "--col")
     panels: list[_Panel] = []
     if not rows_spec and not cols_spec:  # wrap the y sets
         ncols = min(len(sets), 3)

@@ -39,7 +39,8 @@ from llm_line import fit as fitting
 from llm_line.arguments import output_file, positive_int
 from llm_line.errors import run_command
 from llm_line.panels import unit
-from llm_line.table import DataError, add_arguments, load_from_args
+from llm_line.progress import command_logging
+from llm_line.table import DataError, add_arguments, law_columns, load_from_args, message, to_stderr
 
 __all__ = ["figure", "residual_figure", "save", "unit"]
 
@@ -226,13 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.epilog = (parser.epilog or "") + "; --bootstrap B > 0 draws a 95%% band"
     args = parser.parse_args(argv)
+    command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     matplotlib.use("Agg")  # the command line only writes files
     if args.together:
         ys = [panels.YSet(tuple(y)) for y in args.y]
     else:
         ys = [panels.YSet((y,)) for group in args.y for y in group]
     try:
-        table = load_from_args(args, report=lambda text: print(text, file=sys.stderr))
+        table = load_from_args(args, report=to_stderr)
+        losses = [("--x", args.x), *(("--y", y) for s in ys for y in s.columns)]
+        table = law_columns(table, losses, to_stderr)
+        fitting.require_named_columns(table, args)
         fig, laws = panels.grid(
             table,
             args.x,
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=True,
         )
     except (FileNotFoundError, KeyError, DataError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        parser.error(message(e))
     for (panel, _y), fits in _by_panel(laws).items():
         if panel:
             print(f"[{panel}]")

@@ -152,7 +152,7 @@ def test_the_command_turns_an_os_error_into_one_line(tmp_path):
     script = (
         "import errno, sys; from llm_line import cli, fit\n"
         "def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device', sys.argv.pop())\n"
-        "fit.fit_groups = full\n"
+        "fit.law_columns = full\n"
         "sys.argv[0] = 'llm-line'; sys.exit(cli.main(sys.argv[1:]))\n"
     )
     argv = [sys.executable, "-c", script, "fit", "--data", str(table), "--x", "x", "--y", "y", str(target)]
