@@ -32,6 +32,7 @@ hydra-submitit-launcher's and submitit's: the sbatch options, job arrays, requeu
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import signal
@@ -88,10 +89,14 @@ def setup_failed(launcher: Any, overrides: Sequence[str], error: BaseException) 
     from llm_line import store
     from llm_line.cell import describe, failure_record, identity
 
-    cfg, run_dir = cell_config(launcher, overrides)
+    try:
+        cfg, run_dir = cell_config(launcher, overrides)
+    except Exception:  # noqa: BLE001  (the cell does not compose: `error` may be why; it is what is reported)
+        log.error("%s: %s", " ".join(overrides), line)
+        return failed_job(error, overrides)
     cell = identity(cfg)
     message = f"{describe(cell)}: its run dir could not be set up: {line}"
-    if not run_dir.is_dir():
+    if not os.path.isdir(run_dir):  # (never raises: a name too long is no folder either)
         message += " (no failure.json: its run dir does not exist)"
     else:
         try:

@@ -56,9 +56,8 @@ def os_error_line(error: OSError) -> str | None:
     what, fix = known
     paths = [os.fsdecode(p) for p in (error.filename, error.filename2) if p is not None]
     where = " -> ".join(paths) if paths else "a file"
-    if error.errno in (errno.ENOSPC, errno.EDQUOT) and paths:
-        what += f" ({disk_space(paths[0])})"
-    return f"{where}: {what}; {fix}"
+    space = f" ({disk_space(paths[0])})" if error.errno in (errno.ENOSPC, errno.EDQUOT) and paths else ""
+    return f"{where}: {what}; {fix}{space}"
 
 
 def disk_space(path: str) -> str:

@@ -115,12 +115,10 @@ def test_a_full_disk_at_the_result_keeps_the_metrics_in_the_log_and_failure_json
     line = lines(proc)[-2]  # the sweep's own last line (the summary's lines are its cells' errors too)
     assert line.startswith(
         f"error: llm-line/demo-tiny@main on demo_sounds (0-shot) was computed but its result was not saved: {path}: "
-        "no space left on the device ("
+        "no space left on the device; free space there or write somewhere else ("
     )
     assert " free of " in line and " on the file system at /" in line  # the disk and its free space
-    assert line.endswith(
-        f"free space there or write somewhere else; its metrics are in the log and {run_dir}/failure.json"
-    )
+    assert line.endswith(f"); its metrics are in the log and {run_dir}/failure.json")
     failure = json.loads((run_dir / store.FAILURE).read_text())
     assert failure["error"] == f"CellError: {line.removeprefix('error: ').split('; its metrics')[0]}"
     assert failure["metrics"]["demo_sounds"]["loss"] == pytest.approx(0.05455, abs=1e-5)
@@ -139,7 +137,7 @@ def test_a_full_disk_that_takes_the_failure_record_too_says_so(sweep):
     assert line.startswith("llm-line/demo-tiny@main on demo_colors (0-shot) was computed but its result was not saved")
     assert (
         f"its metrics are in the log only (failure.json could not be written either: {run_dir}/failure.json: no space "
-        "left on the device (" in line
+        "left on the device; free space there or write somewhere else (" in line
     )
     assert not (run_dir / store.FAILURE).exists()
     assert '"loss": 0.0558' in (run_dir / "evaluate.log").read_text()
