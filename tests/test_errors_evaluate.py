@@ -174,3 +174,54 @@ def test_add_bos_token_puts_the_bos_before_every_context(tmp_path, cache_dir, de
             assert scored == pytest.approx(with_bos, abs=1e-5)
             moved = max(moved, abs(scored - without))
     assert moved > 1e-4  # 1.8e-4 at most: the BOS is there, and the demo model barely minds it
+
+
+class NoCallbacks:
+    def on_job_start(self, **kwargs):
+        pass
+
+    def on_job_end(self, **kwargs):
+        pass
+
+
+def test_a_slurm_pack_fails_only_the_cell_whose_run_dir_cannot_be_made(tmp_path, monkeypatch, capsys):
+    """The packed SLURM launcher's job (`PackedSlurmLauncher.__call__`, as submitit runs it on a node) with
+    submitit's environment faked and a task function that records what ran: the blocked cell fails with its
+    one line, the cells after it still run, and the job fails at the end."""
+    import signal
+
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+    from hydra.types import HydraContext
+    from omegaconf import open_dict
+
+    from hydra_plugins.llm_line_launcher import PackedSlurmLauncher
+
+    class Environment:
+        global_rank, num_tasks, job_id = 0, 1, "7_0"
+        _usr_sig = staticmethod(lambda: signal.SIGUSR2)
+
+    monkeypatch.setattr(submitit, "JobEnvironment", Environment)
+    (tmp_path / MODEL / "demo_colors").mkdir(parents=True)
+    (tmp_path / MODEL / "demo_colors" / "0shot").write_text("not a folder")
+    ran = []
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        config = compose("config", overrides=[f"results_dir={tmp_path}"], return_hydra_config=True)
+        with open_dict(config):
+            config.hydra.job.config_name = "config"
+        launcher = PackedSlurmLauncher.__new__(PackedSlurmLauncher)
+        launcher.config, launcher.task_function = config, lambda cfg: ran.append(cfg.task.name)
+        launcher.hydra_context = HydraContext(
+            config_loader=GlobalHydra.instance().config_loader(), callbacks=NoCallbacks()
+        )
+        pack = [[f"task={name}", f"results_dir={tmp_path}"] for name in ("demo_sounds", "demo_colors", "demo")]
+        with pytest.raises(RuntimeError, match="^1 of 3 cells of this job failed"):
+            launcher(pack, "hydra.sweep.dir", [0, 1, 2], "job_id_for_0", Singleton.get_state())
+    assert ran == ["demo_sounds", "demo"]
+    assert (
+        f"llm-line/demo-tiny@main on demo_colors (0-shot): its run dir could not be set up: {tmp_path / MODEL}/"
+        "demo_colors/0shot: already exists; remove it or choose another path"
+        in capsys.readouterr().out  # the job's log
+    )
