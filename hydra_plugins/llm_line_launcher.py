@@ -1,7 +1,17 @@
-"""hydra-submitit-launcher's SLURM launcher, taking jobs of several cells ("packs") from the sweeper.
+"""llm-line's launchers: the local one (the default) and hydra-submitit-launcher's SLURM launcher, taking jobs
+of several cells ("packs") from the sweeper.
 
-`conf/hydra/launcher/slurm.yaml` selects it (`_target_`); everything else is hydra-submitit-launcher's and
-submitit's: the sbatch options, job arrays, requeue on timeout or preemption (`checkpoint`). What it adds:
+Both run each cell through Hydra's `run_job`, which creates the cell's run dir, opens its log and saves its
+config before the cell's own work (llm_line/cell.py) begins; where that fails (a file where the run dir or a
+folder above it must be, a name too long, a full disk), that cell alone fails (`setup_failed`): one line,
+its `failure.json` where its run dir exists, and the other cells run; the sweep fails at the end.
+
+`LocalLauncher` (`conf/hydra/launcher/local.yaml`, the default of conf/config.yaml): the cells one after another
+in this process, as Hydra's basic launcher runs them.
+
+`PackedSlurmLauncher` (`conf/hydra/launcher/slurm.yaml` selects it): everything else is
+hydra-submitit-launcher's and submitit's: the sbatch options, job arrays, requeue on timeout or preemption
+(`checkpoint`). What it adds:
 
 - a job runs the cells of its pack one after another in one process, so the model is loaded once
   (llm_line/harness.py keeps the last model loaded); each cell gets its own run dir, log and result or
@@ -22,6 +32,7 @@ submitit's: the sbatch options, job arrays, requeue on timeout or preemption (`c
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import signal
@@ -33,14 +44,110 @@ from types import FrameType
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from omegaconf import OmegaConf, open_dict
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from llm_line.compat import failed_job
+from llm_line.errors import CellError, user_error_line
 
 log = logging.getLogger(__name__)
+
+
+def cell_config(launcher: Any, overrides: Sequence[str]) -> tuple[DictConfig, Path]:
+    """(the cell's config without `hydra`, its run dir), composed as the launcher composes a cell."""
+    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, run_dir
+
+
+def user_line(error: BaseException) -> str | None:
+    """The one line of a user-fixable error, or of the one it was raised from (logging's "Unable to configure
+    handler" wraps the OSError of a log file that cannot be opened); None for a bug."""
+    cause: BaseException | None = error
+    while cause is not None:
+        line = user_error_line(cause)
+        if line is not None:
+            return line
+        cause = cause.__cause__
+    return None
+
+
+def setup_failed(launcher: Any, overrides: Sequence[str], error: BaseException) -> JobReturn:
+    """The failed JobReturn of a cell whose job ended before the cell's own work began (called where `error`
+    is caught). A user-fixable error (its run dir cannot be created, its log not opened) becomes one line
+    naming the cell, logged now, with a `failure.json` where the run dir exists (so the next plan counts the
+    cell as failed before); anything else (a bug) keeps its error and traceback."""
+    line = user_line(error)
+    if line is None:
+        return failed_job(error, overrides)
+    from llm_line import store
+    from llm_line.cell import describe, failure_record, identity
+
+    try:
+        cfg, run_dir = cell_config(launcher, overrides)
+    except Exception:  # noqa: BLE001  (the cell does not compose: `error` may be why; it is what is reported)
+        log.error("%s: %s", " ".join(overrides), line)
+        return failed_job(error, overrides)
+    cell = identity(cfg)
+    message = f"{describe(cell)}: its run dir could not be set up: {line}"
+    if not os.path.isdir(run_dir):  # (never raises: a name too long is no folder either)
+        message += " (no failure.json: its run dir does not exist)"
+    else:
+        try:
+            store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, CellError(message), time.time()))
+        except OSError as e:
+            message += f" (no failure.json either: {user_error_line(e) or e})"
+    log.error("%s", message)
+    failed = CellError(message)
+    failed.__cause__ = error
+    return failed_job(failed, overrides)
+
+
+class LocalLauncher(Launcher):
+    """The cells one after another in this process, as Hydra's basic launcher runs them, except that a cell
+    whose job cannot be set up fails alone (`setup_failed`) instead of ending the sweep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs locally", len(job_overrides))
+        returns: list[JobReturn] = []
+        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+            try:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                with open_dict(cfg):
+                    cfg.hydra.job.id = cfg.hydra.job.num = num
+                returns.append(
+                    run_job(
+                        hydra_context=self.hydra_context,
+                        task_function=self.task_function,
+                        config=cfg,
+                        job_dir_key="hydra.sweep.dir",
+                        job_subdir_key="hydra.sweep.subdir",
+                    )
+                )
+            except Exception as e:  # before or around the cell's own work (whose errors run_job keeps)
+                returns.append(setup_failed(self, overrides, e))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return returns
 
 
 class NotRunError(RuntimeError):
@@ -123,7 +230,7 @@ class PackedSlurmLauncher(SlurmLauncher):
             except (Exception, SystemExit) as e:  # composing failed, or the cell exited: the next cell still runs
                 if watch.requeued:  # submitit requeued this job and exits it: the requeued job resumes here
                     raise
-                returns.append(failed_job(e, overrides))
+                returns.append(setup_failed(self, overrides, e))
             if watch.exhausted:  # the signal may have come outside the cell's own work: blame it too if it left nothing
                 self.blame_unfinished([o for o, _ in cells[i:]], " ".join(overrides), watch.exhausted)
                 raise submitit.core.utils.UncompletedJobError(watch.exhausted)
@@ -149,10 +256,7 @@ class PackedSlurmLauncher(SlurmLauncher):
 
         error = NotRunError(f"not run: {reason} (the job's time ran out while it computed {running})")
         for overrides in unfinished:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-            with open_dict(cfg):
-                del cfg["hydra"]
+            cfg, run_dir = cell_config(self, overrides)
             holder = claims.read(run_dir / store.RUNNING)
             if finished(cfg, run_dir) is not None or (holder is not None and claims.alive(holder)):
                 continue

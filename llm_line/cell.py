@@ -2,11 +2,13 @@
 
 This is where a cell runs. The order matters: the resume decision comes first and costs only a JSON read
 (no torch, no model); a failing cell writes `failure.json` (with the error) and re-raises, so a sweep
-reports it and no half-written result ever exists.
+reports it and no half-written result ever exists. The computed metrics are logged before `result.json` is
+written, so a disk that fills at that moment loses no number (they also go into the `failure.json`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -20,9 +22,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from llm_line import claims, fingerprint, loggers, store
-from llm_line.checks import check_config
+from llm_line.checks import check_config, log_to_files
 from llm_line.config import DEFAULT_FEWSHOT_SEED  # also registers the cell_dir resolver a SLURM job resolves
-from llm_line.errors import CellError
+from llm_line.errors import CellError, user_error_line
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,44 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         try:
             result = compute(cfg, cell, started, run_dir)
         except Exception as e:
-            store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, e, started))
+            unwritten = write_failure(run_dir, failure_record(cfg, cell, e, started))
+            if unwritten:
+                log.error("%s", unwritten)
             raise
-        store.write_json(run_dir / store.RESULT, result)
+        log.info("%s", summary(result))
+        log_to_files(f"Metrics of {describe(cell)}: {json.dumps(result['metrics'], default=str)}")
+        try:
+            store.write_json(run_dir / store.RESULT, result)
+        except OSError as e:
+            raise result_unwritten(cfg, cell, result, started, run_dir, e) from e
     finally:
         claims.release(run_dir)
-    log.info("%s\nWrote %s", summary(result), run_dir / store.RESULT)
+    log.info("Wrote %s", run_dir / store.RESULT)
     loggers.log_result(cfg.logger, run_dir, result)
     return result
+
+
+def write_failure(run_dir: Path, record: dict[str, Any]) -> str:
+    """Write `failure.json`; return "" or why it could not be written (a full disk): the cell's own error must
+    still reach the user, so this never raises an OS error."""
+    try:
+        store.write_json(run_dir / store.FAILURE, record)
+    except OSError as e:
+        return f"{store.FAILURE} could not be written either: {user_error_line(e) or e}"
+    return ""
+
+
+def result_unwritten(
+    cfg: DictConfig, cell: dict[str, Any], result: dict[str, Any], started: float, run_dir: Path, error: OSError
+) -> CellError:
+    """The error of a cell computed but whose `result.json` could not be written (a full disk): one line naming
+    the file and its disk. Its metrics, already in the log, go into a `failure.json` written apart (smaller, it
+    may still fit; if not, the line says so)."""
+    message = f"{describe(cell)} was computed but its result was not saved: {user_error_line(error) or error}"
+    record = {**failure_record(cfg, cell, CellError(message), started), "metrics": result["metrics"]}
+    unwritten = write_failure(run_dir, record)
+    where = f"the log only ({unwritten})" if unwritten else f"the log and {run_dir / store.FAILURE}"
+    return CellError(f"{message}; its metrics are in {where}")
 
 
 def compute(cfg: DictConfig, cell: dict[str, Any], started: float, run_dir: Path) -> dict[str, Any]:

@@ -159,8 +159,13 @@ def one_line_errors() -> Iterator[None]:
 
 def log_traceback(error: BaseException) -> None:
     """Write the traceback of `error` to the log files only (the console gets the one line)."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,), None)
-    record.exc_text = "".join(traceback.format_exception(error)).rstrip()
+    log_to_files(str(error), logging.ERROR, "".join(traceback.format_exception(error)).rstrip())
+
+
+def log_to_files(message: str, level: int = logging.INFO, exc_text: str | None = None) -> None:
+    """Write `message` (and a traceback's text) to the log files only: what is too long for the console."""
+    record = log.makeRecord(log.name, level, __file__, 0, "%s", (message,), None)
+    record.exc_text = exc_text
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
