@@ -176,14 +176,14 @@ def value_node(cfg: DictConfig, key: str) -> ValueNode | None:
 NOT_A_VALUE = object()  # what checked_change returns for an override that does more than change a value
 
 
-def checked_change(override: Override, cfg: DictConfig) -> Any:
+def checked_change(override: Override, cfg: DictConfig, node: ValueNode | None) -> Any:
     """The raw value (`_value()`: converted, interpolations unresolved) that a plain change of a value
     (`model.step=3000`) gives its node in `cfg`, the override applied and checked by Hydra's own code exactly as
-    a compose applies it, then undone; raises as the compose would. NOT_A_VALUE for an override that adds,
+    a compose applies it, then undone; raises as the compose would (`node`: value_node(cfg, its key)).
+    NOT_A_VALUE for an override that adds,
     deletes or replaces a container, or whose value is a dict, a list or an interpolation: such an override is
     not undone this way (Hydra's update of a value node with a plain value keeps the node and sets its value)."""
     value = override.value()
-    node = value_node(cfg, override.key_or_group)
     if (
         override.type != OverrideType.CHANGE
         or override.package is not None
@@ -195,7 +195,9 @@ def checked_change(override: Override, cfg: DictConfig) -> Any:
     before = node._value()
     try:
         apply_overrides([override], cfg)
-        return node._value() if value_node(cfg, override.key_or_group) is node else NOT_A_VALUE
+        parent = node._get_parent()
+        kept = isinstance(parent, DictConfig) and parent._get_node(node._key(), validate_access=False) is node
+        return node._value() if kept else NOT_A_VALUE
     finally:
         node._set_value(before)
 

@@ -166,8 +166,8 @@ class Base:
 
     cfg: DictConfig
     tops: dict[str, str]  # top-level key -> its signature, which decides how overrides below it validate
-    signatures: dict[Unit, str]
-    reads: dict[Unit, tuple[Unit, ...]]
+    reads: dict[Unit, frozenset[Unit]]
+    keys: dict[Unit, tuple]  # the unit and the signatures of the units it reads: its key in CellComposer.resolved
     cell_dir: bool  # its hydra.sweep.subdir is CELL_DIR
     nodes: dict[str, Any] = field(default_factory=dict)
 
@@ -188,10 +188,11 @@ class Base:
                     break
                 pending.extend(refs - found)
                 found |= refs
-            reads[unit] = tuple(sorted(found))
+            reads[unit] = frozenset(found)
         tops = {top: compat.node_signature(cfg, top) for top in raw}
         signatures = {unit: compat.node_signature(cfg if len(unit) == 1 else cfg[unit[0]], unit[-1]) for unit in values}
-        return cls(cfg, tops, signatures, reads, raw["hydra"]["sweep"].get("subdir") == CELL_DIR)
+        keys = {unit: (unit, *(signatures[u] for u in sorted(reads[unit]))) for unit in values}
+        return cls(cfg, tops, reads, keys, raw["hydra"]["sweep"].get("subdir") == CELL_DIR)
 
     def node(self, key: str) -> Any:
         """The value node at `key` (compat.value_node), looked up once."""
@@ -307,7 +308,7 @@ class CellComposer:
         key = (base.tops[top], str(override.input_line))
         if key not in self.checked:
             try:
-                self.checked[key] = compat.checked_change(override, base.cfg)
+                self.checked[key] = compat.checked_change(override, base.cfg, base.node(override.key_or_group))
             except Exception as e:  # noqa: BLE001  (its cells are error cells)
                 self.checked[key] = e
         found = self.checked[key]
@@ -317,16 +318,16 @@ class CellComposer:
 
     def top(self, base: Base, units: list[tuple[Unit, str, Any, str]], top: str) -> Any:
         """The top-level node `top` of a cell with these checked changes: a value, or a Resolved of its fields."""
-        if (top,) in base.signatures or top not in base.tops:
+        if (top,) in base.keys or top not in base.tops:
             return self.unit(base, units, (top,))
         return Resolved(lambda field: self.unit(base, units, (top, field)))
 
     def unit(self, base: Base, units: list[tuple[Unit, str, Any, str]], unit: Unit) -> Any:
         """A unit's resolved value for a cell with these checked changes, shared by every cell with the same
         signatures and changes of the units it reads."""
-        reads = base.reads.get(unit, ())
+        reads = base.reads.get(unit, frozenset())
         applied = [(key, raw, line) for u, key, raw, line in units if u in reads]
-        key = (unit, *(base.signatures[u] for u in reads), *(line for _, _, line in applied))
+        key = (base.keys.get(unit, unit), *(line for _, _, line in applied))
         if key not in self.resolved:
             try:
                 self.resolved[key] = read(base.cfg, [(base.node(k), raw) for k, raw, _ in applied], *unit)

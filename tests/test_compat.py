@@ -64,16 +64,19 @@ def test_checked_changes_are_set_in_place_and_undone_interpolations_included():
     before = OmegaConf.to_yaml(cfg)
     parser = OverridesParser.create()
     changes = parser.parse_overrides(["model.size=410m", "model.revision=step7", "shots=5"])
-    checked = [(compat.value_node(cfg, o.key_or_group), compat.checked_change(o, cfg)) for o in changes]
+    nodes = [compat.value_node(cfg, o.key_or_group) for o in changes]
+    checked = [(node, compat.checked_change(o, cfg, node)) for o, node in zip(changes, nodes, strict=True)]
     assert [raw for _, raw in checked] == ["410m", "step7", 5] and OmegaConf.to_yaml(cfg) == before
     with compat.values_set(checked):
         assert (cfg.model.size, cfg.model.revision, cfg.shots) == ("410m", "step7", 5)
     assert OmegaConf.to_yaml(cfg) == before  # `revision` is its interpolation again
     with pytest.raises(ConfigCompositionException, match="shots=many"):
-        compat.checked_change(parser.parse_override("shots=many"), cfg)
+        compat.checked_change(parser.parse_override("shots=many"), cfg, compat.value_node(cfg, "shots"))
     assert OmegaConf.to_yaml(cfg) == before  # a failing override leaves nothing behind
     for line in ("+model.extra=1", "~model.tokenizer", "model.sizes={}", "model.name=${task.name}", "model.revison=x"):
-        assert compat.checked_change(parser.parse_override(line), cfg) is compat.NOT_A_VALUE  # never in place
+        override = parser.parse_override(line)
+        node = compat.value_node(cfg, override.key_or_group)
+        assert compat.checked_change(override, cfg, node) is compat.NOT_A_VALUE  # never in place
     assert OmegaConf.to_yaml(cfg) == before
 
 
