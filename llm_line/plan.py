@@ -168,6 +168,7 @@ class Base:
     tops: dict[str, str]  # top-level key -> its signature, which decides how overrides below it validate
     reads: dict[Unit, frozenset[Unit]]
     keys: dict[Unit, tuple]  # the unit and the signatures of the units it reads: its key in CellComposer.resolved
+    containers: frozenset[str]  # the top-level keys that hold a config node, not a value
     cell_dir: bool  # its hydra.sweep.subdir is CELL_DIR
     nodes: dict[str, Any] = field(default_factory=dict)
 
@@ -191,8 +192,12 @@ class Base:
             reads[unit] = frozenset(found)
         tops = {top: compat.node_signature(cfg, top) for top in raw}
         signatures = {unit: compat.node_signature(cfg if len(unit) == 1 else cfg[unit[0]], unit[-1]) for unit in values}
-        keys = {unit: (unit, *(signatures[u] for u in sorted(reads[unit]))) for unit in values}
-        return cls(cfg, tops, reads, keys, raw["hydra"]["sweep"].get("subdir") == CELL_DIR)
+        for top, node in raw.items():  # a node read whole: what any of its fields reads
+            if isinstance(node, dict):
+                reads[(top,)] = frozenset().union(*(reads[(top, f)] for f in node))
+        keys = {unit: (unit, *(signatures[u] for u in sorted(reads[unit]))) for unit in reads}
+        containers = frozenset(top for top, node in raw.items() if isinstance(node, dict))
+        return cls(cfg, tops, reads, keys, containers, raw["hydra"]["sweep"].get("subdir") == CELL_DIR)
 
     def node(self, key: str) -> Any:
         """The value node at `key` (compat.value_node), looked up once."""
@@ -317,20 +322,24 @@ class CellComposer:
         return found
 
     def top(self, base: Base, units: list[tuple[Unit, str, Any, str]], top: str) -> Any:
-        """The top-level node `top` of a cell with these checked changes: a value, or a Resolved of its fields."""
-        if (top,) in base.keys or top not in base.tops:
-            return self.unit(base, units, (top,))
-        return Resolved(lambda field: self.unit(base, units, (top, field)))
+        """The top-level node `top` of a cell with these checked changes: a value, or a Resolved of its fields
+        (shared like a unit's value: a checkpoint's `model` for all its tasks)."""
+        if top in base.containers:
+            return self.unit(base, units, (top,), lambda: Resolved(lambda f: self.unit(base, units, (top, f))))
+        return self.unit(base, units, (top,))
 
-    def unit(self, base: Base, units: list[tuple[Unit, str, Any, str]], unit: Unit) -> Any:
-        """A unit's resolved value for a cell with these checked changes, shared by every cell with the same
-        signatures and changes of the units it reads."""
+    def unit(
+        self, base: Base, units: list[tuple[Unit, str, Any, str]], unit: Unit, make: Callable[[], Any] | None = None
+    ) -> Any:
+        """A unit's resolved value (or what `make` makes) for a cell with these checked changes, shared by every
+        cell with the same signatures and changes of the units it reads."""
         reads = base.reads.get(unit, frozenset())
         applied = [(key, raw, line) for u, key, raw, line in units if u in reads]
         key = (base.keys.get(unit, unit), *(line for _, _, line in applied))
         if key not in self.resolved:
             try:
-                self.resolved[key] = read(base.cfg, [(base.node(k), raw) for k, raw, _ in applied], *unit)
+                changes = [(base.node(k), raw) for k, raw, _ in applied]
+                self.resolved[key] = make() if make is not None else read(base.cfg, changes, *unit)
             except Exception as e:  # noqa: BLE001  (raised for each cell that reads it)
                 self.resolved[key] = e
         found = self.resolved[key]
