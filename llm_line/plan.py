@@ -388,7 +388,7 @@ def make_plan(
             try:
                 cfg, planned.run_dir = composer.values(overrides)
                 classify(planned, cfg, sweep_dir, submitted, queue)
-                planned.compose = functools.partial(composer.compose, list(overrides))
+                planned.compose = functools.partial(composer.compose, planned.overrides)
             except Exception as e:  # noqa: BLE001  (one bad cell never stops the others)
                 planned.state, planned.detail = "error", f"{type(e).__name__}: {e}".splitlines()[0]
             cells.append(planned)

@@ -174,3 +174,17 @@ def test_a_name_that_cannot_make_a_folder_is_an_error_cell_of_one_line(loader_an
     assert "8 cells in the grid: 0 done, 0 running and 0 queued elsewhere, 0 failed before, 7 with errors" in (
         plan.describe()
     )
+
+
+def test_a_sweep_dry_run_counts_a_cell_that_cannot_make_a_folder_as_an_error(cli, tmp_path):
+    results = tmp_path / "results"
+    proc = cli(
+        "-m", "model=demo", "model.name=..,mine", "task=demo_sounds", "hydra.sweeper.dry_run=true", results_dir=results
+    )
+    out = proc.stdout + proc.stderr
+    assert (
+        "2 cells in the grid: 0 done, 0 running and 0 queued elsewhere, 0 failed before, 1 with errors; 1 to launch"
+        in out
+    )
+    assert "model.name='..' cannot name a results folder; use a name with a letter or digit" in out
+    assert "Traceback" not in out and not results.exists()
