@@ -195,7 +195,8 @@ class Base:
         for top, node in raw.items():  # a node read whole: what any of its fields reads
             if isinstance(node, dict):
                 reads[(top,)] = frozenset().union(*(reads[(top, f)] for f in node))
-        keys = {unit: (unit, *(signatures[u] for u in sorted(reads[unit]))) for unit in reads}
+        # a unit read but not there (a dangling interpolation, an error only where it is read) has no signature
+        keys = {unit: (unit, *(signatures.get(u, "") for u in sorted(reads[unit]))) for unit in reads}
         containers = frozenset(top for top, node in raw.items() if isinstance(node, dict))
         return cls(cfg, tops, reads, keys, containers, raw["hydra"]["sweep"].get("subdir") == CELL_DIR)
 
