@@ -341,7 +341,7 @@ class CellComposer:
         key = (base.keys.get(unit, unit), *(line for _, _, line in applied))
         if key not in self.resolved:
             try:
-                changes = [(base.node(k), raw) for k, raw, _ in applied]
+                changes = [(base.node(k), raw) for k, raw, _ in applied] if make is None else []
                 self.resolved[key] = make() if make is not None else read(base.cfg, changes, *unit)
             except Exception as e:  # noqa: BLE001  (raised for each cell that reads it)
                 self.resolved[key] = e
@@ -411,19 +411,16 @@ def classify(
     planned.cell, planned.settings = identity(cfg), fingerprint.settings(cfg)  # type: ignore[arg-type]
     planned.load_key, planned.hub_revisions = load_key(cfg.model), hub.hub_revisions([cfg])
     run_dir = sweep_dir / planned.run_dir
-    if not run_dir.is_dir():  # nothing there yet (most cells of a new grid): no result, claim or failure
-        if planned.run_dir in submitted:
-            planned.state, planned.detail = "queued", f"by {submitted[planned.run_dir]}"
-        return
-    holder = claims.read(run_dir / store.RUNNING)
-    if store.finished_result(run_dir, planned.cell, planned.settings, force=cfg.force, repair=False) is not None:
+    exists = run_dir.is_dir()  # not for most cells of a new grid: then no result, claim or failure to read
+    holder = claims.read(run_dir / store.RUNNING) if exists else None
+    if exists and store.finished_result(run_dir, planned.cell, planned.settings, cfg.force, repair=False) is not None:
         planned.state = "done"
     elif holder is not None and claims.alive(holder, queue):
         planned.state = "running"
         planned.detail = f"since {holder.get('started', '?')} ({holder.get('slurm_job_id') or holder.get('host')})"
     elif planned.run_dir in submitted:
         planned.state, planned.detail = "queued", f"by {submitted[planned.run_dir]}"
-    elif (run_dir / store.FAILURE).exists():
+    elif exists and (run_dir / store.FAILURE).exists():
         planned.state = "failed"
 
 
