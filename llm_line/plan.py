@@ -150,6 +150,8 @@ class Resolved(dict):
             return default
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):  # a protocol lookup (copy, pickle), never a config key
+            raise AttributeError(key)
         try:
             return self[key]
         except KeyError:
