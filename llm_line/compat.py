@@ -178,11 +178,12 @@ NOT_A_VALUE = object()  # what checked_change returns for an override that does 
 
 def checked_change(override: Override, cfg: DictConfig, node: ValueNode | None) -> Any:
     """The raw value (`_value()`: converted, interpolations unresolved) that a plain change of a value
-    (`model.step=3000`) gives its node in `cfg`, the override applied and checked by Hydra's own code exactly as
-    a compose applies it, then undone; raises as the compose would (`node`: value_node(cfg, its key)).
-    NOT_A_VALUE for an override that adds,
-    deletes or replaces a container, or whose value is a dict, a list or an interpolation: such an override is
-    not undone this way (Hydra's update of a value node with a plain value keeps the node and sets its value)."""
+    (`model.step=3000`) gives its node in `cfg` (`node`: value_node(cfg, its key)), the override applied and
+    checked by Hydra's own code exactly as a compose applies it, then undone; raises as the compose would.
+
+    NOT_A_VALUE for an override that adds, deletes or replaces a container, or whose value is a dict, a list or
+    an interpolation: only a plain value is set this way (Hydra's update of a value node keeps the node and sets
+    its value, checked here: `_get_parent`, `_get_node`), the rest needs a copy of the config."""
     value = override.value()
     if (
         override.type != OverrideType.CHANGE

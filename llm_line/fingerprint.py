@@ -153,13 +153,13 @@ def run_dir_of(cell: Mapping[str, Any]) -> str:
     return cell_dir(cell["model"], cell["revision"], cell["task"], cell["shots"], cell["limit"], cell["fewshot_seed"])
 
 
+_MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+_CORPUS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CorpusConfig)}
+
+
 def default(key: str) -> Any:
     """A model setting's schema default, for configs stored before the setting existed."""
     return _MODEL_DEFAULTS[key]
-
-
-_MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-_CORPUS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CorpusConfig)}
 
 
 def backend_family(backend: str) -> str:
