@@ -8,30 +8,36 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import omegaconf.base
+import omegaconf.errors
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.utils import JobReturn
-from omegaconf import DictConfig, OmegaConf, ValueNode
+from omegaconf import Container, DictConfig, OmegaConf, ValueNode
 
 __all__ = [
     "BasicSweeper",
     "ConfigLoaderImpl",
     "apply_overrides",
     "cached_interpolation_parsing",
+    "checked_change",
     "detect_batch_size",
     "encode_pair",
     "env_info_kept",
     "hflm_loglikelihood_tokens",
     "job_error",
-    "overrides_applied",
+    "node_signature",
+    "references",
+    "value_node",
+    "values_set",
 ]
 # BasicSweeper: Hydra's own sweeper (hydra._internal), which llm-line's sweeper extends: Hydra has no public
 # base class for a sweeper that expands override grids the way the basic sweeper does.
@@ -113,31 +119,102 @@ def cached_interpolation_parsing() -> Iterator[None]:
         omegaconf.base.parse = original
 
 
-@contextmanager
-def overrides_applied(overrides: Sequence[Override], cfg: DictConfig) -> Iterator[DictConfig]:
-    """`cfg` with value overrides applied in place for the block, then every changed value restored as it was
-    (an interpolation stays an interpolation): a config shared by many cells is read without a copy per cell.
+# Resolvers that read the config by a key given as text (`${oc.select:model.name}`): what they refer to cannot be
+# told from the interpolation.
+KEY_READING_RESOLVERS = ("oc.select", "oc.deprecated", "oc.dict.keys", "oc.dict.values")
 
-    Only plain changes of existing values are undone this way (OmegaConf's `_get_node`, `_value`,
-    `_set_value`: Hydra's update keeps the node and sets its value); an override that adds, deletes or
-    replaces a container gets a copy of `cfg` instead.
-    """
-    nodes = []
-    for override in overrides:
-        parent_key, _, leaf = override.key_or_group.rpartition(".")
-        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-        node = parent._get_node(leaf, validate_access=False) if isinstance(parent, DictConfig) else None
-        if override.type != OverrideType.CHANGE or not isinstance(node, ValueNode):
-            copied = copy.deepcopy(cfg)
-            apply_overrides(overrides, copied)
-            yield copied
-            return
-        nodes.append((node, node._value()))
+
+def references(text: str) -> list[tuple[int, tuple[str, ...]]] | None:
+    """The config nodes an interpolation string refers to, each as (leading dots, keys): `${..sizes}` ->
+    (2, ("sizes",)), `${model.name}` -> (0, ("model", "name")), resolver arguments included (OmegaConf's
+    grammar, the parse trees `omegaconf.base.parse` returns). None where that cannot be told from the text: a
+    key that is itself an interpolation (`${.${k}}`), a resolver that reads the config by key
+    (KEY_READING_RESOLVERS), text that does not parse."""
+    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser as Grammar
+
+    found: list[tuple[int, tuple[str, ...]]] = []
     try:
-        apply_overrides(overrides, cfg)
-        yield cfg
+        pending = [omegaconf.base.parse(text)]
+    except omegaconf.errors.GrammarParseError:  # resolving it raises, where the cell is resolved
+        return None
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Grammar.InterpolationResolverContext):
+            if node.resolverName().getText() in KEY_READING_RESOLVERS:
+                return None
+        elif isinstance(node, Grammar.InterpolationNodeContext):
+            keys = node.configKey()
+            if not keys or any(key.interpolation() is not None for key in keys):
+                return None
+            after_open = [child.getText() for child in node.getChildren()][1:]
+            dots = next(i for i, part in enumerate(after_open) if part != ".")
+            found.append((dots, tuple(key.getText() for key in keys)))
+            continue
+        pending.extend(node.getChildren() if hasattr(node, "getChildren") else [])
+    return found
+
+
+def node_signature(cfg: DictConfig, key: str) -> str:
+    """What decides how overrides of `cfg[key]` validate and how its interpolations resolve, as text: the node's
+    class and structured type (`_get_node`, `_metadata`) and its raw content, interpolations unresolved. Equal
+    signatures from two composed configs: the same override gives the same value or error in both."""
+    node = cfg._get_node(key)
+    raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, Container) else node._value()  # type: ignore[union-attr]
+    kind = f"{type(node).__name__}:{node._metadata.object_type}:{node._metadata.ref_type}:{node._metadata.optional}"  # type: ignore[union-attr]
+    return kind + json.dumps(raw, sort_keys=True, default=repr)
+
+
+def value_node(cfg: DictConfig, key: str) -> ValueNode | None:
+    """The value node at `key` (`model.step`), or None where `key` names a container or nothing (OmegaConf's
+    `_get_node`, which reads a node without resolving it)."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    node = parent._get_node(leaf, validate_access=False) if isinstance(parent, DictConfig) else None
+    return node if isinstance(node, ValueNode) else None
+
+
+NOT_A_VALUE = object()  # what checked_change returns for an override that does more than change a value
+
+
+def checked_change(override: Override, cfg: DictConfig, node: ValueNode | None) -> Any:
+    """The raw value (`_value()`: converted, interpolations unresolved) that a plain change of a value
+    (`model.step=3000`) gives its node in `cfg` (`node`: value_node(cfg, its key)), the override applied and
+    checked by Hydra's own code exactly as a compose applies it, then undone; raises as the compose would.
+
+    NOT_A_VALUE for an override that adds, deletes or replaces a container, or whose value is a dict, a list or
+    an interpolation: only a plain value is set this way (Hydra's update of a value node keeps the node and sets
+    its value, checked here: `_get_parent`, `_get_node`), the rest needs a copy of the config."""
+    value = override.value()
+    if (
+        override.type != OverrideType.CHANGE
+        or override.package is not None
+        or node is None
+        or isinstance(value, dict | list)
+        or (isinstance(value, str) and "${" in value)
+    ):
+        return NOT_A_VALUE
+    before = node._value()
+    try:
+        apply_overrides([override], cfg)
+        parent = node._get_parent()
+        kept = isinstance(parent, DictConfig) and parent._get_node(node._key(), validate_access=False) is node
+        return node._value() if kept else NOT_A_VALUE
     finally:
-        for node, raw in reversed(nodes):
+        node._set_value(before)
+
+
+@contextmanager
+def values_set(changes: Sequence[tuple[ValueNode, Any]]) -> Iterator[None]:
+    """Value nodes set to raw values (checked_change's) for the block, then restored as they were (an
+    interpolation stays an interpolation): a config shared by many cells is read with one cell's values without
+    a copy (`_value`, `_set_value`)."""
+    before = [(node, node._value()) for node, _ in changes]
+    try:
+        for node, raw in changes:
+            node._set_value(raw)
+        yield
+    finally:
+        for node, raw in reversed(before):
             node._set_value(raw)
 
 

@@ -153,9 +153,13 @@ def run_dir_of(cell: Mapping[str, Any]) -> str:
     return cell_dir(cell["model"], cell["revision"], cell["task"], cell["shots"], cell["limit"], cell["fewshot_seed"])
 
 
+_MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+_CORPUS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CorpusConfig)}
+
+
 def default(key: str) -> Any:
     """A model setting's schema default, for configs stored before the setting existed."""
-    return {f.name: f.default for f in dataclasses.fields(ModelConfig)}[key]
+    return _MODEL_DEFAULTS[key]
 
 
 def backend_family(backend: str) -> str:
@@ -177,9 +181,9 @@ def weights(model: Mapping[str, Any]) -> str:
     if model.get("demo_size"):
         return f"demo:{model['demo_size']}"
     pretrained = str(model["pretrained"])
-    folder = Path(pretrained).expanduser()
-    if not folder.is_dir():
+    if not os.path.isdir(os.path.expanduser(pretrained)):  # a hub id (os.path: a plan asks for every cell)
         return pretrained
+    folder = Path(pretrained).expanduser()
     loaded = folder / str(model["revision"])
     config = (loaded if loaded.is_dir() else folder) / "config.json"
     return f"local:{file_digest(str(config))}" if config.is_file() else f"local:{folder.name}"
@@ -188,7 +192,7 @@ def weights(model: Mapping[str, Any]) -> str:
 def corpus_settings(corpus: Mapping[str, Any], max_length: int | None) -> dict[str, Any]:
     """A corpus cell's settings: its selection and method, the effective context length, the separator, and
     its local files by content (name, size, hash), not by path."""
-    values = {f.name: corpus.get(f.name, f.default) for f in dataclasses.fields(CorpusConfig)}
+    values = {name: corpus.get(name, value) for name, value in _CORPUS_DEFAULTS.items()}
     found = {k: v for k, v in values.items() if k not in CORPUS_LEFT_OUT}
     if found["method"] == "packed":  # the chunk length plays no part in packed windows
         found.pop("chunk_length")

@@ -58,24 +58,34 @@ def test_is_config_group_tells_groups_from_values():
         assert not compat.is_config_group(loader, "model.size") and not compat.is_config_group(loader, "shots")
 
 
-def test_overrides_applied_in_place_are_undone_interpolations_included():
+def test_checked_changes_are_set_in_place_and_undone_interpolations_included():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["model=pythia"])
     before = OmegaConf.to_yaml(cfg)
     parser = OverridesParser.create()
     changes = parser.parse_overrides(["model.size=410m", "model.revision=step7", "shots=5"])
-    with compat.overrides_applied(changes, cfg) as applied:
-        assert applied is cfg and (cfg.model.size, cfg.model.revision, cfg.shots) == ("410m", "step7", 5)
+    nodes = [compat.value_node(cfg, o.key_or_group) for o in changes]
+    checked = [(node, compat.checked_change(o, cfg, node)) for o, node in zip(changes, nodes, strict=True)]
+    assert [raw for _, raw in checked] == ["410m", "step7", 5] and OmegaConf.to_yaml(cfg) == before
+    with compat.values_set(checked):
+        assert (cfg.model.size, cfg.model.revision, cfg.shots) == ("410m", "step7", 5)
     assert OmegaConf.to_yaml(cfg) == before  # `revision` is its interpolation again
-    with (
-        pytest.raises(ConfigCompositionException),
-        compat.overrides_applied(parser.parse_overrides(["shots=2", "model.revison=x"]), cfg),
-    ):
-        pass
+    with pytest.raises(ConfigCompositionException, match="shots=many"):
+        compat.checked_change(parser.parse_override("shots=many"), cfg, compat.value_node(cfg, "shots"))
     assert OmegaConf.to_yaml(cfg) == before  # a failing override leaves nothing behind
-    with compat.overrides_applied(parser.parse_overrides(["+model.extra=1"]), cfg) as copied:
-        assert copied is not cfg and copied.model.extra == 1  # adding a key: a copy, never the shared config
-    assert "extra" not in cfg.model
+    for line in ("+model.extra=1", "~model.tokenizer", "model.sizes={}", "model.name=${task.name}", "model.revison=x"):
+        override = parser.parse_override(line)
+        node = compat.value_node(cfg, override.key_or_group)
+        assert compat.checked_change(override, cfg, node) is compat.NOT_A_VALUE  # never in place
+    assert OmegaConf.to_yaml(cfg) == before
+
+
+def test_references_of_an_interpolation_are_read_from_omegaconfs_grammar():
+    assert compat.references("${size_meta:${..sizes},${..size},parameters}") == [(2, ("size",)), (2, ("sizes",))]
+    assert compat.references("org/${model.name}-${[task].limit}") == [(0, ("task", "limit")), (0, ("model", "name"))]
+    assert compat.references("no interpolation, \\${escaped}") == []
+    for unknown in ("${.${key}}", "${oc.select:model.name,x}", "${unclosed"):
+        assert compat.references(unknown) is None
 
 
 def test_env_info_is_computed_once_per_working_directory_and_restored(monkeypatch, tmp_path):

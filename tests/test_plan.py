@@ -110,3 +110,81 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
     plan = make_plan(loader, config, grid)
     assert [c.state for c in plan.cells] == ["error", "launch"]
     assert "was computed with other settings (corpus.max_documents 3 -> null)" in plan.cells[0].detail
+
+
+def full_values(loader, config, overrides):
+    """What the plan reads of a cell, from a full compose of it."""
+    from llm_line import hub
+    from llm_line.cell import identity
+    from llm_line.config import load_key
+
+    full = loader.load_sweep_config(config, list(overrides))
+    run_dir, settings = str(full.hydra.sweep.subdir), fingerprint.settings(full)
+    return run_dir, identity(full), settings, load_key(full.model), hub.hub_revisions([full])
+
+
+def test_values_shared_across_cells_equal_each_cells_full_compose(loader_and_config, tmp_path):
+    """Units resolved once for many cells (a checkpoint's model for all its tasks, a model's name for all its
+    steps) give each cell what a compose of that cell gives, also where a unit reads another top-level value
+    (the demo model's `pretrained` reads `cache_dir`) or a family table (OLMo's revision format per size)."""
+    loader, config = loader_and_config
+    grid = (
+        cells("model=pythia", "model.size=70m,410m", "model.step=0,3000", "task=piqa,val_c4", "task.limit=null,5")
+        + cells("model=olmo", "model.size=1B", "model.step=20000,30000", "task=piqa,mmlu")
+        + cells("model=demo", "cache_dir=/tmp/a,/tmp/b", "task=demo_sounds,val_demo", "shots=0,2", "fewshot_seed=1,2")
+        + cells("model=demo", "task=val_demo", "task.name=a", "task.corpus.max_documents=3", "model.size=tiny,small")
+        + cells("model=demo", "task=val_demo", "task.name=b", "task.corpus.method=chunks", "model.size=tiny,small")
+    )
+    grid = [c + [f"results_dir={tmp_path}"] for c in grid]
+    plan = make_plan(loader, config, grid)
+    assert (len(plan.cells), plan.duplicates) == (30, 10) and {c.state for c in plan.cells} == {"launch"}
+    for planned in plan.cells:
+        run_dir, cell, settings, key, revisions = full_values(loader, config, planned.overrides)
+        assert (planned.run_dir, planned.cell, planned.settings) == (run_dir, cell, settings)
+        assert (planned.load_key, planned.hub_revisions) == (key, revisions)
+
+
+def test_a_run_dir_pattern_of_ones_own_is_resolved_per_cell(loader_and_config, tmp_path):
+    loader, config = loader_and_config
+    with open_dict(config):  # as `hydra.sweep.subdir=...` on the command line
+        config.hydra.overrides.hydra = ["hydra.sweep.subdir=${task.name}/${model.name}/x${shots}"]
+    plan = make_plan(loader, config, cells("model=demo", "model.size=tiny,small", "task=demo_sounds", "shots=0,2"))
+    assert [c.run_dir for c in plan.cells] == [
+        f"demo_sounds/llm-line/demo-{size}/x{shots}" for size in ("tiny", "small") for shots in (0, 2)
+    ]
+
+
+def test_the_shipped_run_dir_pattern_is_the_one_the_plan_computes_directly():
+    from llm_line.plan import CELL_DIR
+
+    assert OmegaConf.load(ROOT / "conf" / "config.yaml").hydra.sweep._get_node("subdir")._value() == CELL_DIR
+
+
+def test_a_name_that_cannot_make_a_folder_is_an_error_cell_of_one_line(loader_and_config, tmp_path):
+    loader, config = loader_and_config
+    grid = cells("model=demo", "model.name=..,mine", "task=demo_sounds", "task.name=.,sounds", "model.revison=x,")
+    plan = make_plan(loader, config, [[o for o in c if o != "model.revison="] for c in grid])
+    details = sorted({c.detail for c in plan.cells if c.state == "error"})
+    assert details == [
+        "CellError: model.name='..' cannot name a results folder; use a name with a letter or digit",
+        "CellError: task.name='.' cannot name a results folder; use a name with a letter or digit",
+        "ConfigCompositionException: Could not override 'model.revison'.",
+    ]
+    assert [c.run_dir for c in plan.cells if c.state != "error"] == ["mine/main/sounds/0shot"]
+    assert "8 cells in the grid: 0 done, 0 running and 0 queued elsewhere, 0 failed before, 7 with errors" in (
+        plan.describe()
+    )
+
+
+def test_a_sweep_dry_run_counts_a_cell_that_cannot_make_a_folder_as_an_error(cli, tmp_path):
+    results = tmp_path / "results"
+    proc = cli(
+        "-m", "model=demo", "model.name=..,mine", "task=demo_sounds", "hydra.sweeper.dry_run=true", results_dir=results
+    )
+    out = proc.stdout + proc.stderr
+    assert (
+        "2 cells in the grid: 0 done, 0 running and 0 queued elsewhere, 0 failed before, 1 with errors; 1 to launch"
+        in out
+    )
+    assert "model.name='..' cannot name a results folder; use a name with a letter or digit" in out
+    assert "Traceback" not in out and not results.exists()
