@@ -33,7 +33,11 @@ LAUNCHER = [
     "hydra.launcher.mem_gb=1",
     "hydra.launcher.timeout_min=10",
 ]
-GRID = ["-m", *LAUNCHER, "model=demo", "task=demo_sounds,demo_colors", "shots=0,2", "hydra.sweeper.cells_per_job=1"]
+# demo_sounds and gated_sounds (tests/slurm/gated: demo_sounds whose first cell to reach the gate waits there,
+# inside its work, until its job is signalled): the signal tests act at a known point, never racing the work
+GATED = ["task=demo_sounds", "task.name=demo_sounds,gated_sounds", f"task.include_path={ROOT / 'tests/slurm/gated'}"]
+# two one-cell jobs, one of them the gated cell
+GRID = ["-m", *LAUNCHER, "model=demo", *GATED, "shots=0", "hydra.sweeper.cells_per_job=1"]
 # two model loads (tiny, small) x 4 cells each: two jobs of 4 cells
 PACKED = ["-m", *LAUNCHER, "model=demo", "model.size=tiny,small", "task=demo_sounds,demo_colors", "shots=0,2"]
 
@@ -70,17 +74,30 @@ def wait_until_queue_is_empty(timeout=300):
         time.sleep(0.5)
 
 
-def wait_for_running_marker(root, timeout=120):
+def start_gated(root, grid, *extra):
+    """The sweep, its gated cell to wait at `root/gate` (tests/slurm/gated/gate.py)."""
+    (root / "gate").mkdir()
+    return subprocess.Popen(
+        sweep_cmd(root, grid, *extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "LLM_LINE_TEST_GATE": str(root / "gate")},
+    )
+
+
+def wait_at_gate(root, sweep, timeout=420):
+    """Until the gated cell waits inside its work: (its run dir, its claim)."""
+    entered = root / "gate" / "entered"
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        for marker in root.rglob(store.RUNNING):
-            try:
-                data = json.loads(marker.read_text())
-            except ValueError:
-                continue
-            return marker.parent, data
+    while not (entered.exists() and entered.read_text()):
+        assert time.time() < deadline and sweep.poll() is None, "the gated cell never started"
         time.sleep(0.2)
-    raise AssertionError("no cell started running")
+    (marker,) = [p for p in root.rglob(store.RUNNING) if "gated_sounds" in p.parts]
+    claim = json.loads(marker.read_text())
+    assert claim["slurm_job_id"] == entered.read_text()
+    return marker.parent, claim
 
 
 @pytest.fixture(scope="module")
@@ -190,30 +207,23 @@ def test_a_grid_larger_than_max_array_size_becomes_several_arrays(tmp_path):
 
 
 def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache_dir, demo_model):
-    sweep = subprocess.Popen(
-        sweep_cmd(tmp_path),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
-    )
-    run_dir, marker = wait_for_running_marker(tmp_path)
-    subprocess.run(["scancel", f"{marker['slurm_array_job_id']}_{marker['slurm_array_task_id']}"], check=True)
+    sweep = start_gated(tmp_path, GRID)
+    run_dir, claim = wait_at_gate(tmp_path, sweep)
+    subprocess.run(["scancel", f"{claim['slurm_array_job_id']}_{claim['slurm_array_task_id']}"], check=True)
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode != 0, out  # the launcher reports the cancelled cell ...
-    wait_until_queue_is_empty()  # ... while the other cells' jobs run on
+    wait_until_queue_is_empty()  # ... while the other cell's job runs on
     assert not (run_dir / store.RESULT).exists()
     assert grid_states(tmp_path)[str(run_dir.relative_to(tmp_path))] == "missing"
     assert (run_dir / store.RUNNING).exists()  # the killed job's claim: the next run takes it over
     others = results(tmp_path)
-    assert len(others) == 3
+    assert len(others) == 1
 
     proc = subprocess.run(
         sweep_cmd(tmp_path), cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "3 of 4 cells already have a result; launching 1" in proc.stdout + proc.stderr
+    assert "1 of 2 cells already have a result; launching 1" in proc.stdout + proc.stderr
     store.read_result(run_dir / store.RESULT)
     assert not (run_dir / store.RUNNING).exists()
     assert {p: m for p, m in results(tmp_path).items() if p in others} == others
@@ -221,105 +231,76 @@ def test_cancelled_cell_is_missing_and_resubmission_completes_it(tmp_path, cache
 
 
 def test_requeued_cell_comes_back_and_completes(tmp_path, cache_dir, demo_model):
-    sweep = subprocess.Popen(
-        sweep_cmd(tmp_path),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
-    )
-    run_dir, marker = wait_for_running_marker(tmp_path)
-    subprocess.run(["scontrol", "requeue", marker["slurm_job_id"]], check=True)
+    sweep = start_gated(tmp_path, GRID)
+    run_dir, claim = wait_at_gate(tmp_path, sweep)
+    # the array task, not SLURM_JOB_ID: a task's own id can be its array's, and requeueing that requeues every task
+    subprocess.run(["scontrol", "requeue", f"{claim['slurm_array_job_id']}_{claim['slurm_array_task_id']}"], check=True)
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, out
     result = store.read_result(run_dir / store.RESULT)
     assert result["run"].get("slurm_restart_count") == "1"
-    assert len(results(tmp_path)) == 4
+    assert len(results(tmp_path)) == 2
     assert not list(tmp_path.rglob(store.RUNNING))
 
 
-# one model load, four cells: one job of four cells
-# (batch size 1: slower cells, so that a signal sent mid-pack lands inside a cell's work, not between cells)
-PACK4 = [
-    "-m",
-    *LAUNCHER,
-    "model=demo",
-    "model.batch_size=1",
-    "task=demo_sounds,demo_colors",
-    "shots=0,2",
-    "hydra.sweeper.cells_per_job=4",
-]
+# one model load, four cells: one job of four cells, whose third (gated_sounds 0-shot) waits at the gate
+PACK4 = ["-m", *LAUNCHER, "model=demo", *GATED, "shots=0,2", "hydra.sweeper.cells_per_job=4"]
 
 
-def start_sweep(root, *extra, grid=PACK4):
-    wait_until_queue_is_empty()  # an earlier test's jobs (a requeued one, say) never delay this one's start
-    return subprocess.Popen(
-        sweep_cmd(root, grid, *extra),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
-    )
-
-
-def wait_mid_pack(root, timeout=420):
-    """Until one cell of the pack has its result and the next one runs: (its run dir, its claim)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if results(root):
-            for marker in root.rglob(store.RUNNING):
-                try:
-                    return marker.parent, json.loads(marker.read_text())
-                except ValueError:
-                    continue
-        time.sleep(0.2)
-    raise AssertionError("the pack never got past its first cell")
+def cells(root):
+    """The pack's cells, {(task, shots): run dir}, in the pack's order."""
+    return {
+        (task, shots): root / "llm-line--demo-tiny" / "main" / task / f"{shots}shot"
+        for task in ("demo_sounds", "gated_sounds")
+        for shots in (0, 2)
+    }
 
 
 def test_usr2_mid_pack_requeues_the_job_and_the_blocking_launcher_succeeds(tmp_path, cache_dir, demo_model):
     """Preemption (or the time-limit warning): submitit requeues the job, which resumes at the cell it was in."""
-    sweep = start_sweep(tmp_path, "hydra.launcher.max_num_timeout=1")
-    _, claim = wait_mid_pack(tmp_path)
+    sweep = start_gated(tmp_path, PACK4, "hydra.launcher.max_num_timeout=1")
+    run_dir, claim = wait_at_gate(tmp_path, sweep)
+    assert run_dir == cells(tmp_path)[("gated_sounds", 0)]
     subprocess.run(["scancel", "--signal=USR2", claim["slurm_job_id"]], check=True)
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, out
-    assert len(results(tmp_path)) == 4
-    restarts = [store.read_result(p)["run"].get("slurm_restart_count") for p in results(tmp_path)]
-    assert "1" in restarts  # the cells left at the signal were computed by the requeued job
+    restarts = {
+        cell: store.read_result(d / store.RESULT)["run"].get("slurm_restart_count")
+        for cell, d in cells(tmp_path).items()
+    }
+    # the cells done before the signal are kept; the interrupted one and the next are the requeued job's
+    assert list(restarts.values()) == [None, None, "1", "1"]
     assert not list(tmp_path.rglob(store.RUNNING)) and not list(tmp_path.rglob(store.FAILURE))
     (log,) = job_logs(tmp_path).values()
     assert "Exiting gracefully after preemption/timeout" in log
-    # four cells, the interrupted one twice (4: the signal came between two cells): none started after the signal
-    assert log.count("- Evaluating ") in (4, 5)
+    assert log.count("- Evaluating ") == 5  # four cells, the interrupted one twice: none started after the signal
 
 
-@pytest.mark.xfail(reason="flaky on a loaded 2-core machine: the USR2 can miss the pack (issue 19, open)", strict=False)
 def test_requeues_exhausted_blame_the_cells_of_the_pack_that_never_ran(tmp_path, cache_dir, demo_model):
     """The time-limit warning with no requeue left (max_num_timeout=0; with timeout_min <= 10 submitit counts
     every USR2 as a timeout, so scancel --signal=USR2 is what SLURM sends signal_delay_s before the limit)."""
-    sweep = start_sweep(tmp_path, "hydra.launcher.max_num_timeout=0")
-    run_dir, claim = wait_mid_pack(tmp_path)
+    sweep = start_gated(tmp_path, PACK4, "hydra.launcher.max_num_timeout=0")
+    run_dir, claim = wait_at_gate(tmp_path, sweep)
     subprocess.run(["scancel", "--signal=USR2", claim["slurm_job_id"]], check=True)
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode != 0 and "timed-out too many times" in out, out
     wait_until_queue_is_empty()
-    done = {p.parent for p in results(tmp_path)}
+    pack = cells(tmp_path)
+    assert {p.parent for p in results(tmp_path)} == {pack[("demo_sounds", 0)], pack[("demo_sounds", 2)]}
     failed = {p.parent: json.loads(p.read_text())["error"] for p in tmp_path.rglob(store.FAILURE)}
-    assert len(done) + len(failed) == 4 and not done & set(failed) and not list(tmp_path.rglob(store.RUNNING))
-    running_cell = (f"task={claim['cell']['task']}", f"shots={claim['cell']['shots']}")
-    if run_dir in failed:  # the cell computing when the signal came; else it finished before the handler ran
-        assert "UncompletedJobError" in failed[run_dir] and "timed-out too many times" in failed[run_dir]
-    not_run = [error for d, error in failed.items() if d != run_dir]
-    assert not_run and all(e.startswith("NotRunError: not run: Job not requeued") for e in not_run)
-    assert all(all(part in e.split() for part in running_cell) for e in not_run)
+    assert set(failed) == {pack[("gated_sounds", 0)], pack[("gated_sounds", 2)]}
+    assert not list(tmp_path.rglob(store.RUNNING))
+    # the cell computing when the signal came keeps its own error; the one never started names it
+    interrupted, never_ran = failed[pack[("gated_sounds", 0)]], failed[pack[("gated_sounds", 2)]]
+    assert interrupted.startswith("UncompletedJobError: Job not requeued because: timed-out too many times")
+    assert never_ran.startswith("NotRunError: not run: Job not requeued because: timed-out too many times")
+    assert {"task.name=gated_sounds", "shots=0"} <= set(never_ran.split())
     states = grid_states(tmp_path)
-    assert sorted(states.values()) == sorted(["done"] * len(done) + ["failed"] * len(failed))
+    assert sorted(states.values()) == ["done", "done", "failed", "failed"]
     plan = subprocess.run(
         sweep_cmd(tmp_path, PACK4, "hydra.sweeper.dry_run=true"), cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert f"{len(failed)} failed before, 0 with errors; {len(failed)} to launch" in plan.stdout + plan.stderr
+    assert "2 failed before, 0 with errors; 2 to launch" in plan.stdout + plan.stderr
 
 
 def test_two_processes_in_one_allocation_compute_a_cell_once(tmp_path, cache_dir, demo_model):
@@ -352,7 +333,10 @@ def test_two_tasks_per_node_split_the_pack(tmp_path, cache_dir, demo_model):
 def test_a_killed_blocking_launcher_leaves_its_jobs_queued_and_a_rerun_submits_nothing(tmp_path):
     """kill -9 of the launcher right after its array is submitted (held: nothing runs); then a no-op re-run."""
     held = ["+hydra.launcher.additional_parameters.hold=true", "hydra.sweeper.cells_per_job=1"]
-    sweep = start_sweep(tmp_path, *held)
+    wait_until_queue_is_empty()
+    sweep = subprocess.Popen(
+        sweep_cmd(tmp_path, PACK4, *held), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.time() + 120
     while not any(json.loads(p.read_text()).get("arrays") for p in (tmp_path / store.MANIFESTS).glob("*.json")):
         assert time.time() < deadline and sweep.poll() is None, "no array was recorded"

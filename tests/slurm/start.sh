@@ -2,7 +2,8 @@
 # Start a real one-node SLURM cluster on localhost for the integration tests:
 # munged, MariaDB + slurmdbd (accounting, so `sacct` answers as on a real cluster), slurmctld, slurmd.
 # CPUs only, no cgroups, no GPUs; KillWait=3 so that scancel's SIGKILL follows SIGTERM (which submitit
-# ignores, to allow requeueing) after 3 s rather than 30. Installs Debian's packages when they are missing (needs root).
+# ignores, to allow requeueing) after 3 s rather than 30; AuthInfo=cred_expire=5, since a requeued job may start
+# again only once its credential expired (SLURM's default: 120 s). Installs Debian's packages when they are missing (needs root).
 #
 #   tests/slurm/start.sh [DIR]      # DIR holds configs, state, logs and pid files (default /tmp/llm-line-slurm)
 #   export SLURM_CONF=DIR/slurm.conf
@@ -60,7 +61,7 @@ ClusterName=llmline
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
-AuthInfo=cred_expire=10
+AuthInfo=cred_expire=5
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
