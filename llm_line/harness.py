@@ -2,8 +2,9 @@
 
 Everything heavy (torch, transformers, lm_eval) is imported here and only here, after the resume check.
 What is kept for the life of the process, because it dominates small cells and cannot change: lm-eval's task
-index (~5 s to build), the loaded model (a local sweep over one model loads it once), lm-eval's record of the
-environment (compat.env_info_kept) and the batch size `auto` probed (llm_line/scorer.py). bench/sweep.py
+index (~15 s to build with lm-eval's own tasks; a cell of local tasks indexes only those, `load_task`), the
+loaded model (a local sweep over one model loads it once), lm-eval's record of the environment
+(compat.env_info_kept) and the batch size `auto` probed (llm_line/scorer.py). bench/sweep.py
 --startup measures each per cell (docs/benchmarks.md).
 
 Failures that the user can fix (unknown task, missing revision, hub unreachable, ...) are raised as
@@ -103,43 +104,62 @@ def non_embedding_parameters(model: Any) -> int:
     return sum(p.numel() for key, p in seen.items() if key not in embeddings)
 
 
-_task_managers: dict[str | None, TaskManager] = {}
+_task_managers: dict[tuple[str | None, bool], TaskManager] = {}
 _model: LoadedModel | None = None
 
 
-def task_manager(include_path: str | None) -> TaskManager:
-    """lm-eval's task index with this project's tasks (and the user's folder) included; built once."""
-    if include_path not in _task_managers:
+def task_index(include_path: str | None, *, defaults: bool) -> TaskManager:
+    """lm-eval's task index of this project's tasks and the user's folder, with lm-eval's own tasks or without;
+    each built once per process."""
+    key = (include_path, defaults)
+    if key not in _task_managers:
         paths = [str(BUILTIN_TASKS)] + ([str(Path(include_path).expanduser())] if include_path else [])
-        _task_managers[include_path] = TaskManager(include_path=paths)
-    return _task_managers[include_path]
+        _task_managers[key] = TaskManager(include_path=paths, include_defaults=defaults)
+    return _task_managers[key]
 
 
-def load_tasks(task: TaskConfig, shots: int) -> dict[str, Any]:
-    """Load a task or group by its lm-eval name; fail early on names and shot counts lm-eval would mangle."""
-    manager = task_manager(task.include_path)
+def load_task(name: str, include_path: str | None) -> tuple[TaskManager, dict[str, Any]]:
+    """(the index that loaded it, lm-eval's loaded task or group `name`).
+
+    A task of this project or of the user's folder comes from an index of those folders alone: indexing
+    lm-eval's ~14,000 built-in task YAMLs takes ~15 s, more than half of a demo cell on 2 cores. Whatever that
+    index does not know or cannot load (a group of lm-eval's tasks, say) comes from the full index, whose
+    verdict (and error) counts.
+    """
+    local = task_index(include_path, defaults=False)
+    if name in local.all_tasks:
+        try:
+            return local, local.load([name])
+        except Exception:  # noqa: BLE001  (it may need lm-eval's own tasks: the full index decides below)
+            log.debug("task %s did not load without lm-eval's own tasks; indexing them", name, exc_info=True)
+    manager = task_index(include_path, defaults=True)
     known = set(manager.all_tasks)
-    if task.name not in known:
-        if task.include_path:
-            check_task_yamls(Path(task.include_path).expanduser())
-        close = difflib.get_close_matches(task.name, sorted(known), n=5)
+    if name not in known:
+        if include_path:
+            check_task_yamls(Path(include_path).expanduser())
+        close = difflib.get_close_matches(name, sorted(known), n=5)
         raise CellError(
-            f"lm-eval does not know the task {task.name!r}"
+            f"lm-eval does not know the task {name!r}"
             + (f"; did you mean {', '.join(close)}?" if close else ".")
             + " `python -m lm_eval ls tasks` lists them; a task of your own needs task.include_path=DIR."
         )
     try:
-        loaded = manager.load([task.name])
+        return manager, manager.load([name])
     except Exception as e:  # the task's data: a hub dataset that is unreachable, a broken local file, ...
         raise CellError(
-            f"could not load the data of task {task.name}: {type(e).__name__}: {e}. Hub datasets need the hub "
+            f"could not load the data of task {name}: {type(e).__name__}: {e}. Hub datasets need the hub "
             "once; afterwards HF_DATASETS_OFFLINE=1 uses the cache."
         ) from e
+
+
+def load_tasks(task: TaskConfig, shots: int) -> tuple[TaskManager, dict[str, Any]]:
+    """Load a task or group by its lm-eval name; fail early on names and shot counts lm-eval would mangle."""
+    manager, loaded = load_task(task.name, task.include_path)
     for name, obj in loaded["tasks"].items():
         if shots and obj.get_config("num_fewshot") == 0:
             raise CellError(f"task {name} fixes num_fewshot=0 in its YAML; lm-eval would ignore shots={shots}")
         check_fewshot_pool(name, obj, shots)
-    return loaded
+    return manager, loaded
 
 
 def check_fewshot_pool(name: str, task: Any, shots: int) -> None:
@@ -318,7 +338,7 @@ def explain_load_error(error: BaseException, pretrained: str, revision: str | No
 
 def evaluate(model_cfg: ModelConfig, task_cfg: TaskConfig, shots: int, fewshot_seed: int) -> dict[str, Any]:
     """Run one cell through `lm_eval.simple_evaluate` in memory; return its raw output and what it loaded."""
-    loaded = load_tasks(task_cfg, shots)
+    manager, loaded = load_tasks(task_cfg, shots)
     model = load_model(model_cfg)
     roots = [loaded["groups"][task_cfg.name]] if task_cfg.name in loaded["groups"] else list(loaded["tasks"].values())
     with compat.env_info_kept():  # the same for every cell of the process
@@ -329,7 +349,7 @@ def evaluate(model_cfg: ModelConfig, task_cfg: TaskConfig, shots: int, fewshot_s
             limit=task_cfg.limit,
             log_samples=True,
             fewshot_random_seed=fewshot_seed,
-            task_manager=task_manager(task_cfg.include_path),
+            task_manager=manager,
         )
     wrong = {name: n for name, n in results["n-shot"].items() if name in loaded["tasks"] and n != shots}
     if wrong:

@@ -405,11 +405,11 @@ def fetch(cells: Sequence[Any]) -> None:
         snapshot_download(tokenizer, allow_patterns=MODEL_FILES)
     lm_eval_tasks = {(str(cfg.task.name), cfg.task.include_path) for cfg in cells if cfg.task.get("corpus") is None}
     if lm_eval_tasks:
-        from llm_line import harness  # heavy: lm_eval builds the task index and downloads each task's data
+        from llm_line import harness  # heavy: lm_eval indexes the tasks and downloads each task's data
 
         for name, include_path in sorted(lm_eval_tasks, key=str):
             log.info("Downloading the data of task %s", name)
-            harness.task_manager(include_path).load([name])
+            harness.load_task(name, include_path)
     log.info(
         "Prefetch done: %d model revisions, %d tasks", sum(k == "model" for k, _, _ in revisions), len(lm_eval_tasks)
     )
