@@ -1,4 +1,4 @@
-"""Time `llm_line.collect` on 10,000 result files (a paper-sized sweep) and print the figures.
+"""Time `llm_line.analysis.collect` on 10,000 result files (a paper-sized sweep) and print the figures.
 
     python bench/collect.py [N_FILES]
 
@@ -14,8 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_line import collect, store  # noqa: E402
-from llm_line.config import cell_dir  # noqa: E402
+from llm_line.analysis import collect  # noqa: E402
+from llm_line.evaluation.config import cell_dir  # noqa: E402
+from llm_line.sweeps import store  # noqa: E402
 
 TASKS = [
     "hellaswag",

@@ -20,7 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_line import fit  # noqa: E402
+
+from llm_line.analysis import fit  # noqa: E402
 
 TRUTH = {"K": 1.3, "kappa": 0.8, "E_x": 1.8, "E_y": 1.2}
 

@@ -38,7 +38,8 @@ import transformers
 sys.path[:0] = [".", "bench"]
 from mc_scoring import PYTHIA_160M, VOCAB
 
-from llm_line import demo
+
+from llm_line.evaluation import demo
 
 torch.manual_seed(0)
 config = transformers.GPTNeoXConfig(vocab_size=VOCAB, rotary_pct=0.25, max_position_embeddings=2048, **PYTHIA_160M)

@@ -70,7 +70,7 @@ def main() -> None:
     import transformers
     from lm_eval.models.huggingface import HFLM
 
-    from llm_line import demo, scorer
+    from llm_line.evaluation import demo, scorer
 
     torch.manual_seed(0)
     config = transformers.GPTNeoXConfig(vocab_size=VOCAB, rotary_pct=0.25, max_position_embeddings=2048, **PYTHIA_160M)

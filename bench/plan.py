@@ -4,7 +4,7 @@
     python bench/plan.py --cells 100000    # the paper's full scale (6,000+ checkpoints x 15 tasks ~ 90,000)
 
 1. 2,000 cells (Pythia-410m at 200 steps x the ten tasks; `--cells N`: N/10 steps) planned in process by
-   `llm_line.plan.make_plan`, exactly as the sweeper plans them (compose, validate, classify, pack): seconds,
+   `llm_line.sweeps.plan.make_plan`, exactly as the sweeper plans them (compose, validate, classify, pack): seconds,
    ms per cell and peak memory.
 2. `+experiment=paper_hf` as a SLURM dry run (`hydra.sweeper.dry_run=true`, `hydra/launcher=slurm`): cells,
    jobs and model loads per cell, and the dry run's wall time. Nothing is submitted; no hub access.
@@ -32,7 +32,7 @@ def plan_grid(results: Path, n_cells: int) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from llm_line.plan import make_plan
+    from llm_line.sweeps.plan import make_plan
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         config = compose("config", overrides=[f"results_dir={results}"], return_hydra_config=True)

@@ -1,4 +1,4 @@
-"""How long `python -m llm_line.status` takes on a large grid: 10,000 cells by default.
+"""How long `python -m llm_line.sweeps.status` takes on a large grid: 10,000 cells by default.
 
     python bench/status.py [--cells 10000]
 
@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=10_000)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from llm_line import store
+
+    from llm_line.sweeps import store
 
     metrics = {f"mmlu_{i}": {"acc": 0.5, "loss": 1.0, "bpb": 0.5, "n_docs": 100} for i in range(60)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +47,7 @@ def main() -> None:
         store.write_json(root / store.MANIFESTS / "bench.json", manifest)
         start = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-m", "llm_line.status", str(root), "--show", ""],
+            [sys.executable, "-m", "llm_line.sweeps.status", str(root), "--show", ""],
             cwd=ROOT,
             capture_output=True,
             text=True,

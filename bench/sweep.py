@@ -98,7 +98,7 @@ def startup(cache: Path, backend: str, probe: bool) -> None:
     from lm_eval.api.task import Task
     from lm_eval.models.huggingface import HFLM
 
-    from llm_line import harness
+    from llm_line.evaluation import harness
 
     clock = Clock()
     targets = {
@@ -159,7 +159,8 @@ def main() -> None:
     cache = Path(args.cache).expanduser()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "LLM_LINE_CACHE": str(cache)}
     sys.path.insert(0, str(ROOT))
-    from llm_line import demo
+
+    from llm_line.evaluation import demo
 
     for size in SIZES:  # build outside the timings
         demo.ensure(cache / "demo" / size, size)

@@ -2,7 +2,7 @@
 of several cells ("packs") from the sweeper.
 
 Both run each cell through Hydra's `run_job`, which creates the cell's run dir, opens its log and saves its
-config before the cell's own work (llm_line/cell.py) begins; where that fails (a file where the run dir or a
+config before the cell's own work (llm_line/evaluation/cell.py) begins; where that fails (a file where the run dir or a
 folder above it must be, a name too long, a full disk), that cell alone fails (`setup_failed`): one line,
 its `failure.json` where its run dir exists, and the other cells run; the sweep fails at the end.
 
@@ -14,7 +14,7 @@ hydra-submitit-launcher's and submitit's: the sbatch options, job arrays, requeu
 (`checkpoint`). What it adds:
 
 - a job runs the cells of its pack one after another in one process, so the model is loaded once
-  (llm_line/harness.py keeps the last model loaded); each cell gets its own run dir, log and result or
+  (llm_line/evaluation/harness.py keeps the last model loaded); each cell gets its own run dir, log and result or
   failure file through Hydra's `run_job`; a failing cell does not stop the next; the job fails at the end
   if any cell failed. With `tasks_per_node > 1` each task runs its share of the pack (every n-th cell).
 - submitit's requeue (USR2: preemption or the time limit ahead) ends the pack at once, told apart from a
@@ -51,8 +51,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from llm_line.compat import failed_job
 from llm_line.errors import CellError, user_error_line
+from llm_line.evaluation.compat import failed_job
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ def setup_failed(launcher: Any, overrides: Sequence[str], error: BaseException) 
     line = user_line(error)
     if line is None:
         return failed_job(error, overrides)
-    from llm_line import store
-    from llm_line.cell import describe, failure_record, identity
+
+    from llm_line.evaluation.cell import describe, failure_record, identity
+    from llm_line.sweeps import store
 
     try:
         cfg, run_dir = cell_config(launcher, overrides)
@@ -251,8 +252,9 @@ class PackedSlurmLauncher(SlurmLauncher):
         `unfinished[0]` is that running cell: its own failure record (written where the signal hit its work) is
         kept; it is blamed only if the signal came before or after its work and it left neither result nor failure."""
         assert self.hydra_context is not None and self.config is not None
-        from llm_line import claims, store
-        from llm_line.cell import failure_record, finished, identity
+
+        from llm_line.evaluation.cell import failure_record, finished, identity
+        from llm_line.sweeps import claims, store
 
         error = NotRunError(f"not run: {reason} (the job's time ran out while it computed {running})")
         for overrides in unfinished:

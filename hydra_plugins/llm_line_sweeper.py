@@ -1,7 +1,7 @@
 """The sweeper: Hydra's basic sweeper over a union of grids, which plans before it launches.
 
 (Hydra only instantiates plugins that live in the `hydra_plugins` namespace package, hence this location;
-`hydra/sweeper=resume` is registered in `llm_line/config.py` and is the default in `conf/config.yaml`.)
+`hydra/sweeper=resume` is registered in `llm_line/evaluation/config.py` and is the default in `conf/config.yaml`.)
 
 Union of grids: Hydra's basic sweeper takes one cartesian product, the paper's table is several (Pythia over
 its sizes, OLMo over its revisions, ...), each crossed with the same tasks:
@@ -17,7 +17,7 @@ expands to (2 + 2) x 2 = 8 cells. Command-line overrides are crossed with every 
 grid's value for the same key. Without `grids` it sweeps exactly like the basic sweeper. Cells keep the grid
 order (models vary slowest), so a local sweep loads each model once; a cell in two grids runs once.
 
-Before the launcher sees anything, the sweep is planned (llm_line/plan.py): every cell composed and
+Before the launcher sees anything, the sweep is planned (llm_line/sweeps/plan.py): every cell composed and
 validated, then classified as done, running (a live claim), queued (by an earlier sweep whose jobs are still
 in SLURM's queue or whose launcher still runs), failed before, to launch, or in error (it cannot compose, or
 its run dir holds another cell's result). Only cells to launch are launched; error cells are reported and
@@ -30,9 +30,9 @@ into jobs of `cells_per_job` cells;
 `hydra.sweeper.wait=false` returns once the job arrays are submitted.
 
 Every sweep with at least one cell writes a manifest, `<sweep dir>/.llm_line/sweeps/<time>-<pid>.json`,
-listing its whole grid, the state and settings fingerprint (llm_line/fingerprint.py) of each cell at planning
+listing its whole grid, the state and settings fingerprint (llm_line/evaluation/fingerprint.py) of each cell at planning
 time and the SLURM job of each launched cell (array job ids in `arrays`), the jobs recorded as soon as each
-array is submitted; `python -m llm_line.status` reads every manifest to tell done, failed, running, queued and
+array is submitted; `python -m llm_line.sweeps.status` reads every manifest to tell done, failed, running, queued and
 missing cells apart, and the next plan reads them to launch nothing that is still queued.
 """
 
@@ -57,11 +57,12 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.llm_line_launcher import max_array_size
-from llm_line import claims, fingerprint, hub, store
-from llm_line.checks import one_line_errors
-from llm_line.compat import BasicSweeper, job_error
 from llm_line.errors import CellError
-from llm_line.plan import LAUNCHED, Plan, make_plan
+from llm_line.evaluation import fingerprint
+from llm_line.evaluation.checks import one_line_errors
+from llm_line.evaluation.compat import BasicSweeper, job_error
+from llm_line.sweeps import claims, hub, store
+from llm_line.sweeps.plan import LAUNCHED, Plan, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class ResumingSweeper(BasicSweeper):
             if not self.wait:
                 arrays = sorted({i.split("_")[0] for i in ids})
                 log.info(
-                    "Submitted %d jobs in job arrays %s; follow them with: python -m llm_line.status %s",
+                    "Submitted %d jobs in job arrays %s; follow them with: python -m llm_line.sweeps.status %s",
                     len(ids),
                     " ".join(arrays),
                     sweep_dir,
@@ -169,7 +170,7 @@ class ResumingSweeper(BasicSweeper):
     def check(self, plan: Plan, cells_per_job: int) -> None:
         """The one place for checks after the plan and before anything is submitted; raise to stop the sweep.
 
-        The hub preflight (llm_line/hub.py): every distinct (repository, revision) of the cells to launch is
+        The hub preflight (llm_line/sweeps/hub.py): every distinct (repository, revision) of the cells to launch is
         looked up with one branch listing per repository and one file listing per model revision (its weights).
         Missing ones (or ones without loadable weights) stop the sweep (a dry run only reports them), unless
         `skip_missing`: then their cells become error cells and the rest is launched.

@@ -20,12 +20,12 @@ from llm_line.errors import run_command
 
 # subcommand -> (module with a `main(argv) -> int`, one line of help)
 COMMANDS = {
-    "status": ("llm_line.status", "where a sweep stands: done, failed, running, queued, missing cells"),
-    "collect": ("llm_line.collect", "collect result files into a wide and a long table"),
-    "fit": ("llm_line.fit", "fit loss-to-loss laws per group of a table"),
-    "plot": ("llm_line.plot", "plot losses against each other with their fitted laws"),
-    "intervention": ("llm_line.intervention", "offsets of every group from a base group's law"),
-    "figures": ("llm_line.figures", "every figure of the paper the rows support, with an index of their laws"),
+    "status": ("llm_line.sweeps.status", "where a sweep stands: done, failed, running, queued, missing cells"),
+    "collect": ("llm_line.analysis.collect", "collect result files into a wide and a long table"),
+    "fit": ("llm_line.analysis.fit", "fit loss-to-loss laws per group of a table"),
+    "plot": ("llm_line.analysis.plot", "plot losses against each other with their fitted laws"),
+    "intervention": ("llm_line.analysis.intervention", "offsets of every group from a base group's law"),
+    "figures": ("llm_line.analysis.figures", "every figure of the paper the rows support, with an index of their laws"),
     "export": ("llm_line.lingua.export", "export lingua checkpoints as transformers models to evaluate"),
     "prepare-data": ("llm_line.lingua.prepare_data", "cut a corpus into lingua's training chunks"),
 }
@@ -33,7 +33,7 @@ COMMANDS = {
 
 def prog(module: str) -> str:
     """The program name a module's `--help` shows: `llm-line fit` when run through this command, else
-    `python -m llm_line.fit`."""
+    `python -m llm_line.analysis.fit`."""
     return sys.argv[0] if sys.argv[0].startswith("llm-line ") else f"python -m {module}"
 
 

@@ -8,7 +8,7 @@ Three kinds of failure reach a user, and each `llm-line` command and `python eva
 - an operating-system error on a path (a full disk, a read-only or unwritable folder, a name too long, a
   directory where a file was meant): `os_error_line` names the path and the fix;
 - a malformed argument: refused where it is parsed (argparse types in `llm_line.arguments`, the structured
-  configs' checks in `llm_line.checks`).
+  configs' checks in `llm_line.evaluation.checks`).
 
 A bug keeps its traceback. `LLM_LINE_FULL_ERROR=1` prints the traceback of a one-line error too (for
 `python evaluate.py`, Hydra's `HYDRA_FULL_ERROR=1` does the same; a cell's traceback is also in its log and

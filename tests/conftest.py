@@ -20,7 +20,7 @@ def cache_dir(tmp_path_factory) -> Path:
     """One demo-model cache for the whole session (building it takes seconds, not minutes).
 
     Under pytest-xdist each worker has its own cache, whose `demo/` models are shared by all workers (a link
-    to one folder of the session; llm_line.demo.ensure builds each model once, under a file lock).
+    to one folder of the session; llm_line.evaluation.demo.ensure builds each model once, under a file lock).
     """
     path = tmp_path_factory.mktemp("llm_line_cache")
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -33,7 +33,8 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model(cache_dir) -> Path:
-    from llm_line import demo
+
+    from llm_line.evaluation import demo
 
     return demo.ensure(cache_dir / "demo" / "tiny", "tiny")
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import ROOT, run_evaluate
 
-from llm_line.collect import read_table
+from llm_line.analysis.collect import read_table
 
 pytestmark = pytest.mark.slow  # sweeps through the CLI: minutes on 2 cores
 
@@ -19,14 +19,17 @@ def analyse(root, tmp_path, x, y):
     data = tmp_path / "data" / "results.csv"
     python = [sys.executable, "-m"]
     proc = subprocess.run(
-        [*python, "llm_line.collect", str(root), "-o", str(data), "--strict"], cwd=ROOT, capture_output=True, text=True
+        [*python, "llm_line.analysis.collect", str(root), "-o", str(data), "--strict"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     fits_json = tmp_path / "fits.json"
     proc = subprocess.run(
         [
             *python,
-            "llm_line.fit",
+            "llm_line.analysis.fit",
             "--data",
             str(data),
             "--x",
@@ -49,7 +52,7 @@ def analyse(root, tmp_path, x, y):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figure = tmp_path / "figures" / "demo"
     proc = subprocess.run(
-        [*python, "llm_line.plot", "--data", str(data), "--x", x, "--y", y, "-o", str(figure)],
+        [*python, "llm_line.analysis.plot", "--data", str(data), "--x", x, "--y", y, "-o", str(figure)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -82,7 +85,7 @@ def test_demo_task_against_demo_corpus(tmp_path, cache_dir):
     run_evaluate(*SWEEP, "task=demo,val_demo", results_dir=root)
     data = tmp_path / "probe.csv"
     subprocess.run(
-        [sys.executable, "-m", "llm_line.collect", str(root), "-o", str(data)],
+        [sys.executable, "-m", "llm_line.analysis.collect", str(root), "-o", str(data)],
         cwd=ROOT,
         check=True,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Claims (llm_line/claims.py): one holder per cell; dead holders are taken over, live ones respected."""
+"""Claims (llm_line/sweeps/claims.py): one holder per cell; dead holders are taken over, live ones respected."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import time
 
 import psutil
 
-from llm_line import claims, store
+from llm_line.sweeps import claims, store
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 
@@ -20,7 +20,7 @@ def test_first_claim_wins_and_a_live_holder_is_respected(tmp_path):
     assert record["pid"] == os.getpid() and record["host"] == socket.gethostname() and record["cell"] == CELL
     # another process of this host finds it held by a live pid (ours) and gets the holder back
     code = (
-        f"from pathlib import Path; from llm_line import claims; "
+        f"from pathlib import Path; from llm_line.sweeps import claims; "
         f"print(claims.acquire(Path({str(tmp_path)!r}), {CELL!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from llm_line import cli, store
+from llm_line import cli
+from llm_line.sweeps import store
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 

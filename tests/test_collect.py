@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from llm_line import collect, store
-from llm_line.config import cell_dir, step_of
+from llm_line.analysis import collect
+from llm_line.evaluation.config import cell_dir, step_of
+from llm_line.sweeps import store
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -209,7 +210,7 @@ def test_bad_files_are_skipped_and_reported_with_path_and_reason(results, tmp_pa
     store.write_json(failed, {"schema": 1, "status": "failed", "cell": {}, "error": "OSError: hub unreachable"})
     (bad / "m" / "step1" / "hellaswag" / "0shot" / "result.json.corrupt-20261126").write_text("{")  # set aside
     out = tmp_path / "data" / "results.csv"
-    cmd = [sys.executable, "-m", "llm_line.collect", str(results), "-o", str(out)]
+    cmd = [sys.executable, "-m", "llm_line.analysis.collect", str(results), "-o", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"skipped (corrupt) {truncated}: unreadable" in proc.stderr
@@ -247,15 +248,18 @@ def test_cli_writes_csv_and_parquet_that_read_back_alike(results, tmp_path):
 
 def test_cli_help_and_errors(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "llm_line.collect", "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "llm_line.analysis.collect", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0 and "RESULTS_ROOT" in proc.stdout and "parquet" in proc.stdout.lower()
     proc = subprocess.run(
-        [sys.executable, "-m", "llm_line.collect", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "llm_line.analysis.collect", str(tmp_path / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "llm_line.collect", str(tmp_path), "-o", str(tmp_path / "x.csv")],
+        [sys.executable, "-m", "llm_line.analysis.collect", str(tmp_path), "-o", str(tmp_path / "x.csv")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -266,7 +270,8 @@ def test_cli_help_and_errors(tmp_path):
 def test_analysis_modules_do_not_import_torch():
     code = (
         "import sys; sys.modules['torch'] = None; "
-        "import llm_line.collect, llm_line.fit, llm_line.plot, llm_line.intervention; "
+        "import llm_line.analysis.collect, llm_line.analysis.fit, "
+        "llm_line.analysis.plot, llm_line.analysis.intervention; "
         "assert 'transformers' not in sys.modules and 'lm_eval' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

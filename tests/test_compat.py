@@ -1,4 +1,5 @@
-"""The private library behaviours llm-line relies on (llm_line/compat.py): an upgrade that changes one fails here."""
+"""The private library behaviours llm-line relies on (llm_line/evaluation/compat.py): an upgrade that changes one fails
+here."""
 
 import pytest
 from conftest import ROOT
@@ -8,7 +9,7 @@ from hydra.core.utils import JobStatus
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from llm_line import compat
+from llm_line.evaluation import compat
 
 
 def test_encode_pair_moves_a_contexts_trailing_space_into_the_continuation(demo_model):

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from llm_line.config import cell_dir
+from llm_line.evaluation.config import cell_dir
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # hf needs model.name and lingua model.path; tests/test_zoo.py composes every family with what it needs.
@@ -94,7 +94,7 @@ def test_demo_model_lives_in_the_cache(tmp_path, monkeypatch):
 
 
 def test_auto_batch_size_is_only_probed_on_gpus():
-    from llm_line.harness import resolve_batch_size
+    from llm_line.evaluation.harness import resolve_batch_size
 
     assert resolve_batch_size("16", "cpu") == 16
     assert resolve_batch_size("auto", "cpu") == 8

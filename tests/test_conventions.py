@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from tokenizers.processors import TemplateProcessing
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llm_line import corpus, harness, metrics
-from llm_line.config import PACKAGE_DIR, ModelConfig, TaskConfig
+from llm_line.evaluation import corpus, harness, metrics
+from llm_line.evaluation.config import PACKAGE_DIR, ModelConfig, TaskConfig
 
 DEMO_CORPUS = PACKAGE_DIR / "corpora" / "demo.jsonl"
 # Multi-token, non-ASCII answers beside one-token ones (the demo tokenizer is byte-level BPE over 512 tokens).
@@ -242,9 +242,9 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     from conftest import SHARED
     from hydra import compose, initialize_config_dir
 
-    from llm_line import collect, fit
-    from llm_line.cell import run_cell
-    from llm_line.config import cell_dir
+    from llm_line.analysis import collect, fit
+    from llm_line.evaluation.cell import run_cell
+    from llm_line.evaluation.config import cell_dir
 
     released_csv = SHARED / "data" / "llm-line-hf-models.csv"
     if not released_csv.exists():
@@ -279,7 +279,7 @@ def test_corpus_method_is_part_of_the_settings_that_must_not_mix(tmp_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from llm_line import fingerprint
+    from llm_line.evaluation import fingerprint
 
     with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
         packed = compose("config", overrides=["task=val_demo"])
@@ -300,7 +300,7 @@ def test_paper_convention_matches_the_released_tables_commonsense_qa_ratio():
     2 ln 2 for every row, as in the released table."""
     from conftest import SHARED
 
-    from llm_line import collect
+    from llm_line.analysis import collect
 
     ours = metrics.summarize([metrics.AnswerLoss(nll=nll, tokens=1, bytes=2, paper_tokens=1) for nll in (0.7, 1.9)])
     assert ours["loss_paper"] / ours["bpb"] == pytest.approx(2 * math.log(2))

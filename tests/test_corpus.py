@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from llm_line import corpus, store
-from llm_line.config import PACKAGE_DIR, CorpusConfig
 from llm_line.errors import CellError
+from llm_line.evaluation import corpus
+from llm_line.evaluation.config import PACKAGE_DIR, CorpusConfig
+from llm_line.sweeps import store
 
 DEMO_CORPUS = PACKAGE_DIR / "corpora" / "demo.jsonl"
 
@@ -279,7 +280,7 @@ def run_corpus_cell(lm, tmp_path, **corpus_overrides):
     """A corpus cell in-process, on the demo model and corpus."""
     from hydra import compose, initialize_config_dir
 
-    from llm_line.cell import run_cell
+    from llm_line.evaluation.cell import run_cell
 
     overrides = [f"task.corpus.{k}={v}" for k, v in corpus_overrides.items()]
     with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):

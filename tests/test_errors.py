@@ -4,8 +4,8 @@ import httpx2
 import pytest
 from huggingface_hub import errors as hub
 
-from llm_line import store
-from llm_line.harness import explain_load_error
+from llm_line.evaluation.harness import explain_load_error
+from llm_line.sweeps import store
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,10 @@ from pathlib import Path  # noqa: E402
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from llm_line import checks, collect, demo, status  # noqa: E402
+from llm_line.analysis import collect  # noqa: E402
 from llm_line.errors import CellError  # noqa: E402
+from llm_line.evaluation import checks, demo  # noqa: E402
+from llm_line.sweeps import status  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
@@ -185,8 +187,8 @@ def test_hydra_full_error_keeps_the_whole_traceback():
 def test_an_empty_model_folder_says_it_is_not_a_saved_model(tmp_path):
     from omegaconf import OmegaConf
 
-    from llm_line import harness
-    from llm_line.config import ModelConfig
+    from llm_line.evaluation import harness
+    from llm_line.evaluation.config import ModelConfig
 
     model = OmegaConf.structured(ModelConfig(name="mine", pretrained=str(tmp_path), revision="main"))
     with pytest.raises(
@@ -198,8 +200,9 @@ def test_an_empty_model_folder_says_it_is_not_a_saved_model(tmp_path):
 
 
 def test_a_broken_task_yaml_is_named_with_its_line(tmp_path):
-    from llm_line import harness
-    from llm_line.config import TaskConfig
+
+    from llm_line.evaluation import harness
+    from llm_line.evaluation.config import TaskConfig
 
     (tmp_path / "good.yaml").write_text("task: mine_good\ncustom_dataset: !function data.load\n")
     (tmp_path / "mine.yaml").write_text("task: mine\ndoc_to_text: [unclosed\noutput_type: multiple_choice\n")
@@ -208,8 +211,9 @@ def test_a_broken_task_yaml_is_named_with_its_line(tmp_path):
 
 
 def test_a_corpus_that_is_not_utf8_names_file_and_line(tmp_path):
-    from llm_line import corpus
-    from llm_line.config import CorpusConfig
+
+    from llm_line.evaluation import corpus
+    from llm_line.evaluation.config import CorpusConfig
 
     path = tmp_path / "c.jsonl"
     path.write_bytes(b'{"text": "fine"}\n\n{"text": "caf\xe9"}\n')
@@ -221,7 +225,8 @@ def test_a_corpus_that_is_not_utf8_names_file_and_line(tmp_path):
 
 
 def test_a_corpus_context_longer_than_the_model_is_refused(demo_model, tmp_path):
-    from llm_line import corpus
+
+    from llm_line.evaluation import corpus
 
     cfg = load("task=val_demo", "task.corpus.context_length=257", f"model.pretrained={demo_model}")
     with pytest.raises(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import figures, fit, intervention, plot, progress
+from llm_line.analysis import figures, fit, intervention, plot, progress
 
 
 def law_table(path, groups=("a",), points=12, **columns):
@@ -97,7 +97,7 @@ def test_a_long_bootstrap_is_announced_and_reports_its_progress_to_the_log(tmp_p
     with caplog.at_level(logging.INFO, logger="llm_line"):
         code, out, _ = run(fit.main, ["--data", str(table), "--x", "x", "--y", "y", "--bootstrap", "320"], capsys)
     assert code == 0 and "a: 320 of 320 resamples fitted" in out
-    (estimate, *lines) = [r for r in caplog.records if r.name == "llm_line.progress"]
+    (estimate, *lines) = [r for r in caplog.records if r.name == "llm_line.analysis.progress"]
     assert estimate.levelno == logging.WARNING
     assert estimate.getMessage().startswith("bootstrap a: 320 resamples will take about ")
     assert "(the first 20 took " in estimate.getMessage()

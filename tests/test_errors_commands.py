@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import collect, errors, fit, plot, status, store
+from llm_line import errors
+from llm_line.analysis import collect, fit, plot
 from llm_line.lingua import prepare_data
+from llm_line.sweeps import status, store
 
 
 def law_table(path):
@@ -153,7 +155,7 @@ def test_the_command_turns_an_os_error_into_one_line(tmp_path):
     table = law_table(tmp_path / "t.csv")
     target = tmp_path / "fits.json"
     script = (
-        "import errno, sys; from llm_line import cli, fit\n"
+        "import errno, sys; from llm_line import cli; from llm_line.analysis import fit\n"
         "def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device', sys.argv.pop())\n"
         "fit.law_columns = full\n"
         "sys.argv[0] = 'llm-line'; sys.exit(cli.main(sys.argv[1:]))\n"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from llm_line import store
+from llm_line.sweeps import store
 
 # Runs evaluate.py with os.fsync failing for the temp files of FULL_DISK_FOR ("<run dir part>/<file name>", ...)
 FULL_DISK = """
@@ -103,7 +103,7 @@ def test_a_run_dir_hydra_cannot_log_into_gets_a_failure_record(sweep):
     failure = json.loads((run_dir / store.FAILURE).read_text())
     assert failure["status"] == "failed" and failure["cell"]["shots"] == 2 and message in failure["error"]
     status = subprocess.run(
-        [sys.executable, "-m", "llm_line.status", str(root)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "llm_line.sweeps.status", str(root)], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert "4 cells  done 0  failed 2  running 0  queued 0  missing 2" in status  # no failure.json: missing
 

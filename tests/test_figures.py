@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import figures, recipes
+from llm_line.analysis import figures, recipes
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -173,7 +173,7 @@ def test_figures_whose_rows_are_missing_are_listed_with_what_is_missing(tmp_path
 def test_released_table_every_figure_or_its_reason(tmp_path):
     if not RELEASED.exists():
         pytest.skip(f"the paper's released table is not at {RELEASED}")
-    from llm_line.table import load
+    from llm_line.analysis.table import load
 
     table = load([RELEASED], report=lambda s: None)
     drawn, missing = figures.draw(recipes.RECIPES, table, tmp_path, formats=("png",), dpi=30, report=lambda s: None)
@@ -231,7 +231,7 @@ def test_cli_only_one_figure_and_its_index(tmp_path):
     assert float(cells[7]) == pytest.approx(neox["FineWeb-Edu Validation Loss"].min(), rel=1e-3)
     assert float(cells[8]) == pytest.approx(neox["C4 Validation Loss"].min(), rel=1e-3)
     bad = subprocess.run(
-        [sys.executable, "-m", "llm_line.figures", "--data", str(RELEASED), "--only", "fig9"],
+        [sys.executable, "-m", "llm_line.analysis.figures", "--data", str(RELEASED), "--only", "fig9"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -240,7 +240,8 @@ def test_cli_only_one_figure_and_its_index(tmp_path):
 
 
 def test_data_repeated_stacks_the_tables(tmp_path):
-    from llm_line import table
+
+    from llm_line.analysis import table
 
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     ladder(steps=2).iloc[:5].to_csv(first, index=False)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import fit
-from llm_line.collect import read_table
-from llm_line.table import select
+from llm_line.analysis import fit
+from llm_line.analysis.collect import read_table
+from llm_line.analysis.table import select
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -153,7 +153,7 @@ def test_cli_fits_writes_json_csv_and_predicts(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "llm_line.fit",
+        "llm_line.analysis.fit",
         "--data",
         str(c4),
         str(pile),
@@ -363,7 +363,19 @@ def test_irreducible_paper_reproduces_the_original_code(tmp_path, y, where):
     if not RELEASED.exists():
         pytest.skip(f"the paper's released table is not at {RELEASED}")
     tidy = tmp_path / "laws.csv"
-    cmd = [sys.executable, "-m", "llm_line.fit", "--data", str(RELEASED), "--x", LLAMA_X, "--y", y, "--where", where]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llm_line.analysis.fit",
+        "--data",
+        str(RELEASED),
+        "--x",
+        LLAMA_X,
+        "--y",
+        y,
+        "--where",
+        where,
+    ]
     cmd += ["--in-domain-below", "4", "--irreducible", "paper", "--bootstrap", "0", "--csv", str(tidy)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -386,7 +398,7 @@ def test_irreducible_paper_reproduces_the_original_code(tmp_path, y, where):
 
 
 def load_rows(where):
-    from llm_line.table import load
+    from llm_line.analysis.table import load
 
     return load([RELEASED], where=[where], in_domain_below=4, report=lambda _: None)
 
@@ -396,7 +408,19 @@ def test_irreducible_from_a_file_is_held_in_every_resample(tmp_path):
     data, given_file, tidy = tmp_path / "t.csv", tmp_path / "E.csv", tmp_path / "laws.csv"
     table.to_csv(data, index=False)
     pd.DataFrame({"group": ["a", "a"], "loss": ["x", "y"], "E": [E_X, E_Y]}).to_csv(given_file, index=False)
-    cmd = [sys.executable, "-m", "llm_line.fit", "--data", str(data), "--x", "x", "--y", "y", "--bootstrap", "40"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llm_line.analysis.fit",
+        "--data",
+        str(data),
+        "--x",
+        "x",
+        "--y",
+        "y",
+        "--bootstrap",
+        "40",
+    ]
     proc = subprocess.run(
         cmd + ["--irreducible-from", str(given_file), "--csv", str(tidy)], cwd=ROOT, text=True, capture_output=True
     )

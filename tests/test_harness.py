@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_line import harness
 from llm_line.errors import CellError
+from llm_line.evaluation import harness
 
 
 def test_a_local_task_loads_from_the_index_of_local_folders_alone(monkeypatch, tmp_path):

@@ -12,8 +12,8 @@ from hub_server import HubServer, Repo, checkpoint_copy
 from huggingface_hub import constants
 from omegaconf import OmegaConf
 
-from llm_line import hub, store
 from llm_line.errors import CellError
+from llm_line.sweeps import hub, store
 
 ORG = "llm-line"
 MODEL = f"{ORG}/demo-hub"
@@ -47,13 +47,13 @@ def repos(demo_model, tmp_path_factory, cache_dir):
 
 
 def hub_tasks_dir():
-    from llm_line.demo import TASK_DIR
+    from llm_line.evaluation.demo import TASK_DIR
 
     return TASK_DIR
 
 
 def corpus_file():
-    from llm_line.config import PACKAGE_DIR
+    from llm_line.evaluation.config import PACKAGE_DIR
 
     return PACKAGE_DIR / "corpora" / "demo.jsonl"
 

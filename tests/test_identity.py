@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from llm_line import fingerprint, store
-from llm_line.config import cell_dir
+from llm_line.evaluation import fingerprint
+from llm_line.evaluation.config import cell_dir
+from llm_line.sweeps import store
 
 CHEAP = ("task=demo_sounds", "task.limit=8")  # one small task: a cell in a few seconds
 
@@ -37,7 +38,7 @@ def tree(root: Path) -> dict[str, int]:
 
 def status(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "llm_line.status", str(root), *args], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "llm_line.sweeps.status", str(root), *args], cwd=ROOT, capture_output=True, text=True
     )
 
 
@@ -177,7 +178,8 @@ def test_a_sweep_of_seeds_yields_one_result_each_and_status_agrees(cli, tmp_path
     found = sorted(p.parent.name for p in root.rglob(store.RESULT))
     assert found == ["1shot_seed1_limit8", "1shot_seed2_limit8", "1shot_seed3_limit8"]
     assert "3 cells  done 3" in status(root).stdout
-    from llm_line import collect
+
+    from llm_line.analysis import collect
 
     table = collect.collect([root])
     assert sorted(table.long["fewshot_seed"].unique()) == [1, 2, 3]

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 
-from llm_line import cli, intervention, plot
-from llm_line.table import DataError
+from llm_line import cli
+from llm_line.analysis import intervention, plot
+from llm_line.analysis.table import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -90,7 +91,7 @@ def test_cli_averages_losses_writes_table_csv_and_figure(tmp_path):
         [
             sys.executable,
             "-m",
-            "llm_line.intervention",
+            "llm_line.analysis.intervention",
             "--data",
             str(data),
             "--average",

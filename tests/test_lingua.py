@@ -468,8 +468,8 @@ def test_a_corpus_on_an_export_is_framed_as_lingua_trained(runs, tmp_path):
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm_line import corpus
-    from llm_line.config import CorpusConfig, ModelConfig, TaskConfig
+    from llm_line.evaluation import corpus
+    from llm_line.evaluation.config import CorpusConfig, ModelConfig, TaskConfig
 
     out = runs["llama"]["out"]
     tokenizer = AutoTokenizer.from_pretrained(out / "step100")

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_line import loggers
 from llm_line.errors import CellError
+from llm_line.evaluation import loggers
 
 RESULT = {
     "cell": {"model": "m", "revision": "step100", "task": "mmlu", "shots": 5, "limit": None},

@@ -11,8 +11,8 @@ from conftest import ROOT
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llm_line import harness, metrics
-from llm_line.config import ModelConfig, TaskConfig
+from llm_line.evaluation import harness, metrics
+from llm_line.evaluation.config import ModelConfig, TaskConfig
 
 SHOTS = 2
 REVISION = "step100"  # part-trained: accuracies strictly between chance and 1

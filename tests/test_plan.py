@@ -1,4 +1,4 @@
-"""The sweep plan (llm_line/plan.py): fast composition equals Hydra's, states, error cells, packs."""
+"""The sweep plan (llm_line/sweeps/plan.py): fast composition equals Hydra's, states, error cells, packs."""
 
 import shutil
 
@@ -8,8 +8,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from llm_line import fingerprint, store
-from llm_line.plan import make_plan
+from llm_line.evaluation import fingerprint
+from llm_line.sweeps import store
+from llm_line.sweeps.plan import make_plan
 
 
 @pytest.fixture
@@ -114,9 +115,10 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
 
 def full_values(loader, config, overrides):
     """What the plan reads of a cell, from a full compose of it."""
-    from llm_line import hub
-    from llm_line.cell import identity
-    from llm_line.config import load_key
+
+    from llm_line.evaluation.cell import identity
+    from llm_line.evaluation.config import load_key
+    from llm_line.sweeps import hub
 
     full = loader.load_sweep_config(config, list(overrides))
     run_dir, settings = str(full.hydra.sweep.subdir), fingerprint.settings(full)
@@ -155,7 +157,7 @@ def test_a_run_dir_pattern_of_ones_own_is_resolved_per_cell(loader_and_config, t
 
 
 def test_the_shipped_run_dir_pattern_is_the_one_the_plan_computes_directly():
-    from llm_line.plan import CELL_DIR
+    from llm_line.sweeps.plan import CELL_DIR
 
     assert OmegaConf.load(ROOT / "conf" / "config.yaml").hydra.sweep._get_node("subdir")._value() == CELL_DIR
 

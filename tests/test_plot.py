@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import plot
+from llm_line.analysis import plot
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -101,7 +101,7 @@ def test_cli_on_the_paper_table(tmp_path):
         [
             sys.executable,
             "-m",
-            "llm_line.plot",
+            "llm_line.analysis.plot",
             "--data",
             str(RELEASED),
             "--x",
@@ -123,7 +123,7 @@ def test_cli_on_the_paper_table(tmp_path):
     assert out.with_suffix(".png").read_bytes()[:8] == PNG and out.with_suffix(".pdf").stat().st_size > 10_000
     assert "C4" in proc.stdout and "FineWeb-Edu" in proc.stdout and "The Pile Deduped" in proc.stdout
     help_text = subprocess.run(
-        [sys.executable, "-m", "llm_line.plot", "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "llm_line.analysis.plot", "--help"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert "--x" in help_text and "png" in help_text.lower() and "--together" in help_text
 
@@ -190,7 +190,8 @@ def one_dataset(points=60, seed=1):
 
 
 def test_several_y_in_one_panel_coloured_per_y_with_their_mean_in_black():
-    from llm_line import colours, panels
+
+    from llm_line.analysis import colours, panels
 
     table = one_dataset()
     ys = [
@@ -221,7 +222,8 @@ def test_several_y_in_one_panel_coloured_per_y_with_their_mean_in_black():
 
 
 def test_a_grid_of_y_rows_and_matched_columns_shares_its_axes():
-    from llm_line import panels
+
+    from llm_line.analysis import panels
 
     table = three_groups(points=30)
     table["Tokenizer"] = np.where(table["Pretraining Data"] == "The Pile", "gpt-neox", "gpt2-HF")
@@ -254,7 +256,8 @@ def test_a_grid_of_y_rows_and_matched_columns_shares_its_axes():
 
 
 def test_groups_over_several_columns_get_one_law_each():
-    from llm_line import panels
+
+    from llm_line.analysis import panels
 
     table = three_groups(points=30)
     fig, laws = panels.grid(table, "C4 Validation Loss", ["HellaSwag Loss"], group=["Pretraining Data", "Architecture"])
@@ -266,7 +269,8 @@ def test_groups_over_several_columns_get_one_law_each():
 
 
 def test_a_numeric_group_is_coloured_on_a_scale_with_a_colour_bar():
-    from llm_line import colours, panels
+
+    from llm_line.analysis import colours, panels
 
     table = three_groups(points=30)
     table["Size"] = np.repeat([1e8, 4e8, 1.6e9], 30)  # one size per law
@@ -283,7 +287,8 @@ def test_a_numeric_group_is_coloured_on_a_scale_with_a_colour_bar():
 
 
 def test_a_value_has_one_colour_in_every_figure():
-    from llm_line import colours
+
+    from llm_line.analysis import colours
 
     assert colours.colour("C4") == colours.colour("C4 Validation Loss") == colours.colour("c4")
     assert colours.colour("The Pile") == colours.colour("The Pile UC Validation Loss")
@@ -304,7 +309,7 @@ def test_cli_grid_on_the_paper_table(tmp_path):
         [
             sys.executable,
             "-m",
-            "llm_line.plot",
+            "llm_line.analysis.plot",
             "--data",
             str(RELEASED),
             "--x",

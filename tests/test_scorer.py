@@ -15,7 +15,7 @@ import transformers
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
-from llm_line import demo, scorer
+from llm_line.evaluation import demo, scorer
 
 WINDOW = 64  # the models' max_length: the long shapes exceed it
 
@@ -160,7 +160,7 @@ def test_unservable_model_falls_back_to_hflm(tokenizer, caplog):
     config = transformers.MambaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, state_size=4)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     kwargs = {"tokenizer": tokenizer, "batch_size": 4, "device": "cpu", "max_length": WINDOW}
-    with caplog.at_level(logging.WARNING, logger="llm_line.scorer"):
+    with caplog.at_level(logging.WARNING, logger="llm_line.evaluation.scorer"):
         shared = scorer.SharedPrefixLM(pretrained=model, **kwargs)
     assert shared.scored_by == "hf"
     assert "cannot serve architecture 'mamba'" in caplog.text
@@ -173,7 +173,7 @@ def test_demo_cells_score_the_same_and_record_their_backend(cli, tmp_path):
     which backend scored it."""
     import json
 
-    from llm_line import store
+    from llm_line.sweeps import store
 
     metrics = {}
     for backend in ("hf", "hf-shared"):

@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import ROOT
 
-from llm_line import store
+from llm_line.sweeps import store
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,7 +52,7 @@ def results(root):
 
 def grid_states(root):
     proc = subprocess.run(
-        [sys.executable, "-m", "llm_line.status", str(root), "--json"],
+        [sys.executable, "-m", "llm_line.sweeps.status", str(root), "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -103,7 +103,8 @@ def wait_at_gate(root, sweep, timeout=420):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, cache_dir, demo_model):
     """The packed grid, submitted without waiting, then submitted again while its jobs are queued or running."""
-    from llm_line import demo
+
+    from llm_line.evaluation import demo
 
     demo.ensure(cache_dir / "demo" / "small", "small")
     root = tmp_path_factory.mktemp("slurm_results")
@@ -131,7 +132,7 @@ def job_logs(root):
 def test_packed_sweep_loads_each_model_once_per_job(finished):
     root, first, _ = finished
     assert "8 to launch" in first and "2 jobs (one model load each, at most 32 cells per job)" in first
-    assert "follow them with: python -m llm_line.status" in first
+    assert "follow them with: python -m llm_line.sweeps.status" in first
     found = results(root)
     assert len(found) == 8
     jobs = {}
@@ -144,8 +145,8 @@ def test_packed_sweep_loads_each_model_once_per_job(finished):
     logs = job_logs(root)
     assert len(logs) == 2
     for text in logs.values():
-        assert text.count("[llm_line.harness][INFO] - Loading ") == 1
-        assert text.count("[llm_line.cell][INFO] - Evaluating ") == 4
+        assert text.count("[llm_line.evaluation.harness][INFO] - Loading ") == 1
+        assert text.count("[llm_line.evaluation.cell][INFO] - Evaluating ") == 4
     assert set(grid_states(root).values()) == {"done"}
     assert not [p for p in ROOT.iterdir() if p.name in ("outputs", "multirun", ".submitit")]
 

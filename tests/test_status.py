@@ -1,10 +1,10 @@
-"""`python -m llm_line.status`: each cell's state from its files and the sweep manifest."""
+"""`python -m llm_line.sweeps.status`: each cell's state from its files and the sweep manifest."""
 
 import json
 import os
 import socket
 
-from llm_line import status, store
+from llm_line.sweeps import status, store
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 

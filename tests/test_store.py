@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from llm_line import store
+from llm_line.sweeps import store
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 RESULT = {"schema": store.SCHEMA_VERSION, "cell": CELL, "metrics": {"t": {"acc": 0.5}}, "n_docs": 2}

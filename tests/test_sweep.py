@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import ROOT
 
-from llm_line import store
+from llm_line.sweeps import store
 
 pytestmark = pytest.mark.slow  # sweeps through the CLI: minutes on 2 cores
 
@@ -55,7 +55,7 @@ def test_grid_writes_one_result_per_cell_in_distinct_run_dirs(swept):
         acc = result["metrics"][cell["task"]]["acc"]
         assert any(row.endswith(f",{cell['task']},acc,{acc!r}") for row in logged)
     # one process loads each model once, not once per cell
-    assert (proc.stdout + proc.stderr).count("[llm_line.harness][INFO] - Loading ") == 2
+    assert (proc.stdout + proc.stderr).count("[llm_line.evaluation.harness][INFO] - Loading ") == 2
 
 
 def test_rerun_launches_nothing_and_never_imports_torch(swept, cli):
@@ -131,7 +131,9 @@ def test_two_identical_local_sweeps_at_once_evaluate_each_cell_once(tmp_path):
     ]
     outs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outs
-    evaluated = [line for out in outs for line in out.splitlines() if "[llm_line.cell][INFO] - Evaluating" in line]
+    evaluated = [
+        line for out in outs for line in out.splitlines() if "[llm_line.evaluation.cell][INFO] - Evaluating" in line
+    ]
     assert len(evaluated) == 2, outs
     assert len(results(tmp_path)) == 2 and not list(tmp_path.rglob(store.RUNNING))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line import fit, plot, table
+from llm_line.analysis import fit, plot, table
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"

@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import hydra_plugins.llm_line_sweeper as sweeper
-from llm_line.config import step_revision, tokens_at
+from llm_line.evaluation.config import step_revision, tokens_at
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -263,7 +263,8 @@ def test_grids_sweeper_runs_a_union_of_grids(cli, tmp_path):
 
 
 def test_large_model_settings_reach_lm_eval(monkeypatch, demo_model):
-    from llm_line import harness
+
+    from llm_line.evaluation import harness
 
     seen = {}
 

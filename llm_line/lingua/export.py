@@ -32,8 +32,8 @@ SentencePiece (`sp`) needs --hf-tokenizer. --hf-tokenizer copies any Hugging Fac
 Each export folder also gets the run's `params.json` (as `lingua_params.json`), and OUT_DIR gets
 `llm_line.json`: the run's name and metadata (architecture, parameters, data, tokenizer, tokens per step),
 which conf/model/lingua.yaml reads, and the documents' framing in training (`add_bos`, `add_eos`), which
-corpus cells (llm_line/corpus.py) follow. Exports are written to a temporary folder and renamed, and skipped if
-present (--force redoes them). Each step folder records where it came from (`llm_line_source.json`: the run's
+corpus cells (llm_line/evaluation/corpus.py) follow. Exports are written to a temporary folder and renamed, and skipped
+if present (--force redoes them). Each step folder records where it came from (`llm_line_source.json`: the run's
 name and dump_dir, the checkpoint folder); an OUT_DIR holding another run's export is refused, and every
 checkpoint to export is loaded and checked against its params.json before anything is written.
 """
@@ -56,14 +56,14 @@ import torch
 
 from llm_line.arguments import comma_separated, existing_folder, nonnegative_int, output_folder
 from llm_line.errors import CellError, run_command
-from llm_line.store import atomic_file, write_json
+from llm_line.sweeps.store import atomic_file, write_json
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FOLDER = re.compile(r"^\d{10}$")  # lingua names checkpoint folders by step, 10 digits
 CONSOLIDATED = Path("consolidated") / "consolidated.pth"
 PARAMS = "params.json"
-META = "llm_line.json"  # read by conf/model/lingua.yaml (llm_line.config.export_meta)
+META = "llm_line.json"  # read by conf/model/lingua.yaml (llm_line.evaluation.config.export_meta)
 SOURCE = "llm_line_source.json"  # in each step folder: the run (name, dump_dir) and checkpoint it came from
 
 # Names of the data sources in lingua/configs (make_configs.py) as the analysis calls them.
@@ -562,7 +562,7 @@ def run_meta(params: dict[str, Any], arch: str, parameters: int, tokenizer: str)
         "seq_len": data.get("seq_len"),
         "steps": params.get("steps"),
         # how lingua framed every training document (BOS d EOS); validation corpora are framed the same way
-        # (llm_line/corpus.py, task.corpus.separator=auto). None where the run's params do not say.
+        # (llm_line/evaluation/corpus.py, task.corpus.separator=auto). None where the run's params do not say.
         "add_bos": data.get("add_bos"),
         "add_eos": data.get("add_eos"),
     }
