@@ -63,6 +63,7 @@ from llm_line.evaluation.checks import one_line_errors
 from llm_line.evaluation.compat import BasicSweeper, job_error
 from llm_line.sweeps import claims, hub, store
 from llm_line.sweeps.plan import LAUNCHED, Plan, make_plan
+from llm_line.sweeps.prefetch import fetch
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class ResumingSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         if self.prefetch:
-            hub.fetch([c.cfg for c in plan.to_launch()])
+            fetch([c.cfg for c in plan.to_launch()])
             log.info(
                 "Prefetched what the %d cells to launch need; launching nothing (prefetch=true)", len(plan.to_launch())
             )

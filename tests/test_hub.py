@@ -13,7 +13,7 @@ from huggingface_hub import constants
 from omegaconf import OmegaConf
 
 from llm_line.errors import CellError
-from llm_line.sweeps import hub, store
+from llm_line.sweeps import hub, prefetch, store
 
 ORG = "llm-line"
 MODEL = f"{ORG}/demo-hub"
@@ -138,7 +138,7 @@ def test_preflight_stops_a_grid_with_missing_revisions_unless_told_to_launch_the
 def test_prefetch_downloads_a_grid_into_the_cache(online):
     corpus = f"{ORG}/demo-corpus"
     cells = [cell(MODEL, "step1*", dataset=corpus), cell(MODEL, "main", dataset=corpus)]
-    hub.fetch(cells)
+    prefetch.fetch(cells)
     assert hub.downloaded_commit(MODEL, "step100") == online.repos[("model", MODEL)].commit("step100")
     assert hub.downloaded_commit(MODEL, "main") == online.repos[("model", MODEL)].commit("main")
     assert not [r for r in online.requests if r.startswith(f"GET /datasets/{corpus}/resolve/")]  # streamed corpora
@@ -173,11 +173,11 @@ def test_prefetch_downloads_the_weights_a_revision_has_and_fails_on_none(online,
 
     corpus = f"{ORG}/demo-corpus"  # a corpus cell: no lm-eval task data to download
     with pytest.raises(CellError) as error:
-        hub.fetch([cell(BIN, "step100", dataset=corpus)])
+        prefetch.fetch([cell(BIN, "step100", dataset=corpus)])
     assert str(error.value) == NO_WEIGHTS.format(where="on the hub")
     assert not [r for r in online.requests if "/resolve/" in r]
 
-    hub.fetch([cell(BIN, "main", dataset=corpus)])
+    prefetch.fetch([cell(BIN, "main", dataset=corpus)])
     commit = online.repos[("model", BIN)].commit("main")
     snapshot = hub._cached_snapshot(BIN, commit)
     assert snapshot is not None and (snapshot / "pytorch_model.bin").is_file()

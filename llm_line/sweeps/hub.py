@@ -1,17 +1,18 @@
-"""The Hugging Face hub: which branch a revision is, whether it exists, and a grid's preflight and download.
+"""The Hugging Face hub: which branch a revision is, whether it exists, and a grid's preflight.
 
 Branch names of some families cannot be computed (OLMo-1B-hf names `step20000-tokens83B` where the original
 repository says `84B`), so a revision may be a pattern with `*` (`step20000-tokens*B`) that is matched
 against the repository's real branches. One listing per repository serves a whole sweep: kept in the process
 and on disk (`<cache>/hub_refs/`, trusted for REFS_LIFETIME_S online, at any age offline).
 A model revision must also hold weights transformers can load (`loadable_weights`): its files are listed
-once per revision, and prefetch downloads exactly those weights (safetensors where present, else `.bin`).
+once per revision, and the prefetch downloads exactly those weights (safetensors where present, else `.bin`).
 
 With HF_HUB_OFFLINE=1 nothing is asked of the hub: the disk listing, else the branches the hub cache has
 downloaded (`<HF_HOME>/hub/models--org--name/refs/`), say what exists; what neither knows is reported as
 unverified rather than missing.
 
-Light on purpose (no torch, no lm_eval at import): the sweeper and the resume check import it.
+Light on purpose (no torch, no lm_eval at import): the sweeper and the resume check import it. The download
+itself is `llm_line.sweeps.prefetch`, which reaches into lm-eval for task data; this module stays a leaf.
 """
 
 from __future__ import annotations
@@ -371,45 +372,3 @@ def missing_cells(cells_revisions: Sequence[Sequence[tuple[str, str, str]]]) -> 
         if reasons:
             missing[i] = str(reasons[0])
     return missing
-
-
-MODEL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py"]  # config, tokenizer, code; weights: loadable_weights
-
-
-def fetch(cells: Sequence[Any]) -> None:
-    """Download what `cells` need into the caches (HF_HOME): models at their revisions, tokenizers and lm-eval
-    task datasets, so that compute nodes can run them with HF_HUB_OFFLINE=1.
-
-    Corpus datasets are streamed, a few thousand documents out of repositories of hundreds of gigabytes
-    (C4, FineWeb-Edu 100BT): they are checked by the preflight but not downloaded; the log says so.
-    """
-    from huggingface_hub import snapshot_download
-
-    if offline():
-        raise CellError("prefetch downloads from the hub: unset HF_HUB_OFFLINE (run it on the login node)")
-    revisions = hub_revisions(cells)
-    for check in check_revisions(revisions):
-        if check.kind != "model":
-            log.warning(
-                "Not downloading dataset %s (a streamed corpus): its cells need the hub, or a local copy "
-                "of the selection in task.corpus.path",
-                check.repo,
-            )
-            continue
-        if check.problem or check.found is None or check.weights is None:
-            raise CellError(check.problem or f"cannot prefetch {check.repo}@{check.revision}")
-        log.info("Downloading %s@%s (%s)", check.repo, check.found.name, ", ".join(check.weights))
-        snapshot_download(check.repo, revision=check.found.name, allow_patterns=MODEL_FILES + check.weights)
-    tokenizers = {str(cfg.model.tokenizer) for cfg in cells if cfg.model.tokenizer}
-    for tokenizer in sorted(t for t in tokenizers if hub_id(t)):
-        snapshot_download(tokenizer, allow_patterns=MODEL_FILES)
-    lm_eval_tasks = {(str(cfg.task.name), cfg.task.include_path) for cfg in cells if cfg.task.get("corpus") is None}
-    if lm_eval_tasks:
-        from llm_line.evaluation import harness  # heavy: lm_eval indexes the tasks and downloads each task's data
-
-        for name, include_path in sorted(lm_eval_tasks, key=str):
-            log.info("Downloading the data of task %s", name)
-            harness.load_task(name, include_path)
-    log.info(
-        "Prefetch done: %d model revisions, %d tasks", sum(k == "model" for k, _, _ in revisions), len(lm_eval_tasks)
-    )
