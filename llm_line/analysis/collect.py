@@ -27,8 +27,8 @@ names its convention in the `Convention` column (the long table keeps every numb
 
 Corrupt or unreadable result files, folders that cannot be listed and failed cells are skipped and reported
 (path and reason) on stderr, never silently; `--strict` then exits 1.
-`read_table` reads a wide table written here *and* the paper's released CSV (two header lines, convention
-`paper`) into the same form, so the analysis runs on either.
+`read_table` (from `llm_line.analysis.table`, re-exported here) reads a wide table written here *and* the paper's
+released CSV (two header lines, convention `paper`) into the same form, so the analysis runs on either.
 
 Only json parsing per file; the tables are built column-wise at the end, so 10,000 files take seconds.
 """
@@ -36,7 +36,6 @@ Only json parsing per file; the tables are built column-wise at the end, so 10,0
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 import pandas as pd
 
 from llm_line import cli
+from llm_line.analysis.table import read_table as read_table  # re-exported: collect's tables are read by it
 from llm_line.arguments import output_file
 from llm_line.errors import run_command
 from llm_line.evaluation import fingerprint
@@ -71,7 +71,6 @@ CONVENTIONS = {
     "corrected": Convention({"acc": "Accuracy", "loss": "Loss", "bpb": "BPB"}, "packed"),
     "paper": Convention({"acc": "Accuracy", "loss_paper": "Loss", "bpb": "BPB"}, "chunks"),
 }
-RELEASED_CONVENTION = "paper"  # the paper's released table was written by its original code
 
 # Column order of the released table (the ones a collected table can fill), then ours.
 META_COLUMNS = ["Name", "Architecture", "Size", "Pretraining Data", "Steps", "Tokenizer", "Tokens"]
@@ -422,30 +421,6 @@ def metric_order(column: str) -> tuple:
             rank = PAPER_TASKS.index(name) if name in PAPER_TASKS else len(PAPER_TASKS)
             return (1, shots, rank, name, suffix_rank)
     return (3, shots, 0, base, 0)
-
-
-def read_table(path: os.PathLike) -> pd.DataFrame:
-    """A wide table from `collect` (CSV or Parquet) or the paper's released CSV, in one form.
-
-    The released CSV has two header lines: the second names the six boolean `Intervention` columns
-    (Size, Context Length, Optimizer, Architecture, Pretraining Data, Tokenizer); they become
-    `Intervention: Size` etc. Numeric columns come back as floats in both forms.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist (write it with `python -m llm_line.analysis.collect`)")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        first, second = next(reader, []), next(reader, [])
-    two_headers = len(first) != len(set(first)) and len(second) == len(first) and second[:1] == [""] and any(second)
-    if not two_headers:
-        return pd.read_csv(path)
-    columns = [f"{top}: {sub}" if sub else top for top, sub in zip(first, second, strict=False)]
-    table = pd.read_csv(path, header=None, skiprows=2, names=columns)
-    table["Convention"] = RELEASED_CONVENTION
-    return table
 
 
 def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> list[Path]:

@@ -19,6 +19,7 @@ naming the column and the row, which the command lines print as their error.
 from __future__ import annotations
 
 import argparse
+import csv
 import difflib
 import os
 import re
@@ -31,6 +32,7 @@ import pandas as pd
 
 from llm_line.arguments import finite_float
 
+RELEASED_CONVENTION = "paper"  # the paper's released table was written by its original code
 MEASURED = (" Loss", " BPB", " Accuracy")  # column name endings that hold measurements
 COMPARISONS = ("<=", ">=", "!=", "<", ">", "=")  # --where operators, longest first so "<=" is not read as "<"
 
@@ -92,11 +94,33 @@ def read_tables(paths: Sequence[os.PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
+def read_table(path: os.PathLike) -> pd.DataFrame:
+    """A wide table from `collect` (CSV or Parquet) or the paper's released CSV, in one form.
+
+    The released CSV has two header lines: the second names the six boolean `Intervention` columns
+    (Size, Context Length, Optimizer, Architecture, Pretraining Data, Tokenizer); they become
+    `Intervention: Size` etc. Numeric columns come back as floats in both forms.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (write it with `python -m llm_line.analysis.collect`)")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        first, second = next(reader, []), next(reader, [])
+    two_headers = len(first) != len(set(first)) and len(second) == len(first) and second[:1] == [""] and any(second)
+    if not two_headers:
+        return pd.read_csv(path)
+    columns = [f"{top}: {sub}" if sub else top for top, sub in zip(first, second, strict=False)]
+    table = pd.read_csv(path, header=None, skiprows=2, names=columns)
+    table["Convention"] = RELEASED_CONVENTION
+    return table
+
+
 def read_one(path: os.PathLike) -> pd.DataFrame:
     """One table, refused with one line where it cannot be what a user meant: a folder, an empty file, a
     header without rows, or a CSV cut with another separator (`;` or tab) that reads as a single column."""
-    from llm_line.analysis.collect import read_table
-
     if Path(path).is_dir():
         raise DataError(f"{path} is a folder; give the table file (e.g. {Path(path) / 'results.csv'})")
     try:
