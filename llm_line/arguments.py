@@ -15,11 +15,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def prog(module: str) -> str:
+    """The program name a module's `--help` shows: `llm-line fit` when run through `llm-line` (`cli.main` sets
+    `sys.argv[0]`), else `python -m llm_line.analysis.fit`. Here, not in `cli`, so no command imports `cli`."""
+    return sys.argv[0] if sys.argv[0].startswith("llm-line ") else f"python -m {module}"
 
 
 def _int(text: str) -> int:

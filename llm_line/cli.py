@@ -31,12 +31,6 @@ COMMANDS = {
 }
 
 
-def prog(module: str) -> str:
-    """The program name a module's `--help` shows: `llm-line fit` when run through this command, else
-    `python -m llm_line.analysis.fit`."""
-    return sys.argv[0] if sys.argv[0].startswith("llm-line ") else f"python -m {module}"
-
-
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: llm-line COMMAND [ARGS...]   (llm-line COMMAND --help for its options)", "", "commands:"]

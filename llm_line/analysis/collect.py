@@ -46,9 +46,8 @@ from typing import Any
 
 import pandas as pd
 
-from llm_line import cli
 from llm_line.analysis.table import read_table as read_table  # re-exported: collect's tables are read by it
-from llm_line.arguments import output_file
+from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
 from llm_line.evaluation import fingerprint
 from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED, step_of
@@ -459,7 +458,7 @@ def report_skipped(skipped: list[Skipped], stream=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=cli.prog("llm_line.analysis.collect"),
+        prog=prog("llm_line.analysis.collect"),
         description="Collect result.json files into a wide table (one row per checkpoint, the paper's "
         "layout) and a long table (one row per metric value).",
         epilog="Writes OUT (.csv) and OUT with .parquet, plus <OUT stem>_long.parquet and _long.csv. "

@@ -26,7 +26,6 @@ from typing import Any
 import matplotlib
 import pandas as pd
 
-from llm_line import cli
 from llm_line.analysis import compute_figure, panels
 from llm_line.analysis import fit as fitting
 from llm_line.analysis.plot import save
@@ -42,7 +41,7 @@ from llm_line.analysis.table import (
     message,
     to_stderr,
 )
-from llm_line.arguments import output_folder, positive_int
+from llm_line.arguments import output_folder, positive_int, prog
 from llm_line.errors import run_command
 from llm_line.sweeps.store import atomic_file
 
@@ -289,7 +288,7 @@ def select_recipes(only: Sequence[str]) -> list[Recipe]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=cli.prog("llm_line.analysis.figures"),
+        prog=prog("llm_line.analysis.figures"),
         description="Draw every figure of the paper the rows support into DIR, with DIR/index.md listing each "
         "figure, its laws (K, kappa, E, R², status) and the figures whose rows are missing.",
         epilog="example: llm-line figures --data ../shared/data/llm-line-hf-models.csv --data "

@@ -48,7 +48,6 @@ from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 
-from llm_line import cli
 from llm_line.analysis import batch_fit, paper_estimator
 from llm_line.analysis.progress import batches, command_logging
 from llm_line.analysis.table import (
@@ -62,7 +61,7 @@ from llm_line.analysis.table import (
     require_columns,
     to_stderr,
 )
-from llm_line.arguments import finite_float, nonnegative_int, output_file
+from llm_line.arguments import finite_float, nonnegative_int, output_file, prog
 from llm_line.errors import run_command
 
 CI_LEVEL = 0.95
@@ -1221,7 +1220,7 @@ def main(argv: list[str] | None = None) -> int:
     from llm_line.sweeps.store import atomic_file, write_json
 
     parser = argparse.ArgumentParser(
-        prog=cli.prog("llm_line.analysis.fit"),
+        prog=prog("llm_line.analysis.fit"),
         description="Fit the loss-to-loss law L_y = K (L_x - E_x)^kappa + E_y per group of a wide table "
         "(written by llm_line.analysis.collect, or the paper's released CSV).",
         epilog='example: python -m llm_line.analysis.fit --x "FineWeb-Edu Validation Loss" --y "HellaSwag Loss" '

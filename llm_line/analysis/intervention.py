@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llm_line import cli
 from llm_line.analysis import fit as fitting
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.table import (
@@ -43,7 +42,7 @@ from llm_line.analysis.table import (
     require_columns,
     to_stderr,
 )
-from llm_line.arguments import output_file
+from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
 
 CI_LEVEL = fitting.CI_LEVEL
@@ -220,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llm_line.sweeps.store import atomic_file
 
     parser = argparse.ArgumentParser(
-        prog=cli.prog("llm_line.analysis.intervention"),
+        prog=prog("llm_line.analysis.intervention"),
         description="Fit the loss-to-loss law on a base group, then report every group's offset from it "
         "(mean residual with a bootstrap interval, RMSE) and draw residual panels.",
         epilog='example: python -m llm_line.analysis.intervention --x "FineWeb-Edu Validation Loss" '

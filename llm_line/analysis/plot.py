@@ -33,14 +33,13 @@ from typing import Any
 import matplotlib
 import pandas as pd
 
-from llm_line import cli
 from llm_line.analysis import colours as palette
 from llm_line.analysis import fit as fitting
 from llm_line.analysis import panels
 from llm_line.analysis.panels import unit
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.table import DataError, add_arguments, law_columns, load_from_args, message, to_stderr
-from llm_line.arguments import output_file, positive_int
+from llm_line.arguments import output_file, positive_int, prog
 from llm_line.errors import run_command
 
 __all__ = ["figure", "residual_figure", "save", "unit"]
@@ -207,7 +206,7 @@ def columns(text: str | None) -> list[str] | str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=cli.prog("llm_line.analysis.plot"),
+        prog=prog("llm_line.analysis.plot"),
         description="Plot losses against one x loss: panels per y (or several y per panel with their mean), "
         "grids of rows and columns, one fitted law per group in a fixed colour, and y = x.",
         epilog='example: llm-line plot --data data/results.csv --x "FineWeb-Edu Validation Loss" '

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llm_line import cli
+from llm_line.arguments import prog
 from llm_line.errors import run_command
 from llm_line.evaluation import fingerprint
 from llm_line.sweeps import claims, manifests, store
@@ -150,7 +150,7 @@ def report(name: str, rows: list[dict[str, Any]], show: set[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=cli.prog("llm_line.sweeps.status"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("llm_line.sweeps.status"), description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="results root (the sweep dir, `results_dir` of the sweep)")
     parser.add_argument(
         "--all", action="store_true", help="each sweep launched into ROOT as its own grid, not all combined"
