@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import ROOT, run_evaluate
 
-from llm_line.analysis.collect import read_table
+from llm_line.analysis.table import read_table
 
 pytestmark = pytest.mark.slow  # sweeps through the CLI: minutes on 2 cores
 

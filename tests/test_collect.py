@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from llm_line.analysis import collect
+from llm_line.analysis.table import read_table
 from llm_line.evaluation.config import cell_dir, step_of
 from llm_line.sweeps import store
 
@@ -239,7 +240,7 @@ def test_cli_writes_csv_and_parquet_that_read_back_alike(results, tmp_path):
     assert collect.main([str(results), "-o", str(out)]) == 0
     names = sorted(p.name for p in out.parent.iterdir())
     assert names == ["results.csv", "results.parquet", "results_long.csv", "results_long.parquet"]
-    from_csv, from_parquet = collect.read_table(out), collect.read_table(out.with_suffix(".parquet"))
+    from_csv, from_parquet = read_table(out), read_table(out.with_suffix(".parquet"))
     pd.testing.assert_frame_equal(from_csv, from_parquet, check_dtype=False)
     assert from_csv["HellaSwag Loss"].dtype == "float64" and from_csv["Tokens"].dtype == "float64"
     long = pd.read_parquet(out.parent / "results_long.parquet")
@@ -271,7 +272,7 @@ def test_cli_help_and_errors(tmp_path):
 def released():
     if not RELEASED.exists():
         pytest.skip(f"the paper's released table is not at {RELEASED}")
-    return collect.read_table(RELEASED)
+    return read_table(RELEASED)
 
 
 def test_released_table_reads_into_the_same_form(released):
@@ -394,7 +395,7 @@ def test_convention_chooses_the_loss_columns(both_conventions, capsys):
 def test_convention_option_on_the_command_line(both_conventions, tmp_path):
     out = tmp_path / "out" / "paper.csv"
     assert collect.main([str(both_conventions), "-o", str(out), "--convention", "paper"]) == 0
-    table = collect.read_table(out)
+    table = read_table(out)
     assert list(table["Convention"]) == ["paper"] and table.loc[0, "HellaSwag Loss"] == 2.2
     with pytest.raises(SystemExit):
         collect.main([str(both_conventions), "-o", str(out), "--convention", "papers"])

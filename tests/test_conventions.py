@@ -243,6 +243,7 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     from hydra import compose, initialize_config_dir
 
     from llm_line.analysis import collect, fit
+    from llm_line.analysis.table import read_table
     from llm_line.evaluation.cell import run_cell
     from llm_line.evaluation.config import cell_dir
 
@@ -264,7 +265,7 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     ours = collect.collect([root], "paper").wide
     assert len(ours) == 4 and set(ours["Convention"]) == {"paper"} and ours["C4 Validation Loss"].notna().all()
     assert ours["HellaSwag Loss"].notna().all() and set(ours["Tokens"]) == {0, 102400, 204800, 307200}
-    released = collect.read_table(released_csv)
+    released = read_table(released_csv)
     table = pd.concat([released, ours], ignore_index=True)
     assert set(table["Convention"]) == {"paper"}
     fits = {f.group: f for f in fit.fit_groups(table, "C4 Validation Loss", "HellaSwag Loss", n_boot=20)}
@@ -300,13 +301,13 @@ def test_paper_convention_matches_the_released_tables_commonsense_qa_ratio():
     2 ln 2 for every row, as in the released table."""
     from conftest import SHARED
 
-    from llm_line.analysis import collect
+    from llm_line.analysis.table import read_table
 
     ours = metrics.summarize([metrics.AnswerLoss(nll=nll, tokens=1, bytes=2, paper_tokens=1) for nll in (0.7, 1.9)])
     assert ours["loss_paper"] / ours["bpb"] == pytest.approx(2 * math.log(2))
     released_csv = SHARED / "data" / "llm-line-hf-models.csv"
     if not released_csv.exists():
         pytest.skip(f"the paper's released table is not at {released_csv}")
-    released = collect.read_table(released_csv).dropna(subset=["CommonSenseQA Loss", "CommonSenseQA BPB"])
+    released = read_table(released_csv).dropna(subset=["CommonSenseQA Loss", "CommonSenseQA BPB"])
     ratio = released["CommonSenseQA Loss"] / released["CommonSenseQA BPB"]
     assert len(ratio) > 100 and ratio.to_numpy() == pytest.approx(2 * math.log(2), rel=1e-9)

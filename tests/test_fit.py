@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from llm_line.analysis import fit
-from llm_line.analysis.collect import read_table
-from llm_line.analysis.table import select
+from llm_line.analysis.table import read_table, select
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"

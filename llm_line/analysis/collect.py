@@ -27,7 +27,7 @@ names its convention in the `Convention` column (the long table keeps every numb
 
 Corrupt or unreadable result files, folders that cannot be listed and failed cells are skipped and reported
 (path and reason) on stderr, never silently; `--strict` then exits 1.
-`read_table` (from `llm_line.analysis.table`, re-exported here) reads a wide table written here *and* the paper's
+`llm_line.analysis.table.read_table` reads a wide table written here *and* the paper's
 released CSV (two header lines, convention `paper`) into the same form, so the analysis runs on either.
 
 Only json parsing per file; the tables are built column-wise at the end, so 10,000 files take seconds.
@@ -46,7 +46,6 @@ from typing import Any
 
 import pandas as pd
 
-from llm_line.analysis.table import read_table as read_table  # re-exported: collect's tables are read by it
 from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
 from llm_line.evaluation import fingerprint
