@@ -39,6 +39,16 @@ def demo_model(cache_dir) -> Path:
     return demo.ensure(cache_dir / "demo" / "tiny", "tiny")
 
 
+def run_main(main, argv, capsys):
+    """(exit status, stdout, stderr) of a command's `main(argv)`, whether it returns or exits (argparse)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture
 def cli(cache_dir):
     """`cli(*overrides, results_dir=...)` runs `python evaluate.py` in a subprocess, as a user would."""

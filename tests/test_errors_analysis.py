@@ -10,6 +10,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_main
 
 from llm_line.analysis import figures, fit, intervention, plot, progress
 
@@ -31,16 +32,6 @@ def law_table(path, groups=("a",), points=12, **columns):
     return path
 
 
-def run(main, argv, capsys):
-    """The exit status, stdout and stderr of `main(argv)`, whether it returns or exits (argparse)."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def last_line(text):
     return text.strip().splitlines()[-1]
 
@@ -49,7 +40,7 @@ def test_an_unknown_group_column_names_the_option_and_lists_the_choices(tmp_path
     """It used to be `error: Nope`."""
     table = law_table(tmp_path / "t.csv")
     argv = ["--data", str(table), "--x", "x", "--y", "y", "--group", "Nope", "--base", "a", "--bootstrap", "0"]
-    code, _, err = run(intervention.main, argv, capsys)
+    code, _, err = run_main(intervention.main, argv, capsys)
     assert code == 2
     assert last_line(err).endswith(
         "error: --group: no column 'Nope' in the table; did you mean 'Name'? "
@@ -73,7 +64,7 @@ def test_an_unknown_column_names_the_option_the_closest_names_and_the_choices(
     argv = ["--data", str(table), "--x", "x", "--y", "y", option, value, "--bootstrap", "0"]
     if main is plot.main:
         argv += ["-o", str(tmp_path / "fig")]
-    code, _, err = run(main, argv, capsys)
+    code, _, err = run_main(main, argv, capsys)
     assert code == 2 and expected in last_line(err)
     assert not list(tmp_path.glob("fig*"))
 
@@ -81,7 +72,7 @@ def test_an_unknown_column_names_the_option_the_closest_names_and_the_choices(
 def test_an_unknown_base_lists_the_groups(tmp_path, capsys):
     table = law_table(tmp_path / "t.csv", groups=("a", "b"))
     argv = ["--data", str(table), "--x", "x", "--y", "y", "--group", "Pretraining Data", "--base", "c"]
-    code, _, err = run(intervention.main, [*argv, "--bootstrap", "0"], capsys)
+    code, _, err = run_main(intervention.main, [*argv, "--bootstrap", "0"], capsys)
     assert code == 2
     assert last_line(err).endswith("--base: no rows with Pretraining Data = 'c'; the groups are 'a', 'b'")
 
@@ -95,7 +86,7 @@ def test_a_long_bootstrap_is_announced_and_reports_its_progress_to_the_log(tmp_p
     monkeypatch.setattr(progress, "EVERY", 0.0)
     table = law_table(tmp_path / "t.csv")
     with caplog.at_level(logging.INFO, logger="llm_line"):
-        code, out, _ = run(fit.main, ["--data", str(table), "--x", "x", "--y", "y", "--bootstrap", "320"], capsys)
+        code, out, _ = run_main(fit.main, ["--data", str(table), "--x", "x", "--y", "y", "--bootstrap", "320"], capsys)
     assert code == 0 and "a: 320 of 320 resamples fitted" in out
     (estimate, *lines) = [r for r in caplog.records if r.name == "llm_line.analysis.progress"]
     assert estimate.levelno == logging.WARNING
@@ -139,7 +130,7 @@ def test_rows_without_a_finite_loss_are_reported_in_one_line(tmp_path, capsys, m
         plot.main: ["-o", str(tmp_path / "fig")],
         intervention.main: ["--group", "Architecture", "--base", "GPT"],
     }.get(main, [])
-    code, out, err = run(main, argv, capsys)
+    code, out, err = run_main(main, argv, capsys)
     assert code == 0
     (line,) = [line for line in err.splitlines() if "finite" in line]
     assert line == (
@@ -153,7 +144,7 @@ def test_the_rows_report_names_a_few_rows_and_counts_the_rest(tmp_path, capsys):
     table = pd.read_csv(law_table(tmp_path / "t.csv", points=20))
     table.loc[[2, 4, 6, 8, 10], "y"] = np.inf
     table.to_csv(tmp_path / "t.csv", index=False)
-    code, _, err = run(
+    code, _, err = run_main(
         fit.main, ["--data", str(tmp_path / "t.csv"), "--x", "x", "--y", "y", "--bootstrap", "0"], capsys
     )
     assert code == 0 and "'y' inf in 5 (model-2, model-4, model-6, ...)" in err
@@ -161,7 +152,7 @@ def test_the_rows_report_names_a_few_rows_and_counts_the_rest(tmp_path, capsys):
 
 def test_an_accuracy_fitted_as_a_loss_is_warned_about(tmp_path, capsys):
     argv = ["--data", str(hostile_table(tmp_path / "t.csv")), "--x", "x", "--y", "PIQA Accuracy", "--bootstrap", "0"]
-    code, _, err = run(fit.main, argv, capsys)
+    code, _, err = run_main(fit.main, argv, capsys)
     assert code == 0
     assert (
         "warning: --y 'PIQA Accuracy' looks like an accuracy, not a loss (its name; values 0.3 to 0.7): the law "
@@ -187,14 +178,14 @@ def test_an_accuracy_fitted_as_a_loss_is_warned_about(tmp_path, capsys):
 def test_an_accuracy_averaged_as_a_loss_is_warned_about(tmp_path, capsys, average, expected):
     name = average.split("=")[0]
     argv = ["--data", str(hostile_table(tmp_path / "t.csv")), "--x", "x", "--y", name, "--average", average]
-    code, _, err = run(fit.main, [*argv, "--bootstrap", "0"], capsys)
+    code, _, err = run_main(fit.main, [*argv, "--bootstrap", "0"], capsys)
     assert code == 0 and any(line.startswith(expected) for line in err.splitlines())
 
 
 def test_an_average_that_would_replace_a_column_is_refused_before_any_work(tmp_path, capsys):
     table = law_table(tmp_path / "t.csv", **{"PIQA Loss": np.linspace(2.0, 3.0, 12)})
     argv = ["--data", str(table), "--x", "x", "--y", "y", "--average", "y=x,PIQA Loss", "--csv", str(tmp_path / "o")]
-    code, out, err = run(fit.main, argv, capsys)
+    code, out, err = run_main(fit.main, argv, capsys)
     assert code == 2 and out == "" and not list(tmp_path.glob("o*"))
     assert last_line(err).endswith(
         "error: --average 'y=x,PIQA Loss': the table already has a column 'y', which the average would replace; "
@@ -205,7 +196,7 @@ def test_an_average_that_would_replace_a_column_is_refused_before_any_work(tmp_p
 def test_the_same_table_twice_is_refused(tmp_path, capsys):
     """Every row would count twice (it used to drop them all as duplicates, in a line naming every row)."""
     table = str(law_table(tmp_path / "t.csv"))
-    code, _, err = run(fit.main, ["--data", table, "--data", table, "--x", "x", "--y", "y"], capsys)
+    code, _, err = run_main(fit.main, ["--data", table, "--data", table, "--x", "x", "--y", "y"], capsys)
     assert code == 2
     assert last_line(err).endswith(
         f"error: argument --data: {table} is named twice; each of its rows would count twice"
@@ -215,7 +206,7 @@ def test_the_same_table_twice_is_refused(tmp_path, capsys):
 def test_duplicate_rows_are_reported_with_a_few_examples(tmp_path, capsys):
     table = pd.read_csv(law_table(tmp_path / "t.csv", **{"z Loss": np.arange(12.0)}))
     pd.concat([table, table.iloc[:5]]).to_csv(tmp_path / "t.csv", index=False)
-    code, _, err = run(
+    code, _, err = run_main(
         fit.main, ["--data", str(tmp_path / "t.csv"), "--x", "x", "--y", "y", "--bootstrap", "0"], capsys
     )
     (line,) = [line for line in err.splitlines() if "duplicate" in line]
@@ -232,7 +223,7 @@ def test_duplicate_rows_are_reported_with_a_few_examples(tmp_path, capsys):
 def test_a_parquet_file_that_is_not_one_is_one_line(tmp_path, capsys):
     bad = tmp_path / "t.parquet"
     bad.write_text("x,y\n1,2\n")
-    code, _, err = run(fit.main, ["--data", str(bad), "--x", "x", "--y", "y"], capsys)
+    code, _, err = run_main(fit.main, ["--data", str(bad), "--x", "x", "--y", "y"], capsys)
     assert code == 2 and f"error: {bad}: not a readable table (" in last_line(err)
 
 
@@ -249,7 +240,7 @@ def test_an_irreducible_table_that_is_missing_or_empty_is_one_line(tmp_path, cap
     if content is not None:
         path.write_text(content)
     argv = ["--data", str(law_table(tmp_path / "t.csv")), "--x", "x", "--y", "y", "--irreducible-from", str(path)]
-    code, _, err = run(fit.main, argv, capsys)
+    code, _, err = run_main(fit.main, argv, capsys)
     assert code == 2 and last_line(err).endswith("error: " + expected.format(path=path))
 
 
@@ -264,21 +255,21 @@ def test_an_irreducible_table_that_is_missing_or_empty_is_one_line(tmp_path, cap
 def test_a_named_run_size_or_tokens_column_must_exist(tmp_path, capsys, option, expected):
     """They used to be ignored: the checkpoints then counted as independent, or E fell back to the minimum."""
     argv = ["--data", str(law_table(tmp_path / "t.csv")), "--x", "x", "--y", "y", option, "Nope", "--bootstrap", "0"]
-    code, _, err = run(fit.main, argv, capsys)
+    code, _, err = run_main(fit.main, argv, capsys)
     assert code == 2 and expected in last_line(err)
 
 
 def test_a_negative_seed_is_refused_where_parsed(tmp_path, capsys):
     """numpy refused it deep in the bootstrap, with a traceback."""
     argv = ["--data", str(law_table(tmp_path / "t.csv")), "--x", "x", "--y", "y", "--seed", "-1"]
-    code, _, err = run(fit.main, argv, capsys)
+    code, _, err = run_main(fit.main, argv, capsys)
     assert code == 2 and last_line(err).endswith("error: argument --seed: -1 cannot be negative")
 
 
 def test_a_prediction_where_the_law_overflows_says_so(tmp_path, capsys):
     """It used to print `-> y = inf` as a prediction."""
     argv = ["--data", str(law_table(tmp_path / "t.csv")), "--x", "x", "--y", "y", "--predict", "1e300", "3"]
-    code, out, _ = run(fit.main, [*argv, "--bootstrap", "0"], capsys)
+    code, out, _ = run_main(fit.main, [*argv, "--bootstrap", "0"], capsys)
     assert code == 0 and "= inf" not in out
     assert "predict a at 1e+300: the law gives no finite y-loss at x = 1e+300 (it overflows); predict within " in out
     assert "predict a: x = 3 -> y = " in out
@@ -288,7 +279,7 @@ def test_a_where_value_no_row_has_is_refused_with_the_values(tmp_path, capsys):
     """A typo in one value used to drop that group silently (or leave no rows, naming nothing)."""
     table = str(law_table(tmp_path / "t.csv", groups=("C4", "FineWeb-Edu")))
     argv = ["--data", table, "--x", "x", "--y", "y", "--where", "Pretraining Data=C4,FinWeb-Edu"]
-    code, _, err = run(fit.main, argv, capsys)
+    code, _, err = run_main(fit.main, argv, capsys)
     assert code == 2
     assert last_line(err).endswith(
         "error: --where Pretraining Data=FinWeb-Edu: no row has Pretraining Data = 'FinWeb-Edu'; did you mean "
@@ -299,7 +290,7 @@ def test_a_where_value_no_row_has_is_refused_with_the_values(tmp_path, capsys):
 def test_conditions_that_no_row_meets_together_name_them(tmp_path, capsys):
     table = str(law_table(tmp_path / "t.csv", groups=("C4", "FineWeb-Edu")))
     argv = ["--data", table, "--x", "x", "--y", "y", "--where", "Pretraining Data=C4", "--where", "x>5"]
-    code, _, err = run(plot.main, [*argv, "-o", str(tmp_path / "fig")], capsys)
+    code, _, err = run_main(plot.main, [*argv, "-o", str(tmp_path / "fig")], capsys)
     assert code == 2 and not list(tmp_path.glob("fig*"))
     assert last_line(err).endswith(
         "error: no rows left after --where Pretraining Data=C4 --where x>5: no row meets all of them"
@@ -310,7 +301,7 @@ def test_figures_reports_infinite_measurements_in_one_line(tmp_path, capsys):
     table = pd.read_csv(law_table(tmp_path / "t.csv", **{"C4 Validation Loss": np.linspace(3.0, 4.0, 12)}))
     table.loc[2, "C4 Validation Loss"] = np.inf
     table.to_csv(tmp_path / "t.csv", index=False)
-    code, _, err = run(figures.main, ["--data", str(tmp_path / "t.csv"), "-o", str(tmp_path / "figs")], capsys)
+    code, _, err = run_main(figures.main, ["--data", str(tmp_path / "t.csv"), "-o", str(tmp_path / "figs")], capsys)
     assert code in (0, 1)  # whatever the recipes can draw from these rows
     assert (
         "warning: 1 of 12 rows hold an infinite value, left out like a missing one: "

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_main
 
 from llm_line import errors
 from llm_line.analysis import collect, fit, plot
@@ -32,11 +33,8 @@ def law_table(path):
 
 def error_of(main, argv, capsys):
     """The exit status and the last stderr line of `main(argv)`, whether it returns or exits (argparse)."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err.strip().splitlines()[-1]
+    code, _, err = run_main(main, argv, capsys)
+    return code, err.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(

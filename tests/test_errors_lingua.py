@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from conftest import run_main
 from test_lingua import (
     llama_args,
     llama_state,
@@ -31,12 +32,8 @@ def program_name(monkeypatch):
 
 def llm_line(argv, capsys):
     """The exit status and stderr lines of `llm-line ARGV` (argparse's exit included)."""
-    try:
-        code = cli.main(argv)
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.err.strip().splitlines(), captured.out
+    code, out, err = run_main(cli.main, argv, capsys)
+    return code, err.strip().splitlines(), out
 
 
 ARCHS = {"llama": (llama_args, llama_state), "mamba": (mamba_args, mamba_state)}
