@@ -27,7 +27,9 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
 
-    from llm_line.sweeps import store
+    from llm_line.evaluation import store
+    from llm_line.files import write_json
+    from llm_line.sweeps import manifests
 
     metrics = {f"mmlu_{i}": {"acc": 0.5, "loss": 1.0, "bpb": 0.5, "n_docs": 100} for i in range(60)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,7 +46,7 @@ def main() -> None:
                 (run_dir / store.FAILURE).write_text(json.dumps({"error": "CellError: example"}))
             cells.append({"run_dir": str(run_dir.relative_to(root)), "cell": cell, "launched": True})
         manifest = {"cells": cells, "pid": os.getpid(), "host": os.uname().nodename, "launcher": "BasicLauncher"}
-        store.write_json(root / store.MANIFESTS / "bench.json", manifest)
+        write_json(root / manifests.MANIFESTS / "bench.json", manifest)
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-m", "llm_line.sweeps.status", str(root), "--show", ""],

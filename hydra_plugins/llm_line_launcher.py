@@ -53,6 +53,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from llm_line.errors import CellError, user_error_line
 from llm_line.evaluation.compat import failed_job
+from llm_line.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ def setup_failed(launcher: Any, overrides: Sequence[str], error: BaseException) 
     if line is None:
         return failed_job(error, overrides)
 
+    from llm_line.evaluation import store
     from llm_line.evaluation.cell import describe, failure_record, identity
-    from llm_line.sweeps import store
 
     try:
         cfg, run_dir = cell_config(launcher, overrides)
@@ -101,7 +102,7 @@ def setup_failed(launcher: Any, overrides: Sequence[str], error: BaseException) 
         message += " (no failure.json: its run dir does not exist)"
     else:
         try:
-            store.write_json(run_dir / store.FAILURE, failure_record(cfg, cell, CellError(message), time.time()))
+            write_json(run_dir / store.FAILURE, failure_record(cfg, cell, CellError(message), time.time()))
         except OSError as e:
             message += f" (no failure.json either: {user_error_line(e) or e})"
     log.error("%s", message)
@@ -253,8 +254,8 @@ class PackedSlurmLauncher(SlurmLauncher):
         kept; it is blamed only if the signal came before or after its work and it left neither result nor failure."""
         assert self.hydra_context is not None and self.config is not None
 
+        from llm_line.evaluation import claims, store
         from llm_line.evaluation.cell import failure_record, finished, identity
-        from llm_line.sweeps import claims, store
 
         error = NotRunError(f"not run: {reason} (the job's time ran out while it computed {running})")
         for overrides in unfinished:
@@ -264,7 +265,7 @@ class PackedSlurmLauncher(SlurmLauncher):
                 continue
             if overrides is unfinished[0] and (run_dir / store.FAILURE).exists():
                 continue
-            store.write_json(run_dir / store.FAILURE, failure_record(cfg, identity(cfg), error, time.time()))
+            write_json(run_dir / store.FAILURE, failure_record(cfg, identity(cfg), error, time.time()))
             log.error("%s", error)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -58,10 +58,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.llm_line_launcher import max_array_size
 from llm_line.errors import CellError
-from llm_line.evaluation import fingerprint
+from llm_line.evaluation import claims, fingerprint, hub
 from llm_line.evaluation.checks import one_line_errors
 from llm_line.evaluation.compat import BasicSweeper, job_error
-from llm_line.sweeps import claims, hub, store
+from llm_line.files import write_json
+from llm_line.sweeps import manifests
 from llm_line.sweeps.plan import LAUNCHED, Plan, make_plan
 from llm_line.sweeps.prefetch import fetch
 
@@ -171,7 +172,7 @@ class ResumingSweeper(BasicSweeper):
     def check(self, plan: Plan, cells_per_job: int) -> None:
         """The one place for checks after the plan and before anything is submitted; raise to stop the sweep.
 
-        The hub preflight (llm_line/sweeps/hub.py): every distinct (repository, revision) of the cells to launch is
+        The hub preflight (llm_line/evaluation/hub.py): every distinct (repository, revision) of the cells to launch is
         looked up with one branch listing per repository and one file listing per model revision (its weights).
         Missing ones (or ones without loadable weights) stop the sweep (a dry run only reports them), unless
         `skip_missing`: then their cells become error cells and the rest is launched.
@@ -234,8 +235,8 @@ def expand(grids: list[dict[str, str]], overrides: list[Override], parser: Overr
 def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
     """Record a sweep's grid for `status`: every cell, its state when planned, and who launched it."""
     launcher = config.hydra.launcher
-    path = sweep_dir / store.MANIFESTS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
-    store.write_json(
+    path = sweep_dir / manifests.MANIFESTS / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    write_json(
         path,
         {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -275,4 +276,4 @@ def record_jobs(path: Path, plan: Plan, job_ids: list[str]) -> None:
         if entry["run_dir"] in jobs and "job" not in entry:
             entry["job"], entry["submitted"] = jobs[entry["run_dir"]], now
     manifest["arrays"] = sorted({i.split("_")[0] for i in job_ids})
-    store.write_json(path, manifest)
+    write_json(path, manifest)

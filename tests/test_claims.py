@@ -1,4 +1,4 @@
-"""Claims (llm_line/sweeps/claims.py): one holder per cell; dead holders are taken over, live ones respected."""
+"""Claims (llm_line/evaluation/claims.py): one holder per cell; dead holders are taken over, live ones respected."""
 
 import json
 import os
@@ -9,7 +9,8 @@ import time
 
 import psutil
 
-from llm_line.sweeps import claims, store
+from llm_line.evaluation import claims, store
+from llm_line.files import write_json
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 
@@ -20,7 +21,7 @@ def test_first_claim_wins_and_a_live_holder_is_respected(tmp_path):
     assert record["pid"] == os.getpid() and record["host"] == socket.gethostname() and record["cell"] == CELL
     # another process of this host finds it held by a live pid (ours) and gets the holder back
     code = (
-        f"from pathlib import Path; from llm_line.sweeps import claims; "
+        f"from pathlib import Path; from llm_line.evaluation import claims; "
         f"print(claims.acquire(Path({str(tmp_path)!r}), {CELL!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -33,7 +34,7 @@ def test_first_claim_wins_and_a_live_holder_is_respected(tmp_path):
 def test_a_dead_holder_is_taken_over(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = {"cell": CELL, "host": socket.gethostname(), "pid": int(proc.stdout)}
-    store.write_json(tmp_path / store.RUNNING, dead)
+    write_json(tmp_path / store.RUNNING, dead)
     assert claims.acquire(tmp_path, CELL) is None
     assert json.loads((tmp_path / store.RUNNING).read_text())["pid"] == os.getpid()
     assert sorted(p.name for p in tmp_path.iterdir()) == [store.RUNNING]
@@ -52,7 +53,7 @@ def test_slurm_holders_are_judged_by_the_queue(tmp_path, monkeypatch):
     assert claims.alive(holder)
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the same job, requeued: its earlier run's claim is its own
     assert not claims.alive(holder)
-    store.write_json(tmp_path / store.RUNNING, holder)
+    write_json(tmp_path / store.RUNNING, holder)
     assert claims.acquire(tmp_path, CELL) is None
 
 
@@ -66,7 +67,7 @@ def test_a_reused_pid_or_a_zombie_holds_no_claim(tmp_path):
         time.sleep(0.05)
     assert not claims.alive({"host": here, "pid": zombie.pid})
     zombie.wait()
-    store.write_json(tmp_path / store.RUNNING, {"host": here, "pid": 1, "pid_started": 0.0, "started": "2019"})
+    write_json(tmp_path / store.RUNNING, {"host": here, "pid": 1, "pid_started": 0.0, "started": "2019"})
     assert claims.acquire(tmp_path, CELL) is None
 
 
@@ -78,7 +79,7 @@ def test_two_processes_of_one_slurm_job_never_share_a_cell(tmp_path, monkeypatch
     )
     try:
         record = {**claims.holder_record(CELL), "pid": first.pid, "pid_started": claims.process_started(first.pid)}
-        store.write_json(tmp_path / store.RUNNING, record)
+        write_json(tmp_path / store.RUNNING, record)
         assert claims.acquire(tmp_path, CELL)["pid"] == first.pid
     finally:
         first.communicate(b"")
@@ -90,5 +91,5 @@ def test_a_claim_from_a_host_that_is_gone_is_taken_over(tmp_path):
     assert not claims.alive(gone)
     assert claims.alive({**gone, "host": "localhost"})  # resolves: nothing here can tell, so it is respected
     assert "remove " in claims.describe(gone, tmp_path / store.RUNNING)
-    store.write_json(tmp_path / store.RUNNING, gone)
+    write_json(tmp_path / store.RUNNING, gone)
     assert claims.acquire(tmp_path, CELL) is None

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from llm_line import cli
-from llm_line.sweeps import store
+from llm_line import cli, files
+from llm_line.evaluation import store
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 
@@ -23,7 +23,7 @@ def test_unknown_subcommand_is_an_error(capsys):
 
 
 def test_subcommand_runs_its_module(tmp_path, capsys):
-    store.write_json(tmp_path / "m/main/t/0shot" / store.FAILURE, {"cell": CELL, "error": "CellError: boom"})
+    files.write_json(tmp_path / "m/main/t/0shot" / store.FAILURE, {"cell": CELL, "error": "CellError: boom"})
     assert cli.main(["status", str(tmp_path)]) == 0
     assert "CellError: boom" in capsys.readouterr().out
 

@@ -11,8 +11,9 @@ import yaml
 
 from llm_line.analysis import collect
 from llm_line.analysis.table import read_table
+from llm_line.evaluation import store
 from llm_line.evaluation.config import cell_dir, step_of
-from llm_line.sweeps import store
+from llm_line.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -89,7 +90,7 @@ def write_result(
         "run": {"finished": finished},
     }
     path = Path(root) / cell_dir(model, revision, task, shots, limit) / store.RESULT
-    store.write_json(path, result)
+    write_json(path, result)
     return path
 
 
@@ -208,7 +209,7 @@ def test_bad_files_are_skipped_and_reported_with_path_and_reason(results, tmp_pa
     data["metrics"] = {"other": {}}
     no_task.write_text(json.dumps(data))
     failed = bad / "m" / "step3" / "hellaswag" / "0shot" / store.FAILURE
-    store.write_json(failed, {"schema": 1, "status": "failed", "cell": {}, "error": "OSError: hub unreachable"})
+    write_json(failed, {"schema": 1, "status": "failed", "cell": {}, "error": "OSError: hub unreachable"})
     (bad / "m" / "step1" / "hellaswag" / "0shot" / "result.json.corrupt-20261126").write_text("{")  # set aside
     out = tmp_path / "data" / "results.csv"
     cmd = [sys.executable, "-m", "llm_line.analysis.collect", str(results), "-o", str(out)]
@@ -371,7 +372,7 @@ def both_conventions(tmp_path):
         )
         result = json.loads(path.read_text())
         result["task"]["settings"] = {"method": method}
-        store.write_json(path, result)
+        write_json(path, result)
     return tmp_path
 
 

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from llm_line.errors import CellError
-from llm_line.evaluation import corpus
+from llm_line.evaluation import corpus, store
 from llm_line.evaluation.config import PACKAGE_DIR, CorpusConfig
-from llm_line.sweeps import store
 
 DEMO_CORPUS = PACKAGE_DIR / "corpora" / "demo.jsonl"
 

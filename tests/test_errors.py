@@ -4,8 +4,9 @@ import httpx2
 import pytest
 from huggingface_hub import errors as hub
 
+from llm_line.evaluation import store
 from llm_line.evaluation.harness import explain_load_error
-from llm_line.sweeps import store
+from llm_line.files import write_json
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +253,7 @@ def test_a_corpus_context_longer_than_the_model_is_refused(demo_model, tmp_path)
 )
 def test_a_result_of_the_wrong_shape_is_not_done_anywhere(tmp_path, capsys, change, reason):
     path = tmp_path / "m" / "main" / "t" / "0shot" / store.RESULT
-    store.write_json(path, {**GOOD, **change})
+    write_json(path, {**GOOD, **change})
     with pytest.raises(store.CorruptResult, match=reason):
         store.read_result(path)
     assert status.cell_state(path.parent, {"cell": CELL, "launched": True}, False, None)[0] != "done"  # status agrees
@@ -264,7 +265,7 @@ def test_a_result_of_the_wrong_shape_is_not_done_anywhere(tmp_path, capsys, chan
 
 def test_a_result_this_user_cannot_read_is_not_corruption(tmp_path, monkeypatch):
     path = tmp_path / store.RESULT
-    store.write_json(path, GOOD)
+    write_json(path, GOOD)
     real_open = Path.open
 
     def denied(self, *args, **kwargs):

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from conftest import run_main
 
-from llm_line import errors
+from llm_line import errors, files
 from llm_line.analysis import collect, fit, plot
+from llm_line.evaluation import store
 from llm_line.lingua import prepare_data
-from llm_line.sweeps import status, store
+from llm_line.sweeps import manifests, status
 
 
 def law_table(path):
@@ -95,7 +96,7 @@ def test_a_folder_as_output_means_inside_it(tmp_path, capsys):
 
     results = tmp_path / "results"
     cell = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
-    store.write_json(
+    files.write_json(
         results / "m/main/t/0shot" / store.RESULT,
         {"schema": 1, "cell": cell, "metrics": {"t": {"acc,none": 0.5}}, "n_docs": 1},
     )
@@ -115,9 +116,9 @@ def test_status_skips_a_manifest_without_cells_and_reads_the_others(tmp_path, ca
     cell = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
     (tmp_path / "m/main/t/0shot").mkdir(parents=True)
     older = {"cells": [{"run_dir": "m/main/t/0shot", "cell": cell, "launched": False}], "host": "gone", "pid": 1}
-    store.write_json(tmp_path / store.MANIFESTS / "20260101T000000-1.json", older)
-    store.write_json(tmp_path / store.MANIFESTS / "20260102T000000-1.json", {"created": "later"})
-    (tmp_path / store.MANIFESTS / "20260103T000000-1.json").write_text("{not json")
+    files.write_json(tmp_path / manifests.MANIFESTS / "20260101T000000-1.json", older)
+    files.write_json(tmp_path / manifests.MANIFESTS / "20260102T000000-1.json", {"created": "later"})
+    (tmp_path / manifests.MANIFESTS / "20260103T000000-1.json").write_text("{not json")
     for args in ([], ["--all"]):
         assert status.main([str(tmp_path), "--json", *args]) == 0
         (grid,) = json.loads(capsys.readouterr().out)

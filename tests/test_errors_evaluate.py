@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from llm_line.sweeps import store
+from llm_line.evaluation import store
 
 # Runs evaluate.py with os.fsync failing for the temp files of FULL_DISK_FOR ("<run dir part>/<file name>", ...)
 FULL_DISK = """

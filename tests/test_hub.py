@@ -13,7 +13,8 @@ from huggingface_hub import constants
 from omegaconf import OmegaConf
 
 from llm_line.errors import CellError
-from llm_line.sweeps import hub, prefetch, store
+from llm_line.evaluation import hub, store
+from llm_line.sweeps import prefetch
 
 ORG = "llm-line"
 MODEL = f"{ORG}/demo-hub"

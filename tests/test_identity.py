@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from llm_line.evaluation import fingerprint
+from llm_line.evaluation import fingerprint, store
 from llm_line.evaluation.config import cell_dir
-from llm_line.sweeps import store
+from llm_line.files import write_json
+from llm_line.sweeps import manifests
 
 CHEAP = ("task=demo_sounds", "task.limit=8")  # one small task: a cell in a few seconds
 
@@ -112,12 +113,12 @@ def test_a_result_of_another_lm_eval_version_or_without_a_fingerprint(cli, tmp_p
     result = json.loads(path.read_text())
     old = {k: v for k, v in result.items() if k != "fingerprint"}
     old["cell"] = {k: v for k, v in result["cell"].items() if k != "fewshot_seed"}
-    store.write_json(path, old)
+    write_json(path, old)
     assert "Skipping" in said(cli(*CHEAP, results_dir=root))  # derived from its config: the same settings
     refused = cli(*CHEAP, "model.add_bos_token=true", results_dir=root, check=False)
     assert refused.returncode == 1 and "model.add_bos_token null -> true" in said(refused)
     old["versions"]["lm_eval"] = "0.4.0"
-    store.write_json(path, old)
+    write_json(path, old)
     refused = cli(*CHEAP, results_dir=root, check=False)
     assert refused.returncode == 1 and "task.lm_eval 0.4.0 -> " in said(refused)
 
@@ -187,10 +188,10 @@ def test_a_sweep_of_seeds_yields_one_result_each_and_status_agrees(cli, tmp_path
     name = collect.column_name({**record, "_subgroups": []}, "demo_sounds", "acc", "corrected")
     assert name == "Demo Sounds Accuracy (1-shot, seed 2)" and collect.metric_order(name)[:2] == (1, 1)
     # an empty sweep launches nothing, writes no manifest, and status still shows the real sweep
-    manifests = sorted((root / store.MANIFESTS).glob("*.json"))
+    written = sorted((root / manifests.MANIFESTS).glob("*.json"))
     empty = cli("-m", *CHEAP, "shots=range(0,-1)", results_dir=root)
     assert "This sweep has no cells" in said(empty)
-    assert sorted((root / store.MANIFESTS).glob("*.json")) == manifests
+    assert sorted((root / manifests.MANIFESTS).glob("*.json")) == written
     assert "3 cells  done 3" in status(root).stdout
     # a dry run over a corrupt result changes nothing on disk; the job that recomputes it sets it aside
     corrupt = root / "llm-line--demo-tiny/main/demo_sounds/1shot_seed2_limit8" / store.RESULT

@@ -1,4 +1,5 @@
-"""The package boundaries of llm_line (docs/architecture.md): analysis stays light, and no module import cycles."""
+"""The package boundaries of llm_line (docs/architecture.md): imports run one way between the packages, analysis
+stays light, and no module is part of an import cycle."""
 
 import ast
 import subprocess
@@ -28,7 +29,7 @@ def test_the_analysis_package_never_imports_torch_transformers_or_lm_eval():
 
 
 def test_the_hub_module_is_a_leaf_the_sweeper_imports_without_lm_eval():
-    code = "import sys, llm_line.sweeps.hub; print(sorted(m for m in ('torch', 'lm_eval') if m in sys.modules))"
+    code = "import sys, llm_line.evaluation.hub; print(sorted(m for m in ('torch', 'lm_eval') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
 
@@ -48,6 +49,39 @@ def imports() -> dict[str, set[str]]:
                 found |= {a.name for a in node.names if a.name.startswith("llm_line")}
         graph[name] = {m for m in found if m in paths and m != name and paths[m].name != "__init__.py"}
     return graph
+
+
+# package -> the packages its modules may import: a cell (evaluation) knows nothing of sweeps or analysis; sweeps run
+# cells; analysis and the lingua tools read what a cell writes. The shared modules (errors, arguments, files) import
+# no package; only `cli` imports them all.
+MAY_IMPORT = {
+    "evaluation": {"evaluation"},
+    "sweeps": {"sweeps", "evaluation"},
+    "analysis": {"analysis", "evaluation"},
+    "lingua": {"lingua", "evaluation"},
+    "shared": set(),
+}
+SHARED = {"llm_line.errors", "llm_line.arguments", "llm_line.files"}
+
+
+def package_of(module: str) -> str:
+    if module in SHARED:
+        return "shared"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else module
+
+
+def test_imports_between_the_packages_run_one_way():
+    graph = imports()
+    assert {package_of(m) for m in graph} >= set(MAY_IMPORT) | {"llm_line.cli"}
+    wrong = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if package_of(name) in MAY_IMPORT
+        for target in targets
+        if package_of(target) != "shared" and package_of(target) not in MAY_IMPORT[package_of(name)]
+    )
+    assert wrong == []
 
 
 def test_no_module_of_llm_line_is_part_of_an_import_cycle():

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from llm_line.evaluation import fingerprint
-from llm_line.sweeps import store
+from llm_line.evaluation import fingerprint, store
+from llm_line.files import write_json
 from llm_line.sweeps.plan import make_plan
 
 
@@ -71,13 +71,13 @@ def test_states_and_packs(loader_and_config, tmp_path):
     # a result of the right cell (done), one copied from another cell (error), a failure (launched again)
     done, copied, failed = (tmp_path / first.cells[i].run_dir for i in (0, 1, 2))
     done.mkdir(parents=True)
-    store.write_json(
+    write_json(
         done / store.RESULT,
         {"schema": 1, "cell": first.cells[0].cell, "metrics": {first.cells[0].cell["task"]: {"acc": 1.0}}, "n_docs": 1},
     )
     copied.mkdir(parents=True)
     shutil.copy(done / store.RESULT, copied / store.RESULT)
-    store.write_json(failed / store.FAILURE, {"error": "boom"})
+    write_json(failed / store.FAILURE, {"error": "boom"})
     plan = make_plan(loader, config, grid, cells_per_job=32)
     assert [c.state for c in plan.cells[:4]] == ["done", "error", "failed", "launch"]
     assert "holds the result of another cell" in plan.cells[1].detail
@@ -96,7 +96,7 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
     corpus = make_plan(loader, config, grid).cells[0]
     run_dir = tmp_path / corpus.run_dir
     run_dir.mkdir(parents=True)
-    store.write_json(
+    write_json(
         run_dir / store.RESULT,
         {
             "schema": 1,
@@ -116,9 +116,9 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
 def full_values(loader, config, overrides):
     """What the plan reads of a cell, from a full compose of it."""
 
+    from llm_line.evaluation import hub
     from llm_line.evaluation.cell import identity
     from llm_line.evaluation.config import load_key
-    from llm_line.sweeps import hub
 
     full = loader.load_sweep_config(config, list(overrides))
     run_dir, settings = str(full.hydra.sweep.subdir), fingerprint.settings(full)

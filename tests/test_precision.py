@@ -9,9 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from llm_line.evaluation import corpus, harness
+from llm_line.evaluation import corpus, harness, store
 from llm_line.evaluation.config import PACKAGE_DIR, ModelConfig
-from llm_line.sweeps import store
 
 DTYPES = ("float16", "bfloat16", "float32")
 

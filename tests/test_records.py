@@ -7,8 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from llm_line.evaluation import records
-from llm_line.sweeps import store
+from llm_line.evaluation import records, store
 
 
 def test_records_recompute_the_result(cli, tmp_path):

@@ -173,7 +173,7 @@ def test_demo_cells_score_the_same_and_record_their_backend(cli, tmp_path):
     which backend scored it."""
     import json
 
-    from llm_line.sweeps import store
+    from llm_line.evaluation import store
 
     metrics = {}
     for backend in ("hf", "hf-shared"):

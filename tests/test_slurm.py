@@ -14,7 +14,8 @@ import time
 import pytest
 from conftest import ROOT
 
-from llm_line.sweeps import store
+from llm_line.evaluation import store
+from llm_line.sweeps import manifests
 
 pytestmark = [
     pytest.mark.slow,
@@ -193,7 +194,7 @@ def test_a_grid_larger_than_max_array_size_becomes_several_arrays(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    (manifest,) = (tmp_path / store.MANIFESTS).glob("*.json")
+    (manifest,) = (tmp_path / manifests.MANIFESTS).glob("*.json")
     arrays = json.loads(manifest.read_text())["arrays"]
     try:
         assert len(arrays) >= 2
@@ -339,12 +340,12 @@ def test_a_killed_blocking_launcher_leaves_its_jobs_queued_and_a_rerun_submits_n
         sweep_cmd(tmp_path, PACK4, *held), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     deadline = time.time() + 120
-    while not any(json.loads(p.read_text()).get("arrays") for p in (tmp_path / store.MANIFESTS).glob("*.json")):
+    while not any(json.loads(p.read_text()).get("arrays") for p in (tmp_path / manifests.MANIFESTS).glob("*.json")):
         assert time.time() < deadline and sweep.poll() is None, "no array was recorded"
         time.sleep(0.2)
     sweep.kill()
     sweep.communicate()
-    (manifest,) = (tmp_path / store.MANIFESTS).glob("*.json")
+    (manifest,) = (tmp_path / manifests.MANIFESTS).glob("*.json")
     arrays = json.loads(manifest.read_text())["arrays"]
     try:
         assert set(grid_states(tmp_path).values()) == {"queued"}
@@ -353,7 +354,7 @@ def test_a_killed_blocking_launcher_leaves_its_jobs_queued_and_a_rerun_submits_n
         assert again.returncode == 0, again.stderr[-4000:]
         assert "4 queued elsewhere" in again.stdout + again.stderr and "launching 0" in again.stdout + again.stderr
         assert array_jobs() == before
-        assert len(list((tmp_path / store.MANIFESTS).glob("*.json"))) == 2
+        assert len(list((tmp_path / manifests.MANIFESTS).glob("*.json"))) == 2
         assert set(grid_states(tmp_path).values()) == {"queued"}  # the no-op re-run hides nothing
     finally:
         subprocess.run(["scancel", *arrays], check=True)

@@ -4,7 +4,9 @@ import json
 import os
 import socket
 
-from llm_line.sweeps import status, store
+from llm_line.evaluation import store
+from llm_line.files import write_json
+from llm_line.sweeps import manifests, status
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 
@@ -14,16 +16,16 @@ def make_grid(root, launcher_pid):
     for name in ("done", "failed", "running", "dead", "queued", "skipped"):
         cells.append({"run_dir": f"m/main/{name}/0shot", "cell": {**CELL, "task": name}, "launched": name != "skipped"})
         (root / cells[-1]["run_dir"]).mkdir(parents=True)
-    store.write_json(
+    write_json(
         root / "m/main/done/0shot" / store.RESULT,
         {"schema": 1, "cell": cells[0]["cell"], "metrics": {"done": {"acc": 1.0}}, "n_docs": 1},
     )
-    store.write_json(root / "m/main/failed/0shot" / store.FAILURE, {"error": "CellError: no such revision\nmore"})
+    write_json(root / "m/main/failed/0shot" / store.FAILURE, {"error": "CellError: no such revision\nmore"})
     here = {"host": socket.gethostname(), "started": "now"}
-    store.write_json(root / "m/main/running/0shot" / store.RUNNING, {**here, "pid": os.getpid()})
-    store.write_json(root / "m/main/dead/0shot" / store.RUNNING, {**here, "pid": 2**22 + 12345})
+    write_json(root / "m/main/running/0shot" / store.RUNNING, {**here, "pid": os.getpid()})
+    write_json(root / "m/main/dead/0shot" / store.RUNNING, {**here, "pid": 2**22 + 12345})
     manifest = {"cells": cells, "host": socket.gethostname(), "pid": launcher_pid, "launcher": "BasicLauncher"}
-    store.write_json(root / store.MANIFESTS / "20260101T000000-1.json", manifest)
+    write_json(root / manifests.MANIFESTS / "20260101T000000-1.json", manifest)
 
 
 def run_status(root, capsys, *args):
@@ -55,12 +57,12 @@ def test_cells_of_a_sweep_that_is_gone_are_missing(tmp_path, capsys, monkeypatch
 
 def test_slurm_queue_decides_for_slurm_sweeps(tmp_path, capsys, monkeypatch):
     make_grid(tmp_path, launcher_pid=2**22 + 12346)
-    path = next((tmp_path / store.MANIFESTS).glob("*.json"))
+    path = next((tmp_path / manifests.MANIFESTS).glob("*.json"))
     manifest = json.loads(path.read_text())
     for entry in manifest["cells"]:
         entry["job"] = "7_" + str(manifest["cells"].index(entry))
-    store.write_json(path, {**manifest, "launcher": "...SlurmLauncher", "job_name": "llm-line", "arrays": ["7"]})
-    store.write_json(
+    write_json(path, {**manifest, "launcher": "...SlurmLauncher", "job_name": "llm-line", "arrays": ["7"]})
+    write_json(
         tmp_path / "m/main/running/0shot" / store.RUNNING,
         {"slurm_job_id": "8", "slurm_array_job_id": "7", "slurm_array_task_id": "2", "started": "now"},
     )
@@ -79,7 +81,7 @@ def test_slurm_queue_decides_for_slurm_sweeps(tmp_path, capsys, monkeypatch):
 def test_without_manifest_cells_are_found_on_disk(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(status, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
-    for path in (tmp_path / store.MANIFESTS).glob("*.json"):
+    for path in (tmp_path / manifests.MANIFESTS).glob("*.json"):
         path.unlink()
     got = run_status(tmp_path, capsys)
     assert sorted(got) == ["dead", "done", "failed", "running"]
@@ -111,7 +113,7 @@ def test_a_failure_newer_than_the_result_wins(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(status, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     run_dir = tmp_path / "m/main/done/0shot"
-    store.write_json(run_dir / store.FAILURE, {"error": "CellError: out of memory"})
+    write_json(run_dir / store.FAILURE, {"error": "CellError: out of memory"})
     os.utime(run_dir / store.RESULT, ns=(1, 1))
     assert run_status(tmp_path, capsys)["done"] == ("failed", "CellError: out of memory")
 
@@ -119,13 +121,13 @@ def test_a_failure_newer_than_the_result_wins(tmp_path, capsys, monkeypatch):
 def test_a_no_op_rerun_hides_no_queued_cell_and_a_stale_claim_no_queued_job(tmp_path, capsys, monkeypatch):
     """The first sweep's jobs are queued; a second sweep launched nothing; `status` combines both manifests."""
     make_grid(tmp_path, launcher_pid=2**22 + 12346)
-    path = next((tmp_path / store.MANIFESTS).glob("*.json"))
+    path = next((tmp_path / manifests.MANIFESTS).glob("*.json"))
     first = json.loads(path.read_text())
     for i, entry in enumerate(first["cells"]):
         entry["job"] = f"7_{i}"
-    store.write_json(path, {**first, "arrays": ["7"]})
+    write_json(path, {**first, "arrays": ["7"]})
     rerun = {**first, "arrays": [], "cells": [{**e, "launched": False, "job": None} for e in first["cells"]]}
-    store.write_json(tmp_path / store.MANIFESTS / "20260102T000000-2.json", rerun)
+    write_json(tmp_path / manifests.MANIFESTS / "20260102T000000-2.json", rerun)
     queue = {"7_3", "7_4", "array:7"}  # "dead" (its claim left by an earlier run: requeued) and "queued"
     monkeypatch.setattr(status, "slurm_queue", lambda: queue)
     got = run_status(tmp_path, capsys)

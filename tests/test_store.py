@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from llm_line.sweeps import store
+from llm_line.evaluation import store
+from llm_line.files import write_json
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
 RESULT = {"schema": store.SCHEMA_VERSION, "cell": CELL, "metrics": {"t": {"acc": 0.5}}, "n_docs": 2}
@@ -14,21 +15,21 @@ RESULT = {"schema": store.SCHEMA_VERSION, "cell": CELL, "metrics": {"t": {"acc":
 
 def test_write_is_atomic_and_round_trips(tmp_path):
     path = tmp_path / "a" / store.RESULT
-    store.write_json(path, RESULT)
+    write_json(path, RESULT)
     assert store.read_result(path) == RESULT
     assert [p.name for p in path.parent.iterdir()] == [store.RESULT]  # no temp file left
 
 
 def test_full_disk_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     path = tmp_path / store.RESULT
-    store.write_json(path, RESULT)
+    write_json(path, RESULT)
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store.os, "fsync", no_space)
     with pytest.raises(OSError, match="No space"):
-        store.write_json(path, {**RESULT, "n_docs": 3})
+        write_json(path, {**RESULT, "n_docs": 3})
     assert store.read_result(path) == RESULT
     assert [p.name for p in tmp_path.iterdir()] == [store.RESULT]
 
@@ -53,12 +54,12 @@ def test_incomplete_results_are_set_aside_not_deleted(tmp_path, content):
 
 
 def test_valid_result_of_the_cell_is_found(tmp_path):
-    store.write_json(tmp_path / store.RESULT, RESULT)
+    write_json(tmp_path / store.RESULT, RESULT)
     assert store.finished_result(tmp_path, CELL) == RESULT
 
 
 def test_result_of_another_cell_in_the_folder_is_an_error(tmp_path):
-    store.write_json(tmp_path / store.RESULT, RESULT)
+    write_json(tmp_path / store.RESULT, RESULT)
     with pytest.raises(store.OtherCellResult, match="two cells map to one results folder"):
         store.finished_result(tmp_path, {**CELL, "shots": 5})
 
@@ -71,15 +72,15 @@ def test_remove_stale_drops_temp_files_and_old_failures(tmp_path):
 
 
 def test_a_failure_newer_than_the_result_means_not_done(tmp_path):
-    store.write_json(tmp_path / store.RESULT, RESULT)
+    write_json(tmp_path / store.RESULT, RESULT)
     assert store.finished_result(tmp_path, CELL) == RESULT
-    store.write_json(tmp_path / store.FAILURE, {"error": "x"})
+    write_json(tmp_path / store.FAILURE, {"error": "x"})
     os.utime(tmp_path / store.RESULT, ns=(1, 1))
     assert store.finished_result(tmp_path, CELL) is None
 
 
 def test_a_forced_recompute_sets_the_old_result_aside(tmp_path):
-    store.write_json(tmp_path / store.RESULT, RESULT)
+    write_json(tmp_path / store.RESULT, RESULT)
     aside = store.set_aside_for_recompute(tmp_path)
     assert aside.name.startswith("result.json.replaced-") and not (tmp_path / store.RESULT).exists()
     assert store.set_aside_for_recompute(tmp_path) is None

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import ROOT
 
-from llm_line.sweeps import store
+from llm_line.evaluation import store
 
 pytestmark = pytest.mark.slow  # sweeps through the CLI: minutes on 2 cores
 

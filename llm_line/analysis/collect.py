@@ -48,9 +48,9 @@ import pandas as pd
 
 from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
-from llm_line.evaluation import fingerprint
+from llm_line.evaluation import fingerprint, store
 from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED, step_of
-from llm_line.sweeps import store
+from llm_line.files import atomic_file
 
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
 # `{display} Validation Loss|BPB`; these are the metric keys of a result file they come from.
@@ -435,7 +435,7 @@ def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> li
     if long_csv:
         tables.append((long_base.with_suffix(".csv"), collection.long))
     for target, table in tables:  # each file is whole or absent, as for results, even with two collects at once
-        with store.atomic_file(target, "wb") as f:
+        with atomic_file(target, "wb") as f:
             if target.suffix == ".csv":
                 table.to_csv(f, index=False)
             else:

@@ -43,7 +43,7 @@ from llm_line.analysis.table import (
 )
 from llm_line.arguments import output_folder, positive_int, prog
 from llm_line.errors import run_command
-from llm_line.sweeps.store import atomic_file
+from llm_line.files import atomic_file
 
 
 @dataclass

@@ -1217,7 +1217,7 @@ def law_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llm_line.sweeps.store import atomic_file, write_json
+    from llm_line.files import atomic_file, write_json
 
     parser = argparse.ArgumentParser(
         prog=prog("llm_line.analysis.fit"),

@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     from llm_line.analysis import plot
-    from llm_line.sweeps.store import atomic_file
+    from llm_line.files import atomic_file
 
     parser = argparse.ArgumentParser(
         prog=prog("llm_line.analysis.intervention"),

@@ -22,10 +22,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from llm_line.errors import CellError, user_error_line
-from llm_line.evaluation import fingerprint, loggers
+from llm_line.evaluation import claims, fingerprint, loggers, store
 from llm_line.evaluation.checks import check_config, log_to_files
 from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED  # also registers the cell_dir resolver a SLURM job resolves
-from llm_line.sweeps import claims, store
+from llm_line.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """The reusable result of the cell `cfg` in `run_dir`, or None if it must be computed (with force: unless
     the folder holds another cell's result, which is an error). A corrupt result is set aside.
 
-    The runner's side of the one reuse decision (llm_line.sweeps.store.current_result), which the plan, `status`
+    The runner's side of the one reuse decision (llm_line.evaluation.store.current_result), which the plan, `status`
     and `collect` share.
     """
     return store.finished_result(run_dir, identity(cfg), fingerprint.settings(cfg), force=cfg.force)
@@ -92,7 +92,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         log.info("%s", summary(result))
         log_to_files(f"Metrics of {describe(cell)}: {json.dumps(result['metrics'], default=str)}")
         try:
-            store.write_json(run_dir / store.RESULT, result)
+            write_json(run_dir / store.RESULT, result)
         except OSError as e:
             raise result_unwritten(cfg, cell, result, started, run_dir, e) from e
     finally:
@@ -106,7 +106,7 @@ def write_failure(run_dir: Path, record: dict[str, Any]) -> str:
     """Write `failure.json`; return "" or why it could not be written (a full disk): the cell's own error must
     still reach the user, so this never raises an OS error."""
     try:
-        store.write_json(run_dir / store.FAILURE, record)
+        write_json(run_dir / store.FAILURE, record)
     except OSError as e:
         return f"{store.FAILURE} could not be written either: {user_error_line(e) or e}"
     return ""

@@ -52,8 +52,8 @@ class ModelConfig:
     # A training step: the family's `revision_format` turns it into the revision (pythia: step=3000 ->
     # step3000), so `model.step=range(1000,144000,1000)` sweeps checkpoints. None: `revision` as given.
     step: int | None = None
-    # Hub branch/tag/commit, or a pattern with `*` that must match exactly one branch (llm_line/sweeps/hub.py resolves
-    # it against the repository's branch list when the cell runs); for a local folder, a subfolder (main = the
+    # Hub branch/tag/commit, or a pattern with `*` that must match exactly one branch (llm_line/evaluation/hub.py
+    # resolves it against the repository's branch list when the cell runs); for a local folder, a subfolder (main = the
     # folder). Set it directly, or via `step`.
     revision: str = "${step_revision:${.revision_format},${.step}}"
     # How a step is named among the family's revisions: a Python format string with {step}, where `*` stands

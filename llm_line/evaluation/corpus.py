@@ -58,7 +58,7 @@ from llm_line.evaluation.config import CorpusConfig, ModelConfig, TaskConfig, ex
 from llm_line.evaluation.documents import read_file, text_value
 from llm_line.evaluation.fingerprint import corpus_files as local_files  # the one reading of `path`
 from llm_line.evaluation.harness import load_model
-from llm_line.sweeps import store
+from llm_line.files import atomic_file
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -265,7 +265,7 @@ def _load(path: Path, key: str) -> Documents | None:
 
 
 def _save(path: Path, key: str, docs: Documents) -> None:
-    with store.atomic_file(path, "wb") as f:
+    with atomic_file(path, "wb") as f:
         np.savez(
             f,
             key=np.array(key),

@@ -27,9 +27,8 @@ from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
 from llm_line.errors import CellError
-from llm_line.evaluation import compat, demo, scorer
+from llm_line.evaluation import compat, demo, hub, scorer
 from llm_line.evaluation.config import ModelConfig, TaskConfig, load_key
-from llm_line.sweeps import hub
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_line.errors import CellError
-from llm_line.sweeps import store
+from llm_line.files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def write_csv(run_dir: Path, result: dict[str, Any]) -> Path:
     for task, metric, value in metric_rows(result):
         writer.writerow([*cell.values(), task, metric, repr(float(value))])
     path = run_dir / METRICS_CSV
-    with store.atomic_file(path) as f:
+    with atomic_file(path) as f:
         f.write(text.getvalue())
     return path
 

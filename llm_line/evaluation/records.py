@@ -18,7 +18,7 @@ for every document of every multiple-choice (or loglikelihood) task, one row per
 
 `recompute` turns a records file back into each task's loss, loss_paper, bpb (with stderr), nll, acc and
 acc_norm, equal to the task's metrics in `result.json` (tests/test_records.py). The file is written atomically
-(llm_line/sweeps/store.py) before `result.json`, so a result's records are whole. Size: see docs/benchmarks.md.
+(llm_line/evaluation/store.py) before `result.json`, so a result's records are whole. Size: see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_line.evaluation import metrics
-from llm_line.sweeps import store
+from llm_line.files import atomic_file
 
 RECORDS = "documents.parquet"
 
@@ -86,7 +86,7 @@ def write(path: Path, results: dict[str, Any], tasks: dict[str, Any], tokenizati
         for row in document_rows(name, task, results["samples"].get(name, []), tokenization)
     ]
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    with store.atomic_file(path, "wb") as f:
+    with atomic_file(path, "wb") as f:
         pq.write_table(table, f, compression="zstd")
 
 

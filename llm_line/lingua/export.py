@@ -56,7 +56,7 @@ import torch
 
 from llm_line.arguments import comma_separated, existing_folder, nonnegative_int, output_folder
 from llm_line.errors import CellError, run_command
-from llm_line.sweeps.store import atomic_file, write_json
+from llm_line.files import atomic_file, write_json
 
 log = logging.getLogger(__name__)
 

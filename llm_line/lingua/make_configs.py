@@ -29,7 +29,7 @@ import yaml
 
 from llm_line.arguments import output_folder
 from llm_line.errors import run_command
-from llm_line.sweeps.store import atomic_file
+from llm_line.files import atomic_file
 
 OUT = Path(__file__).resolve().parents[2] / "lingua" / "configs"  # the repository's lingua/configs/
 

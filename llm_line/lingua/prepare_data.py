@@ -39,7 +39,7 @@ from pathlib import Path
 from llm_line.arguments import existing_folder, nonnegative_int, output_folder, positive_float, positive_int
 from llm_line.errors import CellError, run_command
 from llm_line.evaluation.documents import read_file
-from llm_line.sweeps.store import atomic_file
+from llm_line.files import atomic_file
 
 SOURCES = {
     "fineweb_edu_100bt": ("HuggingFaceFW/fineweb-edu", "sample/100BT/*.parquet"),

@@ -1,2 +1,2 @@
-"""Running sweeps: the plan of a sweep, claims on cells, the result store, the manifests of submissions,
-a sweep's status and the hub's revisions and preflight."""
+"""Running sweeps of cells: the plan of a sweep, the manifests of submissions, a sweep's status and the
+pre-download of its models and tasks. Builds on llm_line.evaluation (a cell, its store and claims)."""

@@ -19,15 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llm_line.sweeps import claims, store
+from llm_line.evaluation import claims
 
 log = logging.getLogger(__name__)
+
+MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
 
 
 def read_all(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Every readable manifest below `root`, oldest first (their names start with the time); an unreadable
     one is skipped with a warning."""
-    for path in sorted((root / store.MANIFESTS).glob("*.json")):
+    for path in sorted((root / MANIFESTS).glob("*.json")):
         manifest = claims.read(path)
         if manifest is None or not isinstance(manifest.get("cells"), list):
             log.warning(

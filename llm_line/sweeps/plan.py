@@ -33,9 +33,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llm_line.evaluation import checks, compat, fingerprint
+from llm_line.evaluation import checks, claims, compat, fingerprint, store
 from llm_line.evaluation.config import cell_dir, load_key
-from llm_line.sweeps import claims, manifests, store
+from llm_line.sweeps import manifests
 
 # done: valid result; running: a live claim; queued: submitted by an earlier sweep whose job is still queued;
 # failed: failed before (launched again); launch: never run or left unfinished; error: cannot be run as given.
@@ -409,8 +409,8 @@ def classify(
     set); raises for an `error` cell (its run dir holds another cell's result, or its result with other
     settings). Read-only: a corrupt result is left for the job to set aside, so a dry run changes nothing."""
 
+    from llm_line.evaluation import hub
     from llm_line.evaluation.cell import identity
-    from llm_line.sweeps import hub
 
     planned.cell, planned.settings = identity(cfg), fingerprint.settings(cfg)  # type: ignore[arg-type]
     planned.load_key, planned.hub_revisions = load_key(cfg.model), hub.hub_revisions([cfg])

@@ -1,6 +1,6 @@
 """The prefetch: download what a grid's cells need into the caches, on a login node, before jobs run offline.
 
-Apart from `llm_line.sweeps.hub` because it reaches into lm-eval (each task's data is downloaded by building
+Apart from `llm_line.evaluation.hub` because it reaches into lm-eval (each task's data is downloaded by building
 the task), while the hub module stays a light leaf that the sweeper and the resume check import.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm_line.errors import CellError
-from llm_line.sweeps import hub
+from llm_line.evaluation import hub
 
 log = logging.getLogger(__name__)
 

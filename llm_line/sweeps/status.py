@@ -25,22 +25,22 @@ from typing import Any
 
 from llm_line.arguments import prog
 from llm_line.errors import run_command
-from llm_line.evaluation import fingerprint
-from llm_line.sweeps import claims, manifests, store
+from llm_line.evaluation import claims, fingerprint, store
+from llm_line.sweeps import manifests
 
 STATES = ("done", "failed", "running", "queued", "missing")
 
 
 def slurm_queue() -> set[str] | None:
-    """This user's jobs in SLURM's queue (llm_line.sweeps.claims.slurm_queue); None where SLURM is not here."""
+    """This user's jobs in SLURM's queue (llm_line.evaluation.claims.slurm_queue); None where SLURM is not here."""
     return claims.slurm_queue()
 
 
 def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: set[str] | None) -> tuple[str, str]:
     """(state, detail) of one cell; `entry` is its manifest record (run_dir, cell identity, fingerprint,
     launched, job, submitted), `sweep_alive` whether its sweep's launcher still runs. The reuse decision is the
-    runner's (llm_line.sweeps.store.current_result): done only for the cell's own result with its settings. Without a
-    manifest (`cell` unknown), a result counts as done only in the run dir its own identity maps to."""
+    runner's (llm_line.evaluation.store.current_result): done only for the cell's own result with its settings.
+    Without a manifest (`cell` unknown), a result counts as done only in the run dir its own identity maps to."""
     cell = entry.get("cell")
     wanted = (entry.get("fingerprint") or {}).get("settings")
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from llm_line.errors import CellError
 from llm_line.evaluation.config import step_of
-from llm_line.sweeps import store
+from llm_line.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def list_refs(repo: str, kind: str = "model") -> dict[str, str] | None:
     except Exception as e:
         raise CellError(explain(e, repo, None, kind)) from None
     refs = {ref.name: ref.target_commit for ref in [*listing.branches, *listing.tags]}
-    store.write_json(path, {"repo": repo, "kind": kind, "listed": time.time(), "refs": refs})
+    write_json(path, {"repo": repo, "kind": kind, "listed": time.time(), "refs": refs})
     _refs[key] = refs
     return refs
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import psutil
 
-from llm_line.sweeps import store
+from llm_line.evaluation import store
 
 SLURM_VARS = (
     "SLURM_JOB_ID",

@@ -1,8 +1,9 @@
-"""The results store: one `result.json` (or `failure.json`) per cell run dir, written atomically.
+"""The results store: one `result.json` (or `failure.json`) per cell run dir, and the one decision whether a
+result may be reused.
 
-A result is either whole or absent: it is written to a temporary file in the same folder, fsynced and
-renamed over the final name, so a killed job, a full disk or a concurrent reader never sees half a file.
-A file that does not parse or lacks what a result must hold is set aside under a new name (never deleted)
+A result is either whole or absent: it is written with llm_line.files.write_json (a temp file in the same
+folder, fsynced, renamed over the final name), so a killed job, a full disk or a concurrent reader never sees
+half a file. The cell writes it; the plan, `status` and `collect` read it through here. A file that does not parse or lacks what a result must hold is set aside under a new name (never deleted)
 so that the cell is recomputed and the evidence kept.
 
 Cheap to import on purpose: the resume decision is made here before torch is loaded.
@@ -14,12 +15,9 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from llm_line.errors import CellError
 from llm_line.evaluation import fingerprint
@@ -28,17 +26,12 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 FAILURE = "failure.json"
-RUNNING = "running.json"  # the claim of a computing cell (llm_line/sweeps/claims.py); left behind by a killed job
-MANIFESTS = Path(".llm_line") / "sweeps"  # below a sweep dir: one manifest per launched sweep
+RUNNING = "running.json"  # the claim of a computing cell (llm_line/evaluation/claims.py); left behind by a killed job
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
 # the keys every result's `cell` holds; llm_line.evaluation.cell.identity adds `fewshot_seed` (older results derive it)
 IDENTITY = ("model", "revision", "task", "shots", "limit")
 MAX_BYTES = 64 * 2**20  # no result or record is near this; anything larger is not one of ours
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class CorruptResult(ValueError):
@@ -47,52 +40,6 @@ class CorruptResult(ValueError):
 
 class UnreadableResult(CorruptResult):
     """A result file exists but this user may not read it: never set aside, the user must fix the permission."""
-
-
-@contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
-    """A file that appears at `path` whole or not at all: a temp file in the same folder, fsynced, renamed.
-
-    An OS error of the write itself (a full disk on a write, flush or fsync, which name no file; or one naming
-    the temp file) is raised naming `path`, so its one line (llm_line.errors.os_error_line) says which file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file the user writes
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` to `path` atomically."""
-    text = json.dumps(payload, indent=2, sort_keys=False, default=str, allow_nan=True)
-    with atomic_file(path) as f:
-        f.write(text + "\n")
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_json(path: Path, max_bytes: int = MAX_BYTES) -> Any:
