@@ -15,8 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm_line.analysis import collect  # noqa: E402
-from llm_line.evaluation.config import cell_dir  # noqa: E402
 from llm_line.evaluation import store  # noqa: E402
+from llm_line.evaluation.config import cell_dir  # noqa: E402
 
 TASKS = [
     "hellaswag",

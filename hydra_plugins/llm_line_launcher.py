@@ -89,15 +89,16 @@ def setup_failed(launcher: Any, overrides: Sequence[str], error: BaseException) 
         return failed_job(error, overrides)
 
     from llm_line.evaluation import store
-    from llm_line.evaluation.cell import describe, failure_record, identity
+    from llm_line.evaluation.cell import failure_record
+    from llm_line.evaluation.identity import CellId
 
     try:
         cfg, run_dir = cell_config(launcher, overrides)
     except Exception:  # noqa: BLE001  (the cell does not compose: `error` may be why; it is what is reported)
         log.error("%s: %s", " ".join(overrides), line)
         return failed_job(error, overrides)
-    cell = identity(cfg)
-    message = f"{describe(cell)}: its run dir could not be set up: {line}"
+    cell = CellId.of(cfg)
+    message = f"{cell.describe()}: its run dir could not be set up: {line}"
     if not os.path.isdir(run_dir):  # (never raises: a name too long is no folder either)
         message += " (no failure.json: its run dir does not exist)"
     else:
@@ -255,7 +256,8 @@ class PackedSlurmLauncher(SlurmLauncher):
         assert self.hydra_context is not None and self.config is not None
 
         from llm_line.evaluation import claims, store
-        from llm_line.evaluation.cell import failure_record, finished, identity
+        from llm_line.evaluation.cell import failure_record, finished
+        from llm_line.evaluation.identity import CellId
 
         error = NotRunError(f"not run: {reason} (the job's time ran out while it computed {running})")
         for overrides in unfinished:
@@ -265,7 +267,7 @@ class PackedSlurmLauncher(SlurmLauncher):
                 continue
             if overrides is unfinished[0] and (run_dir / store.FAILURE).exists():
                 continue
-            write_json(run_dir / store.FAILURE, failure_record(cfg, identity(cfg), error, time.time()))
+            write_json(run_dir / store.FAILURE, failure_record(cfg, CellId.of(cfg), error, time.time()))
             log.error("%s", error)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -252,7 +252,7 @@ def write_manifest(sweep_dir: Path, plan: Plan, config: DictConfig) -> Path:
             "cells": [
                 {
                     "run_dir": c.run_dir,
-                    "cell": c.cell,
+                    "cell": c.cell.record() if c.cell is not None else None,
                     "fingerprint": fingerprint.record(c.settings) if c.settings is not None else None,
                     "state": c.state,
                     "launched": c.state in LAUNCHED,

@@ -6,6 +6,7 @@ from huggingface_hub import errors as hub
 
 from llm_line.evaluation import store
 from llm_line.evaluation.harness import explain_load_error
+from llm_line.evaluation.identity import CellId
 from llm_line.files import write_json
 
 
@@ -259,7 +260,8 @@ def test_a_result_of_the_wrong_shape_is_not_done_anywhere(tmp_path, capsys, chan
     assert status.cell_state(path.parent, {"cell": CELL, "launched": True}, False, None)[0] != "done"  # status agrees
     found = collect.collect([tmp_path])
     assert found.n_results == 0 and [s.kind for s in found.skipped] == ["corrupt"]
-    assert store.finished_result(path.parent, CELL) is None  # the runner recomputes it, keeping the file aside
+    # the runner recomputes it, keeping the file aside
+    assert store.finished_result(path.parent, CellId.of_record(CELL)) is None
     assert len(list(path.parent.glob("result.json.corrupt-*"))) == 1
 
 
@@ -275,7 +277,7 @@ def test_a_result_this_user_cannot_read_is_not_corruption(tmp_path, monkeypatch)
 
     monkeypatch.setattr(Path, "open", denied)  # a real chmod 000 does not stop root
     with pytest.raises(CellError, match=f"{path}: permission denied; give this user read access"):
-        store.finished_result(tmp_path, CELL)
+        store.finished_result(tmp_path, CellId.of_record(CELL))
     assert path.exists() and not list(tmp_path.glob("*.corrupt-*"))  # never set aside
     found = collect.collect([tmp_path])
     assert [(s.kind, s.path) for s in found.skipped] == [("unreadable", path)]

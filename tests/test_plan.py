@@ -73,7 +73,12 @@ def test_states_and_packs(loader_and_config, tmp_path):
     done.mkdir(parents=True)
     write_json(
         done / store.RESULT,
-        {"schema": 1, "cell": first.cells[0].cell, "metrics": {first.cells[0].cell["task"]: {"acc": 1.0}}, "n_docs": 1},
+        {
+            "schema": 1,
+            "cell": first.cells[0].cell.record(),
+            "metrics": {first.cells[0].cell.task: {"acc": 1.0}},
+            "n_docs": 1,
+        },
     )
     copied.mkdir(parents=True)
     shutil.copy(done / store.RESULT, copied / store.RESULT)
@@ -100,8 +105,8 @@ def test_a_corpus_cell_computed_with_other_settings_is_an_error_cell(loader_and_
         run_dir / store.RESULT,
         {
             "schema": 1,
-            "cell": corpus.cell,
-            "metrics": {corpus.cell["task"]: {"loss": 1.0}},
+            "cell": corpus.cell.record(),
+            "metrics": {corpus.cell.task: {"loss": 1.0}},
             "n_docs": 1,
             "fingerprint": fingerprint.record(
                 {**corpus.settings, "corpus": {**corpus.settings["corpus"], "max_documents": 3}}
@@ -117,12 +122,11 @@ def full_values(loader, config, overrides):
     """What the plan reads of a cell, from a full compose of it."""
 
     from llm_line.evaluation import hub
-    from llm_line.evaluation.cell import identity
-    from llm_line.evaluation.config import load_key
+    from llm_line.evaluation.identity import CellId, LoadKey
 
     full = loader.load_sweep_config(config, list(overrides))
     run_dir, settings = str(full.hydra.sweep.subdir), fingerprint.settings(full)
-    return run_dir, identity(full), settings, load_key(full.model), hub.hub_revisions([full])
+    return run_dir, CellId.of(full), settings, LoadKey.of(full.model), hub.hub_revisions([full])
 
 
 def test_values_shared_across_cells_equal_each_cells_full_compose(loader_and_config, tmp_path):

@@ -4,7 +4,7 @@ import json
 import os
 import socket
 
-from llm_line.evaluation import store
+from llm_line.evaluation import claims, store
 from llm_line.files import write_json
 from llm_line.sweeps import manifests, status
 
@@ -35,7 +35,7 @@ def run_status(root, capsys, *args):
 
 
 def test_states_while_the_sweep_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     got = run_status(tmp_path, capsys)
     assert {k: v[0] for k, v in got.items()} == {
@@ -50,7 +50,7 @@ def test_states_while_the_sweep_runs(tmp_path, capsys, monkeypatch):
 
 
 def test_cells_of_a_sweep_that_is_gone_are_missing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=2**22 + 12346)
     assert run_status(tmp_path, capsys)["queued"][0] == "missing"
 
@@ -67,19 +67,19 @@ def test_slurm_queue_decides_for_slurm_sweeps(tmp_path, capsys, monkeypatch):
         {"slurm_job_id": "8", "slurm_array_job_id": "7", "slurm_array_task_id": "2", "started": "now"},
     )
     # another sweep's jobs with the same name in the queue change nothing: its arrays are not this sweep's
-    monkeypatch.setattr(status, "slurm_queue", lambda: {"8", "7_2", "7_4", "array:7", "99_0", "array:99"})
+    monkeypatch.setattr(claims, "slurm_queue", lambda: {"8", "7_2", "7_4", "array:7", "99_0", "array:99"})
     got = run_status(tmp_path, capsys)
     assert got["queued"][0] == "queued" and got["running"][0] == "running"
-    monkeypatch.setattr(status, "slurm_queue", lambda: {"99_0", "array:99"})
+    monkeypatch.setattr(claims, "slurm_queue", lambda: {"99_0", "array:99"})
     got = run_status(tmp_path, capsys)
     assert got["queued"][0] == "missing" and got["running"][0] == "missing"
-    monkeypatch.setattr(status, "slurm_queue", lambda: set())
+    monkeypatch.setattr(claims, "slurm_queue", lambda: set())
     got = run_status(tmp_path, capsys)
     assert got["queued"][0] == "missing" and got["running"][0] == "missing"
 
 
 def test_without_manifest_cells_are_found_on_disk(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     for path in (tmp_path / manifests.MANIFESTS).glob("*.json"):
         path.unlink()
@@ -88,7 +88,7 @@ def test_without_manifest_cells_are_found_on_disk(tmp_path, capsys, monkeypatch)
 
 
 def test_text_report_lists_the_cells_asked_for(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     status.main([str(tmp_path), "--show", "failed"])
     out = capsys.readouterr().out
@@ -99,7 +99,7 @@ def test_text_report_lists_the_cells_asked_for(tmp_path, capsys, monkeypatch):
 
 
 def test_a_result_copied_from_another_cell_is_not_done(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     done = tmp_path / "m/main/done/0shot" / store.RESULT
     (tmp_path / "m/main/skipped/0shot" / store.RESULT).write_bytes(done.read_bytes())
@@ -110,7 +110,7 @@ def test_a_result_copied_from_another_cell_is_not_done(tmp_path, capsys, monkeyp
 
 def test_a_failure_newer_than_the_result_wins(tmp_path, capsys, monkeypatch):
     """An old result beside a newer failure (a forced recompute that failed, before the result was set aside)."""
-    monkeypatch.setattr(status, "slurm_queue", lambda: None)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: None)
     make_grid(tmp_path, launcher_pid=os.getpid())
     run_dir = tmp_path / "m/main/done/0shot"
     write_json(run_dir / store.FAILURE, {"error": "CellError: out of memory"})
@@ -129,13 +129,13 @@ def test_a_no_op_rerun_hides_no_queued_cell_and_a_stale_claim_no_queued_job(tmp_
     rerun = {**first, "arrays": [], "cells": [{**e, "launched": False, "job": None} for e in first["cells"]]}
     write_json(tmp_path / manifests.MANIFESTS / "20260102T000000-2.json", rerun)
     queue = {"7_3", "7_4", "array:7"}  # "dead" (its claim left by an earlier run: requeued) and "queued"
-    monkeypatch.setattr(status, "slurm_queue", lambda: queue)
+    monkeypatch.setattr(claims, "slurm_queue", lambda: queue)
     got = run_status(tmp_path, capsys)
     assert got["queued"] == ("queued", "7_4") and got["dead"] == ("queued", "7_3")
     assert got["skipped"][0] == "missing" and got["done"][0] == "done"
     assert status.main([str(tmp_path), "--json", "--all"]) == 0
     older, newer = json.loads(capsys.readouterr().out)
     assert {r["state"] for r in newer["cells"] if r["run_dir"].endswith("queued/0shot")} == {"missing"}
-    monkeypatch.setattr(status, "slurm_queue", lambda: set())  # the jobs are gone: the stale claim says so
+    monkeypatch.setattr(claims, "slurm_queue", lambda: set())  # the jobs are gone: the stale claim says so
     state, detail = run_status(tmp_path, capsys)["dead"]
     assert state == "missing" and detail.startswith("stale claim: ") and "remove " in detail

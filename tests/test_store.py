@@ -7,6 +7,7 @@ import os
 import pytest
 
 from llm_line.evaluation import store
+from llm_line.evaluation.identity import CellId
 from llm_line.files import write_json
 
 CELL = {"model": "m", "revision": "main", "task": "t", "shots": 0, "limit": None}
@@ -47,7 +48,7 @@ def test_full_disk_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
 def test_incomplete_results_are_set_aside_not_deleted(tmp_path, content):
     path = tmp_path / store.RESULT
     path.write_text(content)
-    assert store.finished_result(tmp_path, CELL) is None
+    assert store.finished_result(tmp_path, CellId.of_record(CELL)) is None
     (aside,) = tmp_path.glob("result.json.corrupt-*")
     assert aside.read_text() == content
     assert not path.exists()
@@ -55,13 +56,13 @@ def test_incomplete_results_are_set_aside_not_deleted(tmp_path, content):
 
 def test_valid_result_of_the_cell_is_found(tmp_path):
     write_json(tmp_path / store.RESULT, RESULT)
-    assert store.finished_result(tmp_path, CELL) == RESULT
+    assert store.finished_result(tmp_path, CellId.of_record(CELL)) == RESULT
 
 
 def test_result_of_another_cell_in_the_folder_is_an_error(tmp_path):
     write_json(tmp_path / store.RESULT, RESULT)
     with pytest.raises(store.OtherCellResult, match="two cells map to one results folder"):
-        store.finished_result(tmp_path, {**CELL, "shots": 5})
+        store.finished_result(tmp_path, CellId.of_record({**CELL, "shots": 5}))
 
 
 def test_remove_stale_drops_temp_files_and_old_failures(tmp_path):
@@ -73,10 +74,10 @@ def test_remove_stale_drops_temp_files_and_old_failures(tmp_path):
 
 def test_a_failure_newer_than_the_result_means_not_done(tmp_path):
     write_json(tmp_path / store.RESULT, RESULT)
-    assert store.finished_result(tmp_path, CELL) == RESULT
+    assert store.finished_result(tmp_path, CellId.of_record(CELL)) == RESULT
     write_json(tmp_path / store.FAILURE, {"error": "x"})
     os.utime(tmp_path / store.RESULT, ns=(1, 1))
-    assert store.finished_result(tmp_path, CELL) is None
+    assert store.finished_result(tmp_path, CellId.of_record(CELL)) is None
 
 
 def test_a_forced_recompute_sets_the_old_result_aside(tmp_path):

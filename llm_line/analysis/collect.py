@@ -50,6 +50,7 @@ from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
 from llm_line.evaluation import fingerprint, store
 from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED, step_of
+from llm_line.evaluation.identity import CellId
 from llm_line.files import atomic_file
 
 # The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
@@ -158,7 +159,7 @@ def find_run_dirs(roots: Iterable[os.PathLike], skipped: list[Skipped]) -> Itera
 def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
     """The long table's description of one cell: identity, kind, settings fingerprint, and the checkpoint's
     metadata."""
-    cell = fingerprint.cell_of(result)
+    cell = CellId.of_result(result).record()
     settings = fingerprint.of_result(result)
     model = result.get("model") or {}
     meta = model.get("meta") or {}

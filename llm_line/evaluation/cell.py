@@ -24,24 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from llm_line.errors import CellError, user_error_line
 from llm_line.evaluation import claims, fingerprint, loggers, store
 from llm_line.evaluation.checks import check_config, log_to_files
-from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED  # also registers the cell_dir resolver a SLURM job resolves
+from llm_line.evaluation.identity import CellId  # its config import registers the cell_dir resolver jobs resolve
 from llm_line.files import write_json
 
 log = logging.getLogger(__name__)
-
-
-def identity(cfg: DictConfig) -> dict[str, Any]:
-    """What makes a cell this cell; the run dir is a function of exactly these values
-    (llm_line.evaluation.fingerprint.run_dir_of). The few-shot seed is None where no examples are drawn (0-shot,
-    corpus)."""
-    return {
-        "model": cfg.model.name,
-        "revision": cfg.model.revision,
-        "task": cfg.task.name,
-        "shots": cfg.shots,
-        "limit": cfg.task.limit,
-        "fewshot_seed": fingerprint.effective_seed(cfg.shots, cfg.fewshot_seed, cfg.task.corpus),
-    }
 
 
 def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -51,7 +37,7 @@ def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     The runner's side of the one reuse decision (llm_line.evaluation.store.current_result), which the plan, `status`
     and `collect` share.
     """
-    return store.finished_result(run_dir, identity(cfg), fingerprint.settings(cfg), force=cfg.force)
+    return store.finished_result(run_dir, CellId.of(cfg), fingerprint.settings(cfg), force=cfg.force)
 
 
 def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -61,26 +47,26 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     A forced recompute sets the old result aside once it holds the claim, so a failure is never shadowed
     by the result it was meant to replace.
     """
-    cell = identity(cfg)
+    cell = CellId.of(cfg)
     done = finished(cfg, run_dir)
     if done is not None:
-        log.info("Skipping %s: result exists at %s (force=true recomputes)", describe(cell), run_dir / store.RESULT)
+        log.info("Skipping %s: result exists at %s (force=true recomputes)", cell.describe(), run_dir / store.RESULT)
         return done
-    holder = claims.acquire(run_dir, cell)
+    holder = claims.acquire(run_dir, cell.record())
     if holder is not None:
         log.warning(
-            "Skipping %s: it is being computed by %s", describe(cell), claims.describe(holder, run_dir / store.RUNNING)
+            "Skipping %s: it is being computed by %s", cell.describe(), claims.describe(holder, run_dir / store.RUNNING)
         )
         return None
     try:
         done = finished(cfg, run_dir)  # finished by another process between the first check and the claim
         if done is not None:
-            log.info("Skipping %s: finished meanwhile at %s", describe(cell), run_dir / store.RESULT)
+            log.info("Skipping %s: finished meanwhile at %s", cell.describe(), run_dir / store.RESULT)
             return done
         if cfg.force:
             store.set_aside_for_recompute(run_dir)
         store.remove_stale(run_dir)
-        log.info("Evaluating %s -> %s", describe(cell), run_dir)
+        log.info("Evaluating %s -> %s", cell.describe(), run_dir)
         started = time.time()
         try:
             result = compute(cfg, cell, started, run_dir)
@@ -90,7 +76,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
                 log.error("%s", unwritten)
             raise
         log.info("%s", summary(result))
-        log_to_files(f"Metrics of {describe(cell)}: {json.dumps(result['metrics'], default=str)}")
+        log_to_files(f"Metrics of {cell.describe()}: {json.dumps(result['metrics'], default=str)}")
         try:
             write_json(run_dir / store.RESULT, result)
         except OSError as e:
@@ -113,19 +99,19 @@ def write_failure(run_dir: Path, record: dict[str, Any]) -> str:
 
 
 def result_unwritten(
-    cfg: DictConfig, cell: dict[str, Any], result: dict[str, Any], started: float, run_dir: Path, error: OSError
+    cfg: DictConfig, cell: CellId, result: dict[str, Any], started: float, run_dir: Path, error: OSError
 ) -> CellError:
     """The error of a cell computed but whose `result.json` could not be written (a full disk): one line naming
     the file and its disk. Its metrics, already in the log, go into a `failure.json` written apart (smaller, it
     may still fit; if not, the line says so)."""
-    message = f"{describe(cell)} was computed but its result was not saved: {user_error_line(error) or error}"
+    message = f"{cell.describe()} was computed but its result was not saved: {user_error_line(error) or error}"
     record = {**failure_record(cfg, cell, CellError(message), started), "metrics": result["metrics"]}
     unwritten = write_failure(run_dir, record)
     where = f"the log only ({unwritten})" if unwritten else f"the log and {run_dir / store.FAILURE}"
     return CellError(f"{message}; its metrics are in {where}")
 
 
-def compute(cfg: DictConfig, cell: dict[str, Any], started: float, run_dir: Path) -> dict[str, Any]:
+def compute(cfg: DictConfig, cell: CellId, started: float, run_dir: Path) -> dict[str, Any]:
     """Evaluate the cell (through lm-eval, or the corpus loss for a corpus task) and assemble its result; an
     lm-eval cell also writes its per-document records into `run_dir` (llm_line/evaluation/records.py)."""
     check_config(cfg)  # again here: in a sweep, each cell has its own settings
@@ -150,7 +136,7 @@ def compute(cfg: DictConfig, cell: dict[str, Any], started: float, run_dir: Path
     return record(cfg, cell, started, cell_metrics, model.info(), task)
 
 
-def compute_corpus(cfg: DictConfig, cell: dict[str, Any], started: float) -> dict[str, Any]:
+def compute_corpus(cfg: DictConfig, cell: CellId, started: float) -> dict[str, Any]:
     """The validation loss on a corpus (llm_line/evaluation/corpus.py)."""
 
     from llm_line.evaluation import corpus  # heavy: torch, transformers
@@ -165,7 +151,7 @@ def compute_corpus(cfg: DictConfig, cell: dict[str, Any], started: float) -> dic
 
 def record(
     cfg: DictConfig,
-    cell: dict[str, Any],
+    cell: CellId,
     started: float,
     cell_metrics: dict[str, Any],
     model: dict[str, Any],
@@ -175,7 +161,7 @@ def record(
     return {
         "schema": store.SCHEMA_VERSION,
         "status": "ok",
-        "cell": cell,
+        "cell": cell.record(),
         "metrics": cell_metrics,
         "n_docs": cell_metrics[cfg.task.name]["n_docs"],
         "model": {**model, "meta": OmegaConf.to_container(cfg.model.meta, resolve=True)},
@@ -187,12 +173,12 @@ def record(
     }
 
 
-def failure_record(cfg: DictConfig, cell: dict[str, Any], error: BaseException, started: float) -> dict[str, Any]:
+def failure_record(cfg: DictConfig, cell: CellId, error: BaseException, started: float) -> dict[str, Any]:
     """What `failure.json` holds: enough to see why a cell failed without its log."""
     return {
         "schema": store.SCHEMA_VERSION,
         "status": "failed",
-        "cell": cell,
+        "cell": cell.record(),
         "error": f"{type(error).__name__}: {error}",
         "traceback": traceback.format_exc(),
         "run": run_info(started),
@@ -226,12 +212,6 @@ def run_info(started: float) -> dict[str, Any]:
 
         info["submitit_log"] = str(submitit.JobEnvironment().paths.stdout)
     return info
-
-
-def describe(cell: dict[str, Any]) -> str:
-    limit = f", limit {cell['limit']}" if cell["limit"] is not None else ""
-    seed = f", seed {cell['fewshot_seed']}" if cell.get("fewshot_seed") not in (None, DEFAULT_FEWSHOT_SEED) else ""
-    return f"{cell['model']}@{cell['revision']} on {cell['task']} ({cell['shots']}-shot{seed}{limit})"
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -46,7 +46,8 @@ SLURM_VARS = (
 
 
 def holder_record(cell: dict[str, Any]) -> dict[str, Any]:
-    """Who holds a claim: host, pid and its start time, user, SLURM job/array/step/rank/restart, since when."""
+    """Who holds a claim on `cell` (the record of its id, CellId.record): host, pid and its start time, user,
+    SLURM job/array/step/rank/restart, since when."""
     return {
         "cell": cell,
         "host": socket.gethostname(),

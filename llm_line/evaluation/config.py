@@ -171,25 +171,6 @@ class ResumingSweeperConf:
     prefetch: bool = False  # download every model/revision/dataset of the grid into the cache; launch nothing
 
 
-def load_key(model: Any) -> tuple:
-    """What decides which weights a cell loads and how: cells with equal keys share one model load."""
-    return (
-        model.backend,
-        model.pretrained,
-        model.revision,
-        model.tokenizer,
-        model.dtype,
-        model.device,
-        model.batch_size,
-        model.max_batch_size,
-        model.max_length,
-        model.trust_remote_code,
-        model.add_bos_token,
-        model.parallelize,
-        model.max_memory_per_gpu,
-    )
-
-
 MAX_COMPONENT = 255  # bytes in one path component on common filesystems
 _HASHED = re.compile(r"_h[0-9a-f]{8}$")  # how a component that sanitising changed ends
 

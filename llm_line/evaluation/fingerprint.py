@@ -4,8 +4,8 @@
     digest(settings) -> "3f0c9a1e5b7d2c44"                                      # its short hash
     changes(old, new) -> ["model.dtype float32 -> bfloat16", ...]               # what differs
 
-A result is reused only for the cell that made it (its identity, llm_line.evaluation.cell.identity: the run dir) *and*
-the settings that made it (this fingerprint). `result.json` stores both the settings and their hash
+A result is reused only for the cell that made it (its identity, llm_line.evaluation.identity.CellId: the run
+dir) *and* the settings that made it (this fingerprint). `result.json` stores both the settings and their hash
 (`fingerprint`); a sweep manifest stores them per cell, so `status` compares without composing a config.
 
 The plan decides on *requested* values: `model.dtype=auto`, `model.revision=main` or a branch pattern,
@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_line.errors import CellError
-from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED, PACKAGE_DIR, CorpusConfig, ModelConfig, cell_dir
+from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED, PACKAGE_DIR, CorpusConfig, ModelConfig
+from llm_line.evaluation.identity import effective_seed
 
 VERSION = 1  # bump when what enters the fingerprint changes; results of another version derive theirs again
 UNKNOWN = "unknown (result written before fingerprints)"
@@ -46,13 +47,6 @@ BUILTIN_TASKS = PACKAGE_DIR / "tasks"  # always on lm-eval's include path (llm_l
 BACKEND_FAMILY = {"hf-shared": "hf"}
 # Corpus settings that do not change the numbers: the batch size; `path` enters by content (`files`).
 CORPUS_LEFT_OUT = ("batch_size", "path")
-
-
-def effective_seed(shots: int, fewshot_seed: int | None, corpus: Any = None) -> int | None:
-    """The few-shot seed as far as it matters: None for 0-shot and corpus cells, which draw no examples."""
-    if corpus is not None or not shots or fewshot_seed is None:
-        return None
-    return int(fewshot_seed)
 
 
 def settings(cfg: Any, lm_eval: str | None = None) -> dict[str, Any]:
@@ -131,26 +125,6 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def cell_of(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored result's cell identity; results from before `fewshot_seed` joined it derive it from their config."""
-    config: Mapping[str, Any] = result["config"] if isinstance(result.get("config"), Mapping) else {}
-    task: Mapping[str, Any] = config["task"] if isinstance(config.get("task"), Mapping) else {}
-    return with_seed(result["cell"], config.get("fewshot_seed", DEFAULT_FEWSHOT_SEED), task.get("corpus"))
-
-
-def with_seed(cell: Mapping[str, Any], fewshot_seed: int = DEFAULT_FEWSHOT_SEED, corpus: Any = None) -> dict[str, Any]:
-    """`cell` with its `fewshot_seed` (identities recorded before it joined them lack it: lm-eval's default)."""
-    found = dict(cell)
-    if "fewshot_seed" not in found:
-        found["fewshot_seed"] = effective_seed(found["shots"], fewshot_seed, corpus)
-    return found
-
-
-def run_dir_of(cell: Mapping[str, Any]) -> str:
-    """The run dir (relative to the results root) that a cell identity maps to."""
-    return cell_dir(cell["model"], cell["revision"], cell["task"], cell["shots"], cell["limit"], cell["fewshot_seed"])
 
 
 _MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}

@@ -28,7 +28,8 @@ from lm_eval.tasks import TaskManager
 
 from llm_line.errors import CellError
 from llm_line.evaluation import compat, demo, hub, scorer
-from llm_line.evaluation.config import ModelConfig, TaskConfig, load_key
+from llm_line.evaluation.config import ModelConfig, TaskConfig
+from llm_line.evaluation.identity import LoadKey
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ def resolve_source(model: ModelConfig) -> tuple[str, str | None]:
 def load_model(model: ModelConfig) -> LoadedModel:
     """The lm-eval LM for `model`, reusing the one already loaded when nothing about it changed."""
     global _model
-    key = load_key(model)
+    key = LoadKey.of(model)
     if _model is not None and _model.key == key:
         return _model
     _model = None  # free the previous model before loading the next

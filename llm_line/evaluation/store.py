@@ -3,8 +3,9 @@ result may be reused.
 
 A result is either whole or absent: it is written with llm_line.files.write_json (a temp file in the same
 folder, fsynced, renamed over the final name), so a killed job, a full disk or a concurrent reader never sees
-half a file. The cell writes it; the plan, `status` and `collect` read it through here. A file that does not parse or lacks what a result must hold is set aside under a new name (never deleted)
-so that the cell is recomputed and the evidence kept.
+half a file. The cell writes it; the plan, `status` and `collect` read it through here. A file that does not
+parse or lacks what a result must hold is set aside under a new name (never deleted) so that the cell is
+recomputed and the evidence kept.
 
 Cheap to import on purpose: the resume decision is made here before torch is loaded.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from llm_line.errors import CellError
 from llm_line.evaluation import fingerprint
+from llm_line.evaluation.identity import CellId
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ FAILURE = "failure.json"
 RUNNING = "running.json"  # the claim of a computing cell (llm_line/evaluation/claims.py); left behind by a killed job
 SCHEMA_VERSION = 1
 REQUIRED = ("schema", "cell", "metrics", "n_docs")
-# the keys every result's `cell` holds; llm_line.evaluation.cell.identity adds `fewshot_seed` (older results derive it)
+# the keys every result's `cell` holds; CellId (llm_line/evaluation/identity.py) adds `fewshot_seed` (older results
+# derive it)
 IDENTITY = ("model", "revision", "task", "shots", "limit")
 MAX_BYTES = 64 * 2**20  # no result or record is near this; anything larger is not one of ours
 
@@ -106,7 +109,7 @@ class OtherCellResult(CellError):
 
 
 def current_result(
-    run_dir: Path, cell: dict[str, Any], settings: dict[str, Any] | None = None, force: bool = False
+    run_dir: Path, cell: CellId, settings: dict[str, Any] | None = None, force: bool = False
 ) -> dict[str, Any] | None:
     """Read-only: the result of `cell` in `run_dir` if it may be reused, else None. The one reuse decision of
     the runner, the plan, `status` and `collect`: reused only when identity and fingerprint match.
@@ -121,11 +124,11 @@ def current_result(
     if not path.exists():
         return None
     result = read_result(path)
-    found, cell = fingerprint.cell_of(result), fingerprint.with_seed(cell)
+    found = CellId.of_result(result)
     if found != cell:
         raise OtherCellResult(
-            f"{path} holds the result of another cell ({found}), not {cell}: it was copied there, or two cells "
-            "map to one results folder (rename one model: model.name=...); force=true does not replace it"
+            f"{path} holds the result of another cell ({found.record()}), not {cell.record()}: it was copied there, "
+            "or two cells map to one results folder (rename one model: model.name=...); force=true does not replace it"
         )
     if force:
         return None
@@ -139,7 +142,7 @@ def current_result(
 
 def finished_result(
     run_dir: Path,
-    cell: dict[str, Any],
+    cell: CellId,
     settings: dict[str, Any] | None = None,
     force: bool = False,
     repair: bool = True,

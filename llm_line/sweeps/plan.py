@@ -34,7 +34,8 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from llm_line.evaluation import checks, claims, compat, fingerprint, store
-from llm_line.evaluation.config import cell_dir, load_key
+from llm_line.evaluation.config import cell_dir
+from llm_line.evaluation.identity import CellId, LoadKey
 from llm_line.sweeps import manifests
 
 # done: valid result; running: a live claim; queued: submitted by an earlier sweep whose job is still queued;
@@ -49,12 +50,12 @@ class PlannedCell:
 
     overrides: list[str]
     run_dir: str = ""  # below the sweep dir
-    cell: dict[str, Any] | None = None  # identity (llm_line.evaluation.cell.identity)
+    cell: CellId | None = None  # which cell (llm_line/evaluation/identity.py)
     settings: dict[str, Any] | None = None  # what enters its fingerprint (llm_line.evaluation.fingerprint.settings)
     state: str = "launch"
     detail: str = ""
     pack: int | None = None  # index into Plan.packs
-    load_key: tuple | None = None  # cells with equal keys share one model load (llm_line.evaluation.config.load_key)
+    load_key: LoadKey | None = None  # cells with equal keys share one model load
     hub_revisions: list[tuple[str, str, str]] = field(default_factory=list)  # what it loads from the hub
     compose: Callable[[], DictConfig] | None = field(default=None, repr=False)  # its own config, on demand
     _cfg: DictConfig | None = field(default=None, repr=False)
@@ -119,7 +120,7 @@ CELL_DIR = "${cell_dir:${model.name},${model.revision},${task.name},${shots},${t
 class Resolved(dict):
     """The resolved values of one config node, each resolved on first read and kept (errors too), read as
     `cfg.model.name`, `cfg["model"]["name"]` or `cfg.task.get("corpus")` like the DictConfig it stands for,
-    so the code the plan shares with the runner (cell.identity, fingerprint.settings, config.load_key,
+    so the code the plan shares with the runner (CellId.of, fingerprint.settings, LoadKey.of,
     hub.hub_revisions) reads it unchanged, and only what that code reads is ever resolved."""
 
     def __init__(self, read: Callable[[str], Any] | None = None, values: dict[str, Any] | None = None) -> None:
@@ -410,10 +411,9 @@ def classify(
     settings). Read-only: a corrupt result is left for the job to set aside, so a dry run changes nothing."""
 
     from llm_line.evaluation import hub
-    from llm_line.evaluation.cell import identity
 
-    planned.cell, planned.settings = identity(cfg), fingerprint.settings(cfg)  # type: ignore[arg-type]
-    planned.load_key, planned.hub_revisions = load_key(cfg.model), hub.hub_revisions([cfg])
+    planned.cell, planned.settings = CellId.of(cfg), fingerprint.settings(cfg)
+    planned.load_key, planned.hub_revisions = LoadKey.of(cfg.model), hub.hub_revisions([cfg])
     run_dir = sweep_dir / planned.run_dir
     exists = run_dir.is_dir()  # not for most cells of a new grid: then no result, claim or failure to read
     holder = claims.read(run_dir / store.RUNNING) if exists else None
@@ -445,8 +445,10 @@ def dedupe(cells: list[PlannedCell]) -> list[PlannedCell]:
             continue
         if other.cell == c.cell and other.settings == c.settings:
             continue
-        assert other.settings is not None and c.settings is not None
-        differ = "; ".join(fingerprint.changes(other.settings, c.settings)) or f"{other.cell} vs {c.cell}"
+        assert other.settings is not None and c.settings is not None and other.cell is not None and c.cell is not None
+        differ = (
+            "; ".join(fingerprint.changes(other.settings, c.settings)) or f"{other.cell.record()} vs {c.cell.record()}"
+        )
         for one, two in ((c, other), (other, c)):
             one.state = "error"
             one.detail = (

@@ -26,14 +26,10 @@ from typing import Any
 from llm_line.arguments import prog
 from llm_line.errors import run_command
 from llm_line.evaluation import claims, fingerprint, store
+from llm_line.evaluation.identity import CellId
 from llm_line.sweeps import manifests
 
 STATES = ("done", "failed", "running", "queued", "missing")
-
-
-def slurm_queue() -> set[str] | None:
-    """This user's jobs in SLURM's queue (llm_line.evaluation.claims.slurm_queue); None where SLURM is not here."""
-    return claims.slurm_queue()
 
 
 def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: set[str] | None) -> tuple[str, str]:
@@ -41,15 +37,15 @@ def cell_state(run_dir: Path, entry: dict[str, Any], sweep_alive: bool, queue: s
     launched, job, submitted), `sweep_alive` whether its sweep's launcher still runs. The reuse decision is the
     runner's (llm_line.evaluation.store.current_result): done only for the cell's own result with its settings.
     Without a manifest (`cell` unknown), a result counts as done only in the run dir its own identity maps to."""
-    cell = entry.get("cell")
+    cell = CellId.of_record(entry["cell"]) if entry.get("cell") is not None else None
     wanted = (entry.get("fingerprint") or {}).get("settings")
     try:
         if cell is None and (run_dir / store.RESULT).exists():
-            cell = fingerprint.cell_of(store.read_result(run_dir / store.RESULT))
-            if not f"/{Path(entry['run_dir']).as_posix()}".endswith(f"/{fingerprint.run_dir_of(cell)}"):
+            cell = CellId.of_result(store.read_result(run_dir / store.RESULT))
+            if not f"/{Path(entry['run_dir']).as_posix()}".endswith(f"/{cell.run_dir}"):
                 return "failed", (
-                    f"{run_dir / store.RESULT} holds the result of another cell ({cell}), whose run dir is "
-                    f"{fingerprint.run_dir_of(cell)}: it was copied there"
+                    f"{run_dir / store.RESULT} holds the result of another cell ({cell.record()}), whose run dir is "
+                    f"{cell.run_dir}: it was copied there"
                 )
         if cell is not None and store.current_result(run_dir, cell, wanted) is not None:
             return "done", ""
@@ -83,13 +79,8 @@ def older_than_submission(path: Path, entry: dict[str, Any]) -> bool:
         return True
 
 
-def sweep_alive(manifest: dict[str, Any], queue: set[str] | None) -> bool:
-    """Does this sweep's launcher still run? (Its cells without a recorded SLURM job may still be submitted.)"""
-    return manifests.launcher_alive(manifest)
-
-
 def grid_status(root: Path, manifest: dict[str, Any], queue: set[str] | None) -> list[dict[str, Any]]:
-    alive = sweep_alive(manifest, queue)
+    alive = manifests.launcher_alive(manifest)
     rows = []
     for entry in manifest["cells"]:
         entry = {"submitted": manifest.get("created_s", 0), **entry}
@@ -104,7 +95,7 @@ def combined(found: list[dict[str, Any]], queue: set[str] | None) -> dict[str, A
     as not launched; it must not hide the earlier sweep's live job)."""
     entries: dict[str, tuple[dict[str, Any], bool]] = {}
     for manifest in found:
-        alive = sweep_alive(manifest, queue)
+        alive = manifests.launcher_alive(manifest)
         for entry in manifest["cells"]:
             entry = {"submitted": manifest.get("created_s", 0), **entry, "launcher_alive": alive}
             before = entries.get(entry["run_dir"])
@@ -165,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args.root = args.root.expanduser()
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a folder")
-    queue = slurm_queue()
+    queue = claims.slurm_queue()
     found = list(manifests.read_all(args.root))
     grids = []
     if args.all:
