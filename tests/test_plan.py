@@ -161,7 +161,7 @@ def test_a_run_dir_pattern_of_ones_own_is_resolved_per_cell(loader_and_config, t
 
 
 def test_the_shipped_run_dir_pattern_is_the_one_the_plan_computes_directly():
-    from llm_line.sweeps.plan import CELL_DIR
+    from llm_line.sweeps.compose import CELL_DIR
 
     assert OmegaConf.load(ROOT / "conf" / "config.yaml").hydra.sweep._get_node("subdir")._value() == CELL_DIR
 
