@@ -4,7 +4,7 @@
 
 Each data set is drawn from a known law: 4 model sizes x 10 token counts, the x-loss from the compute-to-loss
 law L(N, D) = E_x + ((A/N)^(alpha/beta) + B/D)^beta, the y-loss from L_y = K (L_x - E_x)^kappa + E_y at the
-true x, both with Gaussian noise. `fit.fit_groups` then estimates E_x and E_y with the compute fit and
+true x, both with Gaussian noise. `groups.fit_groups` then estimates E_x and E_y with the compute fit and
 bootstraps every step (each checkpoint its own run: the noise is independent). A referee expects a 95%
 interval to cover the truth in about 95% of data sets; with 200 data sets, 90-98% is what sampling allows.
 Prints the coverage of κ, K, E_x and E_y, the median interval width and the time per data set.
@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from llm_line.analysis import fit  # noqa: E402
+from llm_line.analysis.groups import fit_groups  # noqa: E402
 
 TRUTH = {"K": 1.3, "kappa": 0.8, "E_x": 1.8, "E_y": 1.2}
 
@@ -49,7 +49,7 @@ def coverage(datasets: int, n_boot: int, noise: float, seed: int) -> dict[str, f
     widths, fitted, failed_share = [], 0, []
     start = time.perf_counter()
     for i in range(datasets):
-        (f,) = fit.fit_groups(dataset(rng, noise), "x", "y", None, n_boot=n_boot, seed=seed + i)
+        (f,) = fit_groups(dataset(rng, noise), "x", "y", None, n_boot=n_boot, seed=seed + i)
         if not f.fitted or f.kappa_ci is None:
             continue
         assert f.E_x is not None and f.E_y is not None and f.K_ci is not None

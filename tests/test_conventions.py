@@ -242,7 +242,8 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     from conftest import SHARED
     from hydra import compose, initialize_config_dir
 
-    from llm_line.analysis import collect, fit
+    from llm_line.analysis import collect
+    from llm_line.analysis.groups import fit_groups
     from llm_line.analysis.table import read_table
     from llm_line.evaluation.cell import run_cell
     from llm_line.evaluation.config import cell_dir
@@ -268,7 +269,7 @@ def test_demo_results_in_paper_convention_extend_the_released_table(tmp_path, ca
     released = read_table(released_csv)
     table = pd.concat([released, ours], ignore_index=True)
     assert set(table["Convention"]) == {"paper"}
-    fits = {f.group: f for f in fit.fit_groups(table, "C4 Validation Loss", "HellaSwag Loss", n_boot=20)}
+    fits = {f.group: f for f in fit_groups(table, "C4 Validation Loss", "HellaSwag Loss", n_boot=20)}
     assert fits["The Pile"].ok and fits["The Pile"].n > 10
     # four points, E at the minimum loss: it runs; such a law is flagged (little left to estimate) or fails
     assert fits["demo"].n == 4 and fits["demo"].status in ("ok", "flagged", "failed")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from conftest import run_main
 
-from llm_line.analysis import figures, fit, intervention, plot, progress
+from llm_line.analysis import bootstrap, figures, fit, intervention, plot, progress
+from llm_line.analysis.groups import fit_groups
 
 
 def law_table(path, groups=("a",), points=12, **columns):
@@ -80,8 +81,8 @@ def test_an_unknown_base_lists_the_groups(tmp_path, capsys):
 def test_a_long_bootstrap_is_announced_and_reports_its_progress_to_the_log(tmp_path, capsys, caplog, monkeypatch):
     """Batches of 100 resamples, the first 20 timed; every estimate "long" and a progress line after each batch
     (what `--bootstrap 100000000` meets after a minute, here in a few)."""
-    monkeypatch.setattr(fit, "BATCH", 100)
-    monkeypatch.setattr(fit, "FIRST_BATCH", 20)
+    monkeypatch.setattr(bootstrap, "BATCH", 100)
+    monkeypatch.setattr(bootstrap, "FIRST_BATCH", 20)
     monkeypatch.setattr(progress, "LONG", 0.0)
     monkeypatch.setattr(progress, "EVERY", 0.0)
     table = law_table(tmp_path / "t.csv")
@@ -101,14 +102,14 @@ def test_a_long_bootstrap_is_announced_and_reports_its_progress_to_the_log(tmp_p
 
 def test_a_bootstrap_in_batches_draws_the_same_resamples(tmp_path, monkeypatch):
     """Batching changes where the work stops to look at the clock, not which resamples are drawn: a bootstrap of
-    one batch (every bootstrap up to `fit.BATCH`, the default 1000 included) is the same as before batching, and
+    one batch (every bootstrap up to `bootstrap.BATCH`, the default 1000 included) is the same as before batching, and
     one cut into batches draws the same resamples (equal up to rounding)."""
     table = pd.read_csv(law_table(tmp_path / "t.csv"))
     table["y"] += np.random.default_rng(0).normal(0, 0.01, len(table))
-    (whole,) = fit.fit_groups(table, "x", "y", n_boot=300, seed=4, irreducible="min")
-    monkeypatch.setattr(fit, "BATCH", 70)
-    monkeypatch.setattr(fit, "FIRST_BATCH", 10)
-    (cut,) = fit.fit_groups(table, "x", "y", n_boot=300, seed=4, irreducible="min")
+    (whole,) = fit_groups(table, "x", "y", n_boot=300, seed=4, irreducible="min")
+    monkeypatch.setattr(bootstrap, "BATCH", 70)
+    monkeypatch.setattr(bootstrap, "FIRST_BATCH", 10)
+    (cut,) = fit_groups(table, "x", "y", n_boot=300, seed=4, irreducible="min")
     assert whole.n_boot == cut.n_boot == 300
     np.testing.assert_allclose(np.array(cut.boot), np.array(whole.boot), rtol=1e-9)
 

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line.analysis import fit
+from llm_line.analysis import bootstrap
+from llm_line.analysis.bootstrap import resample_indices
+from llm_line.analysis.fit_report import fits_frame, format_fits, load_fits
+from llm_line.analysis.groups import fit_groups, fit_loss_to_loss
+from llm_line.analysis.irreducible import Irreducible, fit_irreducible
+from llm_line.analysis.loss_to_loss import LossFit
+from llm_line.analysis.prediction import predict
 from llm_line.analysis.table import read_table, select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +44,12 @@ def synthetic(seed=0, noise=0.002, K=K, kappa=KAPPA, group="a"):
 
 
 def given(value, name="x"):
-    return fit.Irreducible(name, "a", value, "given")
+    return Irreducible(name, "a", value, "given")
 
 
 def test_known_irreducible_losses_give_K_and_kappa_within_5_percent():
     table = synthetic(noise=0.01)
-    f = fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=200, seed=1)
+    f = fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=200, seed=1)
     assert f.ok and f.n == 40
     assert pytest.approx(K, rel=0.05) == f.K and f.kappa == pytest.approx(KAPPA, rel=0.05)
     assert f.K_ci[0] <= f.K <= f.K_ci[1] and f.kappa_ci[0] <= f.kappa <= f.kappa_ci[1]
@@ -53,7 +59,7 @@ def test_known_irreducible_losses_give_K_and_kappa_within_5_percent():
 
 def test_whole_pipeline_from_N_and_D_recovers_the_law():
     """E_x, E_y from the compute-to-loss fit, then K and kappa: all within 5% of the truth."""
-    (f,) = fit.fit_groups(synthetic(), "x", "y", n_boot=100)
+    (f,) = fit_groups(synthetic(), "x", "y", n_boot=100)
     assert f.ok and f.E_x.method == "compute fit L(N, D)" and f.E_x.fallback_reason is None
     assert pytest.approx(E_X, rel=0.05) == f.E_x.E and pytest.approx(E_Y, rel=0.05) == f.E_y.E
     assert pytest.approx(K, rel=0.05) == f.K and f.kappa == pytest.approx(KAPPA, rel=0.05)
@@ -62,14 +68,14 @@ def test_whole_pipeline_from_N_and_D_recovers_the_law():
 
 def test_bootstrap_is_deterministic_for_a_seed():
     table = synthetic(noise=0.01)
-    a, b, c = (fit.fit_groups(table, "x", "y", n_boot=50, seed=s)[0] for s in (3, 3, 4))
+    a, b, c = (fit_groups(table, "x", "y", n_boot=50, seed=s)[0] for s in (3, 3, 4))
     assert a.K_ci == b.K_ci and a.kappa_ci == b.kappa_ci and a.boot == b.boot
     assert a.K_ci != c.K_ci
 
 
 def test_groups_get_their_own_laws():
     table = pd.concat([synthetic(1, group="C4"), synthetic(2, K=0.9, kappa=1.2, group="The Pile")])
-    fits = {f.group: f for f in fit.fit_groups(table, "x", "y", "Pretraining Data", n_boot=0)}
+    fits = {f.group: f for f in fit_groups(table, "x", "y", "Pretraining Data", n_boot=0)}
     assert fits["C4"].kappa == pytest.approx(0.8, rel=0.05)
     assert fits["The Pile"].kappa == pytest.approx(1.2, rel=0.05) and pytest.approx(0.9, rel=0.05) == fits["The Pile"].K
 
@@ -77,20 +83,20 @@ def test_groups_get_their_own_laws():
 def test_irreducible_falls_back_visibly():
     table = synthetic()
     no_tokens = table.drop(columns="Tokens")
-    (f,) = fit.fit_groups(no_tokens, "x", "y", n_boot=0)
+    (f,) = fit_groups(no_tokens, "x", "y", n_boot=0)
     assert f.status == "flagged" and f.E_x.method == "min observed loss" and table.x.min() == f.E_x.E
     assert "not in the table" in f.E_x.fallback_reason
     assert "E_x fell back to the minimum loss: model size N or training tokens D is not in the table" in f.warnings
     few = table.assign(Tokens=[np.nan] * 36 + list(table.Tokens[36:]))
-    (f,) = fit.fit_groups(few, "x", "y", n_boot=0)
+    (f,) = fit_groups(few, "x", "y", n_boot=0)
     assert f.E_y.fallback_reason == "N and D are known and > 0 for 4 of 40 checkpoints (need ≥ 6)"
     best_unknown = table.assign(Tokens=np.where(table.x == table.x.min(), np.nan, table.Tokens))
-    (f,) = fit.fit_groups(best_unknown, "x", "y", n_boot=0)  # E stays below every loss, known D or not
+    (f,) = fit_groups(best_unknown, "x", "y", n_boot=0)  # E stays below every loss, known D or not
     assert f.fitted and table.x.min() >= f.E_x.E and f.E_x.n == 39 and math.isfinite(f.r2)
     one_size = table[table.Size == 1e9]
-    e = fit.fit_irreducible(one_size.x, one_size.Size, one_size.Tokens, name="x")
+    e = fit_irreducible(one_size.x, one_size.Size, one_size.Tokens, name="x")
     assert e.method == "compute fit L(D) (one model size)" and 0 <= e.E <= one_size.x.min()
-    assert "min observed loss" in fit.format_fits(fit.fit_groups(no_tokens, "x", "y", n_boot=0))
+    assert "min observed loss" in format_fits(fit_groups(no_tokens, "x", "y", n_boot=0))
 
 
 @pytest.mark.parametrize(
@@ -104,41 +110,41 @@ def test_irreducible_falls_back_visibly():
 )
 def test_a_fit_that_cannot_be_made_says_why_and_holds_no_nan(rows, reason):
     table = pd.DataFrame(rows, columns=["x", "y"]).assign(g="a")
-    (f,) = fit.fit_groups(table, "x", "y", "g", n_boot=10)
+    (f,) = fit_groups(table, "x", "y", "g", n_boot=10)
     assert not f.ok and f.reason == reason
     assert f.K is None and f.kappa is None and f.r2 is None
     json.dumps(f.to_dict(), allow_nan=False)  # no NaN hidden anywhere
-    assert f"not fitted: {reason}" in fit.format_fits([f])
+    assert f"not fitted: {reason}" in format_fits([f])
     with pytest.raises(ValueError, match="no fit"):
-        fit.predict(f, 3.0)
+        predict(f, 3.0)
 
 
 def test_a_group_without_one_of_the_losses_is_reported():
     table = pd.DataFrame({"x": [3.0, 2.9, 2.8], "y": [np.nan] * 3, "g": "a"})
-    (f,) = fit.fit_groups(table, "x", "y", "g")
+    (f,) = fit_groups(table, "x", "y", "g")
     assert not f.ok and f.reason == "no checkpoint has both 'x' and 'y'"
 
 
 def test_predict_gives_the_law_with_intervals():
     table = synthetic(noise=0.01)
-    f = fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=300)
+    f = fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=300)
     x_new = 2.3
     truth = K * (x_new - E_X) ** KAPPA + E_Y
-    p = fit.predict(f, x_new)
+    p = predict(f, x_new)
     assert p.y == pytest.approx(truth, abs=0.01) and not p.extrapolated and p.note is None
     assert p.ci[0] < p.y < p.ci[1] and p.pi[0] < p.ci[0] and p.ci[1] < p.pi[1]
     assert p.pi[1] - p.pi[0] == pytest.approx(2 * 1.96 * np.std(f.residuals), rel=0.25)  # residual scatter
-    far = fit.predict(f, 5.0)
+    far = predict(f, 5.0)
     assert far.extrapolated and "extrapolated" in far.note
     with pytest.raises(ValueError, match="below the group's irreducible loss"):
-        fit.predict(f, 1.5)
-    no_boot = fit.predict(fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=0), x_new)
+        predict(f, 1.5)
+    no_boot = predict(fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=0), x_new)
     assert no_boot.ci is None and "no interval" in no_boot.note
 
 
 def test_free_irreducible_losses_stay_in_bounds():
     table = synthetic(noise=0.002)
-    (f,) = fit.fit_groups(table, "x", "y", irreducible="free", n_boot=20)
+    (f,) = fit_groups(table, "x", "y", irreducible="free", n_boot=20)
     assert f.ok and f.E_x.method == "free" and 0 <= f.E_x.E <= table.x.min() and 0 <= f.E_y.E <= table.y.min()
     assert f.r2 > 0.99
 
@@ -195,9 +201,9 @@ def test_cli_fits_writes_json_csv_and_predicts(tmp_path):
     assert (params["K_lo"] <= params["K"]).all() and params["warnings"].isna().all()
     assert "C4" in proc.stdout and "The Pile" in proc.stdout and "predict C4: x = 2.3 -> y =" in proc.stdout
     assert "E_x = " in proc.stdout and "compute fit L(N, D)" in proc.stdout
-    fits = fit.load_fits(out)
+    fits = load_fits(out)
     assert [f.group for f in fits] == ["C4", "The Pile"] and all(f.ok for f in fits)
-    assert fit.predict(fits[0], 2.3).ci is not None
+    assert predict(fits[0], 2.3).ci is not None
     assert len(json.loads(out.read_text())["predictions"]) == 2
     bad = subprocess.run(cmd[:6] + ["--x", "z", "--y", "y"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "no column 'z'" in bad.stderr
@@ -213,7 +219,7 @@ def columns_of(report: str, group: str) -> dict[str, str]:
 
 def test_report_columns_never_run_together():
     """E_x next to a tiny E_y, R² next to a zero RMSE: every value stands in its own column."""
-    f = fit.LossFit(
+    f = LossFit(
         "C4",
         "x",
         "y",
@@ -229,8 +235,8 @@ def test_report_columns_never_run_together():
         kappa_ci=(0.15, 0.2),
         warnings=["nothing left"],
     )
-    failed = fit.LossFit("The Pile Deduped", "x", "y", 2, "failed", reason="2 checkpoint(s) with both losses")
-    report = fit.format_fits([f, failed])
+    failed = LossFit("The Pile Deduped", "x", "y", 2, "failed", reason="2 checkpoint(s) with both losses")
+    report = format_fits([f, failed])
     cells = columns_of(report, "C4")
     assert cells["E_x"] == "3.193" and cells["E_y"] == "7.398e-12" and cells["R²"] == "1.0000"
     assert cells["RMSE"] == "2.56e-16" and cells["status"] == "flagged" and cells["K 95% CI"] == "[8.5, 9.12]"
@@ -241,14 +247,14 @@ def test_report_columns_never_run_together():
 def test_a_fit_with_nothing_left_to_estimate_is_flagged_not_perfect():
     """3 checkpoints, E at the minimum loss: the curve passes through every point; never reported as ok."""
     rows = synthetic().iloc[[0, 15, 30]].drop(columns=["Size", "Tokens"])
-    (f,) = fit.fit_groups(rows, "x", "y", n_boot=0)
+    (f,) = fit_groups(rows, "x", "y", n_boot=0)
     assert f.status == "flagged" and not f.ok and f.fitted and f.r2 == pytest.approx(1.0)
     assert f.warnings[0] == (
         "nothing left to estimate: 3 checkpoints for K, κ and 2 E at the minimum loss, so R² "
         "and RMSE do not measure how well the law fits"
     )
-    assert "flagged law" in fit.predict(f, 2.5).note
-    (five,) = fit.fit_groups(synthetic().iloc[::8].drop(columns=["Size", "Tokens"]), "x", "y", n_boot=0)
+    assert "flagged law" in predict(f, 2.5).note
+    (five,) = fit_groups(synthetic().iloc[::8].drop(columns=["Size", "Tokens"]), "x", "y", n_boot=0)
     assert five.n == 5 and five.status == "flagged"
     assert five.warnings[0] == "only 5 checkpoints (< 8): too few to check the law's shape"
 
@@ -257,7 +263,7 @@ def test_kappa_on_its_bound_and_negative_r2_are_flagged_and_a_missing_group_name
     """A falling y (no shifted power law fits it) in a group whose label is missing."""
     x = np.linspace(3.0, 4.0, 12)
     rows = pd.DataFrame({"x": x, "y": 5.0 - x + 0.01 * np.sin(7 * x), "Pretraining Data": np.nan})
-    (f,) = fit.fit_groups(rows, "x", "y", irreducible="min", n_boot=0)
+    (f,) = fit_groups(rows, "x", "y", irreducible="min", n_boot=0)
     assert f.group == "(no Pretraining Data)" and f.status == "flagged"
     assert any(w.startswith("κ = 0.01 sits on its bound") for w in f.warnings)
     assert any(w.startswith("R² = ") and "< 0" in w for w in f.warnings) and f.r2 < 0
@@ -266,7 +272,7 @@ def test_kappa_on_its_bound_and_negative_r2_are_flagged_and_a_missing_group_name
 def test_free_irreducible_loss_on_its_bound_is_flagged():
     x = np.linspace(2.0, 4.0, 20)
     rows = pd.DataFrame({"x": x, "y": 0.5 * (x + 1) ** 1.2, "g": "a"})  # E_x = -1 < 0: the fit hits 0
-    (f,) = fit.fit_groups(rows, "x", "y", "g", irreducible="free", n_boot=0)
+    (f,) = fit_groups(rows, "x", "y", "g", irreducible="free", n_boot=0)
     assert f.status == "flagged" and "free E_x sits on its lower bound 0" in f.warnings
 
 
@@ -277,10 +283,10 @@ def test_bootstrap_shows_a_progress_bar(monkeypatch):
         bars.append(kwargs)
         return iterable
 
-    monkeypatch.setattr(fit, "tqdm", recording_tqdm)
+    monkeypatch.setattr(bootstrap, "tqdm", recording_tqdm)
     table = synthetic(noise=0.01)
-    fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), group="C4", n_boot=5, progress=True)
-    fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=5)
+    fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), group="C4", n_boot=5, progress=True)
+    fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=5)
     assert bars[0]["desc"] == "bootstrap C4" and bars[0]["disable"] is None  # shown on a terminal
     assert bars[1]["disable"] is True
 
@@ -295,10 +301,10 @@ def llamas():
 def test_paper_table_fineweb_ablation_llamas_are_flagged_with_honest_intervals(llamas):
     """One model size per group: E is not identifiable, and with E re-estimated in every resample the
     intervals say so (FineWeb-Edu's κ reaches past 3, as the issue measured); the laws are still drawn."""
-    fits = fit.fit_groups(llamas, LLAMA_X, LLAMA_Y, "Pretraining Data", n_boot=200)
+    fits = fit_groups(llamas, LLAMA_X, LLAMA_Y, "Pretraining Data", n_boot=200)
     assert [f.group for f in fits] == ["C4", "FineWeb-Edu", "The Pile Deduped"]
     for f in fits:
-        assert f.status == "flagged" and f.r2 >= 0.9 and f.n >= 17, fit.format_fits(fits)
+        assert f.status == "flagged" and f.r2 >= 0.9 and f.n >= 17, format_fits(fits)
         assert f.E_x.method == f.E_y.method == "compute fit L(D) (one model size)"  # all Llamas are 1.71B
         assert f"E_x not identifiable: {f.E_x.unidentified}" in f.warnings and "one model size" in f.E_x.unidentified
         assert f.notes == [
@@ -427,7 +433,7 @@ def test_irreducible_from_a_file_is_held_in_every_resample(tmp_path):
     law = pd.read_csv(tidy).iloc[0]
     assert law["E_x"] == E_X and law["E_y"] == E_Y and law["E_x_method"] == f"given ({given_file})"
     assert law["E_x_lo"] == law["E_x_hi"] == E_X  # held, not re-estimated
-    direct = fit.fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=0)
+    direct = fit_loss_to_loss(table.x, table.y, given(E_X), given(E_Y, "y"), n_boot=0)
     assert law["kappa"] == pytest.approx(direct.kappa, rel=1e-9) and law["K"] == pytest.approx(direct.K, rel=1e-9)
     pd.DataFrame({"group": ["b"], "loss": ["x"], "E": [1.0]}).to_csv(given_file, index=False)
     proc = subprocess.run(cmd + ["--irreducible-from", str(given_file)], cwd=ROOT, text=True, capture_output=True)
@@ -435,7 +441,7 @@ def test_irreducible_from_a_file_is_held_in_every_resample(tmp_path):
 
 
 def test_e_is_re_estimated_in_every_resample_and_its_interval_reported():
-    (f,) = fit.fit_groups(synthetic(noise=0.01), "x", "y", n_boot=200, seed=2)
+    (f,) = fit_groups(synthetic(noise=0.01), "x", "y", n_boot=200, seed=2)
     assert (
         f.ok
         and f.n_boot == 200
@@ -447,50 +453,48 @@ def test_e_is_re_estimated_in_every_resample_and_its_interval_reported():
     assert np.ptp(boot[:, 2]) > 0.01 and np.ptp(boot[:, 3]) > 0.01  # E_x, E_y move from resample to resample
     assert f.E_x.ci[0] < E_X < f.E_x.ci[1] and f.E_y.ci[0] < E_Y < f.E_y.ci[1]
     assert f.kappa_ci[0] < KAPPA < f.kappa_ci[1] and f.K_ci[0] < K < f.K_ci[1]
-    held = fit.fit_loss_to_loss(
-        synthetic(noise=0.01).x, synthetic(noise=0.01).y, given(E_X), given(E_Y, "y"), n_boot=200
-    )
+    held = fit_loss_to_loss(synthetic(noise=0.01).x, synthetic(noise=0.01).y, given(E_X), given(E_Y, "y"), n_boot=200)
     assert held.kappa_ci[1] - held.kappa_ci[0] < f.kappa_ci[1] - f.kappa_ci[0]  # E held fixed: too narrow
-    frame = fit.fits_frame([f])
+    frame = fits_frame([f])
     assert frame.loc[0, "E_x_lo"] == f.E_x.ci[0] and frame.loc[0, "n_boot_failed"] == 0
 
 
 def test_runs_are_resampled_then_checkpoints_within_runs():
     runs = [np.array([0, 1, 2]), np.array([3, 4]), np.array([5, 6, 7, 8, 9])]
     rng = np.random.default_rng(0)
-    draws = [fit.resample_indices(runs, rng) for _ in range(200)]
+    draws = [resample_indices(runs, rng) for _ in range(200)]
     run_of = np.repeat([0, 1, 2], [3, 2, 5])
     for idx in draws[:20]:  # each drawn run contributes its own length of its own checkpoints
         counts = np.bincount(run_of[idx], minlength=3)
         assert all(c % length == 0 for c, length in zip(counts, (3, 2, 5), strict=True))
     assert any(0 not in run_of[idx] for idx in draws)  # whole runs left out: runs are the unit
     table = synthetic(noise=0.01).assign(Name=lambda t: "size " + t.Size.astype(str))
-    (f,) = fit.fit_groups(table, "x", "y", n_boot=30)
+    (f,) = fit_groups(table, "x", "y", n_boot=30)
     assert f.runs == 4 and f.resampling == "4 runs, then checkpoints within each run" and f.notes == []
-    (one,) = fit.fit_groups(table.assign(Name="one run"), "x", "y", n_boot=30)
+    (one,) = fit_groups(table.assign(Name="one run"), "x", "y", n_boot=30)
     assert one.runs == 1 and one.resampling == "checkpoints" and "one training run" in one.notes[0]
 
 
 def test_weak_fits_are_flagged_with_their_reason():
     table = synthetic(noise=0.005)
-    (one_d,) = fit.fit_groups(table.assign(Tokens=3e11), "x", "y", n_boot=0)
+    (one_d,) = fit_groups(table.assign(Tokens=3e11), "x", "y", n_boot=0)
     assert one_d.status == "flagged" and any(
         w.startswith("E_x not identifiable: every checkpoint saw one token count D = 3e+11") for w in one_d.warnings
     )
     x = np.linspace(3.0, 4.0, 10)
     pooled = pd.DataFrame({"Name": ["OLMo-1B"] * 5 + ["OLMo-7B"] * 5, "x": x, "y": 0.8 * (x - 2) ** 1.1 + 2})
-    (f,) = fit.fit_groups(pooled, "x", "y", None, n_boot=0)
+    (f,) = fit_groups(pooled, "x", "y", None, n_boot=0)
     assert (
         "the group pools 2 runs (OLMo-1B, OLMo-7B) without model size N and tokens D: one E for checkpoints of "
         "different models" in f.warnings
     )
     lumpy = pd.DataFrame({"x": [3.0] * 6 + [3.5, 4.0], "y": [2.0, 2.01, 1.99, 2.0, 2.02, 1.98, 2.3, 2.8]})
-    (f,) = fit.fit_groups(lumpy, "x", "y", None, irreducible="min", n_boot=100)
+    (f,) = fit_groups(lumpy, "x", "y", None, irreducible="min", n_boot=100)
     assert f.n_boot_failed > 10 and f.n_boot + f.n_boot_failed == 100
     assert f"{f.n_boot_failed} of 100 bootstrap resamples failed (> 10%)" in " ".join(f.warnings)
     # a loss falling linearly in log N and log D, without a floor: the compute fit runs E_x to its bound 0
     linear = table.assign(x=lambda t: 5 - 0.2 * np.log(t.Tokens / 1e9) - 0.1 * np.log(t.Size / 1e8))
-    (f,) = fit.fit_groups(linear, "x", "y", n_boot=0)
+    (f,) = fit_groups(linear, "x", "y", n_boot=0)
     assert f.E_x.at_bound == "lower (0)" and f.status == "flagged"
     assert f"E_x = {f.E_x.E:.4g} sits on its lower (0) bound" in f.warnings
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line.analysis import fit, plot, table
+from llm_line.analysis import plot, table
+from llm_line.analysis.groups import fit_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"
@@ -62,10 +63,10 @@ def test_a_value_that_is_no_loss_is_one_line_naming_column_and_row(column, value
     rows = small().astype({column: object})
     rows.loc[2, column] = value
     with pytest.raises(table.DataError) as error:
-        fit.fit_groups(rows, "A Loss", "B Loss", n_boot=0)
+        fit_groups(rows, "A Loss", "B Loss", n_boot=0)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
     with pytest.raises(table.DataError, match="column 'Name' holds the text 'm0' in row 0"):
-        fit.fit_groups(small(), "Name", "B Loss", n_boot=0)  # --x Name
+        fit_groups(small(), "Name", "B Loss", n_boot=0)  # --x Name
 
 
 def test_duplicates_are_dropped_and_reported(tmp_path):
@@ -113,14 +114,14 @@ def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
         "fit them apart (--where Convention=corrected, or --group Convention)"
     )
     with pytest.raises(table.DataError) as error:
-        fit.fit_groups(mixed, "A Loss", "B Loss", n_boot=0)
+        fit_groups(mixed, "A Loss", "B Loss", n_boot=0)
     assert str(error.value) == message
     with pytest.raises(table.DataError, match="mixes rows of Convention"):
         plot.figure(mixed, "A Loss", ["B Loss"])
     partly_known = mixed.assign(Convention=["paper"] * 6 + [np.nan] * 6)
-    (f,) = fit.fit_groups(partly_known, "A Loss", "B Loss", n_boot=0)
+    (f,) = fit_groups(partly_known, "A Loss", "B Loss", n_boot=0)
     assert f.n == 12
-    by_convention = fit.fit_groups(mixed, "A Loss", "B Loss", "Convention", n_boot=0)
+    by_convention = fit_groups(mixed, "A Loss", "B Loss", "Convention", n_boot=0)
     assert [f.group for f in by_convention] == ["corrected", "paper"] and all(f.fitted for f in by_convention)
     assert "only 6 checkpoints (< 8): too few to check the law's shape" in by_convention[0].warnings
 

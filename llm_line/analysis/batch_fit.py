@@ -74,7 +74,7 @@ def levenberg_marquardt(
 
 
 def compute_law_model(L: np.ndarray, w: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, reduced: bool) -> Model:
-    """Weighted residuals and Jacobian of `fit.compute_law` for a batch: theta rows (E, a, b, [p,] beta)."""
+    """Weighted residuals and Jacobian of `irreducible.compute_law` for a batch: theta rows (E, a, b, [p,] beta)."""
 
     def model(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         E, a, b, beta = theta[:, :1], theta[:, 1:2], theta[:, 2:3], theta[:, -1:]

@@ -1,7 +1,8 @@
 """The compute-to-loss fits behind every E of a figure: each loss against training tokens, per model size.
 
 Every law L_y = K (L_x - E_x)^kappa + E_y rests on two irreducible losses, each from a fit of
-L(N, D) = E + ((A/N)^(alpha/beta) + B/D)^beta over the group's checkpoints (`llm_line.analysis.fit.fit_irreducible`).
+L(N, D) = E + ((A/N)^(alpha/beta) + B/D)^beta over the group's checkpoints
+(`llm_line.analysis.irreducible.fit_irreducible`).
 This figure shows one panel per (group, loss): the checkpoints' loss against D (log axis), coloured by N on a
 colour bar, the fitted L(D) of each model size, E as a dashed black line, and the fit's R² in the title.
 Where E fell back to the minimum observed loss, the panel says why, and the dashed line is that minimum.
@@ -17,15 +18,15 @@ import numpy as np
 import pandas as pd
 
 from llm_line.analysis import colours as palette
-from llm_line.analysis import fit as fitting
+from llm_line.analysis.irreducible import Irreducible
 from llm_line.analysis.panels import Law, short
 
 MAX_CURVES = 6  # model sizes drawn as curves; beyond that, six sizes spread over the range
 
 
-def irreducibles(laws: Sequence[Law]) -> list[tuple[fitting.Irreducible, pd.DataFrame]]:
+def irreducibles(laws: Sequence[Law]) -> list[tuple[Irreducible, pd.DataFrame]]:
     """Every distinct E the laws used, with the rows it was estimated from."""
-    seen: dict[tuple, tuple[fitting.Irreducible, pd.DataFrame]] = {}
+    seen: dict[tuple, tuple[Irreducible, pd.DataFrame]] = {}
     for law in laws:
         for e in (law.fit.E_x, law.fit.E_y):
             if e is None or e.method == "free":
@@ -34,7 +35,7 @@ def irreducibles(laws: Sequence[Law]) -> list[tuple[fitting.Irreducible, pd.Data
     return list(seen.values())
 
 
-def law_curve(e: fitting.Irreducible, N: float, D: np.ndarray) -> np.ndarray | None:
+def law_curve(e: Irreducible, N: float, D: np.ndarray) -> np.ndarray | None:
     """L(N, D) of a compute fit from its parameters (None where E did not come from one)."""
     p = e.params
     if {"A", "alpha", "B", "beta"} <= p.keys():
@@ -44,7 +45,7 @@ def law_curve(e: fitting.Irreducible, N: float, D: np.ndarray) -> np.ndarray | N
     return None
 
 
-def describe(e: fitting.Irreducible) -> str:
+def describe(e: Irreducible) -> str:
     """A panel's second title line: E, how it was found, R²."""
     text = f"E = {e.E:.3f}, {e.method}"
     if e.r2 is not None:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from llm_line.analysis import compute_figure, panels
 from llm_line.analysis import fit as fitting
+from llm_line.analysis.irreducible import Irreducible
 from llm_line.analysis.plot import save
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
@@ -53,7 +54,7 @@ class Drawn:
     recipe: Recipe
     name: str
     laws: list[panels.Law]
-    irreducibles: list[fitting.Irreducible] = field(default_factory=list)
+    irreducibles: list[Irreducible] = field(default_factory=list)
     rows: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -244,7 +245,7 @@ def law_rows(laws: Sequence[panels.Law]) -> list[str]:
     return lines
 
 
-def irreducible_rows(items: Sequence[fitting.Irreducible]) -> list[str]:
+def irreducible_rows(items: Sequence[Irreducible]) -> list[str]:
     lines = ["| group | loss | E | method | R² | n | note |", "|" + " --- |" * 7]
     for e in items:
         note = e.fallback_reason or (f"at its {e.at_bound} bound" if e.at_bound else "")

@@ -29,6 +29,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from llm_line.analysis import fit as fitting
+from llm_line.analysis.bootstrap import CI_LEVEL, resample_indices
+from llm_line.analysis.fit_report import interval_text
+from llm_line.analysis.groups import fit_groups, group_checkpoints, group_rows
+from llm_line.analysis.loss_to_loss import LossFit, shifted_power_law
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.table import (
     DataError,
@@ -44,8 +48,6 @@ from llm_line.analysis.table import (
 )
 from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
-
-CI_LEVEL = fitting.CI_LEVEL
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Intervention:
     """The base group's law and every group's offset from it; `residuals` holds x and residual per group."""
 
     column: str
-    base: fitting.LossFit
+    base: LossFit
     offsets: list[Offset]
     residuals: dict[str, pd.DataFrame]
 
@@ -127,11 +129,11 @@ def offsets(
     require_columns(table, [column], "--group")
     check_convention(table, f"all rows of this intervention on {column!r}")
     table = table.assign(**{x: loss_values(table, x), y: loss_values(table, y)})
-    groups = dict(fitting.group_rows(table, column))
+    groups = dict(group_rows(table, column))
     if base not in groups:
         raise KeyError(f"--base: no rows with {column} = {base!r}; the groups are {listing(list(groups))}")
     base_rows = groups[base].assign(**{column: base})  # E values given per group are looked up under `base`
-    (law,) = fitting.fit_groups(
+    (law,) = fit_groups(
         base_rows,
         x,
         y,
@@ -165,13 +167,13 @@ def offsets(
             # a stream of its own per group: drawing the base group's checkpoints with the base law's own
             # seed would repeat the draws its bootstrap laws were fitted on, and its offset would never hold 0
             rng = np.random.default_rng([seed, 1 + index])
-            runs = fitting.group_checkpoints(rows, x, y, "", "", run_col).runs
+            runs = group_checkpoints(rows, x, y, "", "", run_col).runs
             means = []
             for K, kappa, E_x, E_y in tqdm(
                 boot, desc=f"offset {name}", leave=False, disable=None if progress else True
             ):
-                idx = fitting.resample_indices(runs, rng)
-                means.append(np.mean(ys[idx] - fitting.shifted_power_law(xs[idx], K, kappa, E_x, E_y)))
+                idx = resample_indices(runs, rng)
+                means.append(np.mean(ys[idx] - shifted_power_law(xs[idx], K, kappa, E_x, E_y)))
             lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
             ci_lo, ci_hi = np.nanpercentile(means, [lo, hi])
             offset.ci = (float(ci_lo), float(ci_hi))
@@ -195,7 +197,7 @@ def format_intervention(result: Intervention) -> str:
                 result.column: o.group + (" (base)" if o.group == law.group else ""),
                 "n": o.n,
                 "mean residual": "" if o.mean is None else f"{o.mean:+.4f}",
-                f"{CI_LEVEL:.0%} CI": fitting._ci(o.ci) if o.n else "",
+                f"{CI_LEVEL:.0%} CI": interval_text(o.ci) if o.n else "",
                 "RMSE": "" if o.rmse is None else f"{o.rmse:.4f}",
                 "left out (x < E_x)": o.below_E_x or "",
                 "extrapolated": f"{o.outside} outside the base range" if o.extrapolated else "",

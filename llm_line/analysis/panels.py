@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from llm_line.analysis import colours as palette
-from llm_line.analysis import fit as fitting
+from llm_line.analysis.groups import fit_groups, group_rows
+from llm_line.analysis.loss_to_loss import LossFit, shifted_power_law
 from llm_line.analysis.table import add_average, require_columns
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h"]
@@ -86,7 +87,7 @@ class Law:
     """One law a figure fitted: its panel, the y it was drawn for, the fit, and the rows behind it."""
 
     panel: str  # "row title · column title" ("" for a figure of one panel)
-    fit: fitting.LossFit
+    fit: LossFit
     rows: pd.DataFrame  # the group's rows in the panel (what E was estimated from)
     label: str = ""  # how the panel names it: the group, the y loss, or "mean"
     colour: tuple = palette.MEAN
@@ -373,7 +374,7 @@ def _draw_panel(ax, p: _Panel, x, group_col, marker, markers, scale, xlim, legen
         if data.empty:
             continue
         drawn_any = True
-        groups = fitting.group_rows(data, group_col)
+        groups = group_rows(data, group_col)
         group_colour = _group_colours(groups, group_col, scale)
         for name, g in groups:
             c = palette.MEAN if is_mean else palette.colour(y) if p.yset.together else group_colour[name]
@@ -389,7 +390,7 @@ def _draw_panel(ax, p: _Panel, x, group_col, marker, markers, scale, xlim, legen
                     linewidths=0.3,
                     zorder=3 + is_mean,
                 )
-        fits = fitting.fit_groups(data, x, y, group_col, **fit_kw)
+        fits = fit_groups(data, x, y, group_col, **fit_kw)
         by_name = dict(groups)
         for f in fits:
             c = palette.MEAN if is_mean else palette.colour(y) if p.yset.together else group_colour[f.group]
@@ -447,7 +448,7 @@ def _number(label: str) -> float:
         return math.nan
 
 
-def _draw_law(ax, f: fitting.LossFit, colour, xlim, label: str) -> None:
+def _draw_law(ax, f: LossFit, colour, xlim, label: str) -> None:
     """The law faint behind its points (dashed if flagged), dotted beyond its checkpoints, its band if any."""
     assert f.x_range is not None and f.E_x is not None
     lo, hi = f.x_range
@@ -459,12 +460,12 @@ def _draw_law(ax, f: fitting.LossFit, colour, xlim, label: str) -> None:
     if f.boot and f.K_ci:
         b = np.array(f.boot)
         whole = np.linspace(span[0], beyond[-1], 200)
-        curves = np.array([fitting.shifted_power_law(whole, *sample) for sample in b])
+        curves = np.array([shifted_power_law(whole, *sample) for sample in b])
         band = np.nanpercentile(curves, [2.5, 97.5], axis=0)
         ax.fill_between(whole, band[0], band[1], color=colour, alpha=0.12, lw=0, zorder=1)
 
 
-def law_text(f: fitting.LossFit) -> str:
+def law_text(f: LossFit) -> str:
     return f"K={f.K:.3g}  κ={f.kappa:.3g}  R²={f.r2:.3f}"
 
 

@@ -36,6 +36,8 @@ import pandas as pd
 from llm_line.analysis import colours as palette
 from llm_line.analysis import fit as fitting
 from llm_line.analysis import panels
+from llm_line.analysis.fit_report import format_fits
+from llm_line.analysis.loss_to_loss import LossFit
 from llm_line.analysis.panels import unit
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.table import DataError, add_arguments, law_columns, load_from_args, message, to_stderr
@@ -257,15 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     for (panel, _y), fits in _by_panel(laws).items():
         if panel:
             print(f"[{panel}]")
-        print(fitting.format_fits(fits))
+        print(format_fits(fits))
         print()
     for path in save(fig, args.out):
         print(f"wrote {path}")
     return 0
 
 
-def _by_panel(laws: Sequence[panels.Law]) -> dict[tuple[str, str], list[fitting.LossFit]]:
-    out: dict[tuple[str, str], list[fitting.LossFit]] = {}
+def _by_panel(laws: Sequence[panels.Law]) -> dict[tuple[str, str], list[LossFit]]:
+    out: dict[tuple[str, str], list[LossFit]] = {}
     for law in laws:
         out.setdefault((law.panel, law.fit.y), []).append(law.fit)
     return out
