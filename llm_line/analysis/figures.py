@@ -26,8 +26,7 @@ from typing import Any
 import matplotlib
 import pandas as pd
 
-from llm_line.analysis import compute_figure, panels
-from llm_line.analysis import fit as fitting
+from llm_line.analysis import compute_figure, law_options, panels
 from llm_line.analysis.irreducible import Irreducible
 from llm_line.analysis.plot import save
 from llm_line.analysis.progress import command_logging
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data/results.csv -o figures/   (figures: {', '.join(r.name for r in RECIPES)})",
     )
     add_arguments(parser)
-    fitting.add_law_arguments(parser)
+    law_options.add_arguments(parser)
     parser.set_defaults(bootstrap=0)
     parser.add_argument(
         "-o", "--out", type=output_folder, default=Path("figures"), help="output folder (default figures/)"
@@ -315,14 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipes = select_recipes(args.only)
         table = infinite_as_missing(load_from_args(args, report=to_stderr), to_stderr)
-        fitting.require_named_columns(table, args)
+        law_options.require_named_columns(table, args)
     except (FileNotFoundError, KeyError, DataError) as e:
         parser.error(message(e))
     drawn, missing = draw(
         recipes,
         table,
         args.out,
-        law=fitting.law_options(args),
+        law=law_options.from_args(args),
         formats=args.format or ("png", "pdf"),
         dpi=args.dpi,
     )

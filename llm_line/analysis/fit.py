@@ -32,8 +32,8 @@ interval and a prediction interval for a new checkpoint (curve + residual scatte
 
 The pieces live in modules of their own: `irreducible` (E from the compute fit), `loss_to_loss` (the law and
 its estimate), `bootstrap` (the intervals), `trust` (the flags), `groups` (one law per group of a table),
-`prediction` and `fit_report` (the text table, the CSV and the JSON). This module holds the command and the
-options of a law (`add_law_arguments`) that `plot`, `intervention` and `figures` share.
+`prediction` and `fit_report` (the text table, the CSV and the JSON); the options of a law that `fit`, `plot`,
+`intervention` and `figures` share are `law_options`. This module holds the command.
 """
 
 from __future__ import annotations
@@ -41,14 +41,10 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from llm_line.analysis.bootstrap import DEFAULT_BOOTSTRAP
+from llm_line.analysis import law_options
 from llm_line.analysis.fit_report import fits_frame, format_fits, interval_text
-from llm_line.analysis.groups import fit_groups, read_irreducible
+from llm_line.analysis.groups import fit_groups
 from llm_line.analysis.prediction import predict
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.table import (
@@ -57,65 +53,10 @@ from llm_line.analysis.table import (
     law_columns,
     load_from_args,
     message,
-    require_columns,
     to_stderr,
 )
-from llm_line.arguments import finite_float, nonnegative_int, output_file, prog
+from llm_line.arguments import finite_float, output_file, prog
 from llm_line.errors import run_command
-
-
-def add_law_arguments(parser: argparse.ArgumentParser) -> None:
-    """How a law and its intervals are fitted: the options `fit` and `intervention` share."""
-    parser.add_argument(
-        "--irreducible",
-        choices=("compute", "min", "free", "paper"),
-        default="compute",
-        help="E from the compute-to-loss fit (default, falls back to min loss), the min loss, fitted freely "
-        "with K and kappa, or by the paper's own code (figs.py: single-start curve_fit, fallback min loss)",
-    )
-    parser.add_argument(
-        "--irreducible-from",
-        type=Path,
-        metavar="FILE",
-        help="take E from a CSV with columns group, loss, E (values measured elsewhere); overrides --irreducible",
-    )
-    parser.add_argument(
-        "--run-col",
-        default="Name",
-        help="column naming each checkpoint's training run: the bootstrap resamples runs, then checkpoints "
-        'within runs (default Name; "" = checkpoints as independent)',
-    )
-    parser.add_argument(
-        "--bootstrap",
-        type=nonnegative_int,
-        default=DEFAULT_BOOTSTRAP,
-        metavar="B",
-        help=f"resamples (default {DEFAULT_BOOTSTRAP}); a long bootstrap is announced with its estimate",
-    )
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
-
-
-def require_named_columns(table: pd.DataFrame, args: argparse.Namespace) -> None:
-    """A `--run-col`, `--size-col` or `--tokens-col` the user named must be in the table; only the defaults
-    (Name, Size, Tokens) may be absent: then the checkpoints count as independent, or E falls back to the
-    minimum loss, and the report says so."""
-    for option, default in (("run_col", "Name"), ("size_col", "Size"), ("tokens_col", "Tokens")):
-        value = getattr(args, option, None)
-        if value and value != default:
-            require_columns(table, [value], "--" + option.replace("_", "-"))
-
-
-def law_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of `fit_groups` that `add_law_arguments` sets."""
-    given = read_irreducible(args.irreducible_from) if args.irreducible_from else None
-    return {
-        "irreducible": "given" if given is not None else args.irreducible,
-        "given": given,
-        "given_source": str(args.irreducible_from),
-        "run_col": args.run_col or None,
-        "n_boot": args.bootstrap,
-        "seed": args.seed,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         default="Pretraining Data",
         help='column whose values get one fit each (default "Pretraining Data"; "" = one fit)',
     )
-    add_law_arguments(parser)
+    law_options.add_arguments(parser)
     parser.add_argument("--size-col", default="Size", help="model size N column (default Size)")
     parser.add_argument("--tokens-col", default="Tokens", help="training tokens D column (default Tokens)")
     parser.add_argument(
@@ -155,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = load_from_args(args, report=to_stderr)
         table = law_columns(table, [("--x", args.x), *(("--y", y) for y in args.y)], to_stderr)
-        require_named_columns(table, args)
-        options = law_options(args)
+        law_options.require_named_columns(table, args)
+        options = law_options.from_args(args)
         runs = {
             y: fit_groups(
                 table,

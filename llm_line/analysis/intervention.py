@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llm_line.analysis import fit as fitting
+from llm_line.analysis import law_options
 from llm_line.analysis.bootstrap import CI_LEVEL, resample_indices
 from llm_line.analysis.fit_report import interval_text
 from llm_line.analysis.groups import fit_groups, group_checkpoints, group_rows
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--y", required=True, nargs="+", help="y-axis loss column(s): one panel each")
     parser.add_argument("--group", required=True, help="the intervention: the column whose values are compared")
     parser.add_argument("--base", required=True, help="the value of --group whose law the others are scored on")
-    fitting.add_law_arguments(parser)
+    law_options.add_arguments(parser)
     parser.add_argument("--csv", type=output_file(), help="also write the offsets as a tidy CSV here")
     parser.add_argument(
         "-o",
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         table = load_from_args(args, report=to_stderr)
         table = law_columns(table, [("--x", args.x), *(("--y", y) for y in args.y)], to_stderr)
-        fitting.require_named_columns(table, args)
+        law_options.require_named_columns(table, args)
         results = [
             offsets(
                 table,
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.group,
                 args.base,
                 progress=True,
-                **fitting.law_options(args),
+                **law_options.from_args(args),
             )
             for y in args.y
         ]

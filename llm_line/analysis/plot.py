@@ -34,8 +34,7 @@ import matplotlib
 import pandas as pd
 
 from llm_line.analysis import colours as palette
-from llm_line.analysis import fit as fitting
-from llm_line.analysis import panels
+from llm_line.analysis import law_options, panels
 from llm_line.analysis.fit_report import format_fits
 from llm_line.analysis.loss_to_loss import LossFit
 from llm_line.analysis.panels import unit
@@ -216,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     add_grid_arguments(parser)
-    fitting.add_law_arguments(parser)
+    law_options.add_arguments(parser)
     parser.set_defaults(bootstrap=0)
     parser.add_argument("--title", help="figure title")
     parser.add_argument(
@@ -239,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         table = load_from_args(args, report=to_stderr)
         losses = [("--x", args.x), *(("--y", y) for s in ys for y in s.columns)]
         table = law_columns(table, losses, to_stderr)
-        fitting.require_named_columns(table, args)
+        law_options.require_named_columns(table, args)
         fig, laws = panels.grid(
             table,
             args.x,
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             marker=args.marker or None,
             continuous=False if args.categorical else None,
             min_groups=args.min_groups,
-            law=fitting.law_options(args),
+            law=law_options.from_args(args),
             title=args.title,
             progress=True,
         )
