@@ -468,13 +468,13 @@ def test_a_corpus_on_an_export_is_framed_as_lingua_trained(runs, tmp_path):
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm_line.evaluation import corpus
+    from llm_line.evaluation import corpus, corpus_tokens, corpus_windows
     from llm_line.evaluation.config import CorpusConfig, ModelConfig, TaskConfig
 
     out = runs["llama"]["out"]
     tokenizer = AutoTokenizer.from_pretrained(out / "step100")
-    docs = corpus.tokenize(iter(TEXTS), tokenizer, None, None)
-    stream, labels = corpus.frame(docs, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    docs = corpus_tokens.tokenize(iter(TEXTS), tokenizer, None, None)
+    stream, labels = corpus_windows.frame(docs, tokenizer.bos_token_id, tokenizer.eos_token_id)
     bos, eos = N_RANKS, N_RANKS + 1  # lingua's <|begin_of_text|>, <|end_of_text|>
     # lingua's tokenizer.encode(text, add_bos=True, add_eos=True) per document, concatenated
     expected = [i for text in TEXTS for i in [bos, *tokenizer(text, add_special_tokens=False)["input_ids"], eos]]
