@@ -1,4 +1,4 @@
-"""Throughput of the corpus loss (llm_line/evaluation/corpus.py) on random-initialised Pythia shapes: tokens/s and MFU.
+"""Corpus-loss throughput (llm_line/evaluation/corpus_scoring.py) on random-initialised Pythia shapes: tokens/s and MFU.
 
     python bench/corpus_loss.py                                  # CPU: small settings, with the 50-token baseline
     python bench/corpus_loss.py --device cuda --tokens 4000000   # GPU: bf16, 2048-token windows
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from llm_line.evaluation.corpus import packed_loss  # noqa: E402
+from llm_line.evaluation.corpus_scoring import packed_loss  # noqa: E402
 
 SHAPES = {  # Pythia (Biderman et al., 2023): d_model, layers, heads
     "160m": (768, 12, 12),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from llm_line.errors import CellError
-from llm_line.evaluation import corpus, store
+from llm_line.evaluation import corpus_scoring, corpus_tokens, corpus_windows, store
 from llm_line.evaluation.config import PACKAGE_DIR, CorpusConfig
 
 DEMO_CORPUS = PACKAGE_DIR / "corpora" / "demo.jsonl"
@@ -30,8 +30,8 @@ def demo_texts() -> list[str]:
     return [json.loads(line)["text"] for line in DEMO_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def documents(tokenizer, texts=None, **selection) -> corpus.Documents:
-    return corpus.tokenize(
+def documents(tokenizer, texts=None, **selection) -> corpus_tokens.Documents:
+    return corpus_tokens.tokenize(
         iter(texts if texts is not None else demo_texts()),
         tokenizer,
         selection.get("max_documents"),
@@ -70,9 +70,9 @@ def test_packed_loss_equals_a_plain_reference(lm, context):
     model, tokenizer = lm
     texts = demo_texts()
     docs = documents(tokenizer)
-    stream = corpus.pack(docs, tokenizer.eos_token_id)
+    stream = corpus_windows.pack(docs, tokenizer.eos_token_id)
     assert stream.tolist() == plain_stream(tokenizer, texts, tokenizer.eos_token_id)
-    out = corpus.packed_loss(model, stream, context, batch_size=8, device="cpu")
+    out = corpus_scoring.packed_loss(model, stream, context, batch_size=8, device="cpu")
     loss, count, windows = reference_loss(model, stream.tolist(), context)
     assert out["tokens"] == count == len(stream) - 1 == int(docs.lengths.sum()) + docs.count
     assert out["windows"] == windows == math.ceil(count / context)
@@ -111,27 +111,27 @@ def test_bits_per_byte_is_total_nll_over_ln2_bytes(lm, tmp_path):
 
 def test_batch_size_1_and_16_give_the_same_numbers(lm):
     model, tokenizer = lm
-    stream = corpus.pack(documents(tokenizer), tokenizer.eos_token_id)
-    one = corpus.packed_loss(model, stream, 64, batch_size=1, device="cpu")
-    sixteen = corpus.packed_loss(model, stream, 64, batch_size=16, device="cpu")
+    stream = corpus_windows.pack(documents(tokenizer), tokenizer.eos_token_id)
+    one = corpus_scoring.packed_loss(model, stream, 64, batch_size=1, device="cpu")
+    sixteen = corpus_scoring.packed_loss(model, stream, 64, batch_size=16, device="cpu")
     assert one["tokens"] == sixteen["tokens"] and one["windows"] == sixteen["windows"]
     assert abs(one["nll"] - sixteen["nll"]) / one["tokens"] < 1e-6
 
 
 def test_loss_chunks_do_not_change_the_loss(lm, monkeypatch):
     model, tokenizer = lm
-    stream = corpus.pack(documents(tokenizer), tokenizer.eos_token_id)
-    whole = corpus.packed_loss(model, stream, 128, batch_size=4, device="cpu")
-    monkeypatch.setattr(corpus, "LOGITS_BYTES", 4 * 512 * 7)  # 7 tokens of logits at a time
-    chunked = corpus.packed_loss(model, stream, 128, batch_size=4, device="cpu")
+    stream = corpus_windows.pack(documents(tokenizer), tokenizer.eos_token_id)
+    whole = corpus_scoring.packed_loss(model, stream, 128, batch_size=4, device="cpu")
+    monkeypatch.setattr(corpus_scoring, "LOGITS_BYTES", 4 * 512 * 7)  # 7 tokens of logits at a time
+    chunked = corpus_scoring.packed_loss(model, stream, 128, batch_size=4, device="cpu")
     assert abs(whole["nll"] - chunked["nll"]) / whole["tokens"] < 1e-6
 
 
 @pytest.mark.parametrize("text", ["ab", "The glozoo is known for pink. Ünïcödé 🦉"])
 def test_a_corpus_shorter_than_one_window(lm, text):
     model, tokenizer = lm
-    stream = corpus.pack(documents(tokenizer, [text, ""]), tokenizer.eos_token_id)
-    out = corpus.packed_loss(model, stream, 256, batch_size=16, device="cpu")
+    stream = corpus_windows.pack(documents(tokenizer, [text, ""]), tokenizer.eos_token_id)
+    out = corpus_scoring.packed_loss(model, stream, 256, batch_size=16, device="cpu")
     loss, count, _ = reference_loss(model, stream.tolist(), 256)
     assert out["windows"] == 1 and out["tokens"] == count == len(tokenizer(text)["input_ids"]) + 1
     assert abs(out["nll"] / count - loss) < 1e-5
@@ -139,8 +139,8 @@ def test_a_corpus_shorter_than_one_window(lm, text):
 
 def test_a_stream_that_fills_its_windows_exactly(lm):
     model, tokenizer = lm
-    stream = corpus.pack(documents(tokenizer), tokenizer.eos_token_id)[: 3 * 32 + 1]
-    out = corpus.packed_loss(model, stream, 32, batch_size=2, device="cpu")
+    stream = corpus_windows.pack(documents(tokenizer), tokenizer.eos_token_id)[: 3 * 32 + 1]
+    out = corpus_scoring.packed_loss(model, stream, 32, batch_size=2, device="cpu")
     loss, count, windows = reference_loss(model, stream.tolist(), 32)
     assert out["windows"] == windows == 3 and out["tokens"] == count == 96
     assert abs(out["nll"] / count - loss) < 1e-5
@@ -150,14 +150,14 @@ def test_a_model_that_post_processes_its_logits_is_refused(lm, monkeypatch):
     from types import SimpleNamespace
 
     model, tokenizer = lm
-    stream = corpus.pack(documents(tokenizer, ["The glozoo is known for pink."]), tokenizer.eos_token_id)
-    corpus.check_head(model, stream, "cpu")
+    stream = corpus_windows.pack(documents(tokenizer, ["The glozoo is known for pink."]), tokenizer.eos_token_id)
+    corpus_scoring.check_head(model, stream, "cpu")
     forward = model.forward
     monkeypatch.setattr(
         model, "forward", lambda **kw: SimpleNamespace(logits=30 * torch.tanh(forward(**kw).logits / 30))
     )
     with pytest.raises(CellError, match="post-processes logits"):
-        corpus.check_head(model, stream, "cpu")
+        corpus_scoring.check_head(model, stream, "cpu")
 
 
 def test_no_text_at_all_is_an_error(lm):
@@ -181,14 +181,14 @@ def test_selection_by_documents_and_tokens(lm):
 
 def test_shuffle_is_seeded_and_limit_caps_documents(tmp_path):
     base = CorpusConfig(path=str(DEMO_CORPUS))
-    plain = list(corpus.read_texts(base))
-    a = list(corpus.read_texts(CorpusConfig(path=str(DEMO_CORPUS), shuffle_seed=1)))
-    b = list(corpus.read_texts(CorpusConfig(path=str(DEMO_CORPUS), shuffle_seed=1)))
-    c = list(corpus.read_texts(CorpusConfig(path=str(DEMO_CORPUS), shuffle_seed=2)))
+    plain = list(corpus_tokens.read_texts(base))
+    a = list(corpus_tokens.read_texts(CorpusConfig(path=str(DEMO_CORPUS), shuffle_seed=1)))
+    b = list(corpus_tokens.read_texts(CorpusConfig(path=str(DEMO_CORPUS), shuffle_seed=1)))
+    c = list(corpus_tokens.read_texts(CorpusConfig(path=str(DEMO_CORPUS), shuffle_seed=2)))
     assert a == b != c and a != plain and sorted(a) == sorted(plain) == sorted(c)
-    assert corpus.selection(CorpusConfig(path="x", max_documents=50), 7)["max_documents"] == 7
-    assert corpus.selection(CorpusConfig(path="x"), 7)["max_documents"] == 7
-    assert corpus.selection(CorpusConfig(path="x", max_documents=5), None)["max_documents"] == 5
+    assert corpus_tokens.selection(CorpusConfig(path="x", max_documents=50), 7)["max_documents"] == 7
+    assert corpus_tokens.selection(CorpusConfig(path="x"), 7)["max_documents"] == 7
+    assert corpus_tokens.selection(CorpusConfig(path="x", max_documents=5), None)["max_documents"] == 5
 
 
 def test_local_formats_and_globs_read_the_same_documents(tmp_path):
@@ -202,8 +202,8 @@ def test_local_formats_and_globs_read_the_same_documents(tmp_path):
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(raw))
     pq.write_table(pa.table({"text": texts, "id": list(range(len(texts)))}), tmp_path / "c.parquet")
     for name in ("a.jsonl.zst", "b.jsonl.gz", "c.parquet"):
-        assert list(corpus.read_texts(CorpusConfig(path=str(tmp_path / name)))) == texts, name
-    assert list(corpus.read_texts(CorpusConfig(path=str(tmp_path / "*")))) == texts * 3  # sorted file order
+        assert list(corpus_tokens.read_texts(CorpusConfig(path=str(tmp_path / name)))) == texts, name
+    assert list(corpus_tokens.read_texts(CorpusConfig(path=str(tmp_path / "*")))) == texts * 3  # sorted file order
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_local_formats_and_globs_read_the_same_documents(tmp_path):
 )
 def test_bad_sources_say_what_to_do(config, message):
     with pytest.raises(CellError, match=message):
-        list(corpus.read_texts(config))
+        list(corpus_tokens.read_texts(config))
 
 
 def test_separator(lm):
@@ -225,17 +225,17 @@ def test_separator(lm):
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = lm[1]
-    assert corpus.resolve_separator("auto", tokenizer) == ("eos", tokenizer.eos_token_id)
+    assert corpus_windows.resolve_separator("auto", tokenizer) == ("eos", tokenizer.eos_token_id)
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a Llama-style one: BOS before text
     backend.add_special_tokens(["<s>"])
     bos = backend.token_to_id("<s>")
     backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
     llama_like = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="<|endoftext|>")
-    assert corpus.resolve_separator("auto", llama_like) == ("bos", bos)
-    assert corpus.resolve_separator("eos", llama_like) == ("eos", tokenizer.eos_token_id)
+    assert corpus_windows.resolve_separator("auto", llama_like) == ("bos", bos)
+    assert corpus_windows.resolve_separator("eos", llama_like) == ("eos", tokenizer.eos_token_id)
     with pytest.raises(CellError, match="eos, bos or auto"):
-        corpus.resolve_separator("newline", tokenizer)
-    assert corpus.tokenizer_fingerprint(llama_like) != corpus.tokenizer_fingerprint(tokenizer)
+        corpus_windows.resolve_separator("newline", tokenizer)
+    assert corpus_tokens.tokenizer_fingerprint(llama_like) != corpus_tokens.tokenizer_fingerprint(tokenizer)
 
 
 # --- the tokenization cache ------------------------------------------------------------------------------------
@@ -246,29 +246,31 @@ def test_tokenization_is_cached_per_tokenizer_content(lm, tmp_path, demo_model, 
 
     tokenizer = lm[1]
     config = CorpusConfig(path=str(DEMO_CORPUS))
-    docs, info = corpus.cached_documents(config, None, tokenizer, tmp_path)
+    docs, info = corpus_tokens.cached_documents(config, None, tokenizer, tmp_path)
     assert not info["hit"] and Path(info["file"]).parent == tmp_path / "corpus"
     assert not list((tmp_path / "corpus").glob(".*.tmp"))  # written atomically
-    again, info2 = corpus.cached_documents(
+    again, info2 = corpus_tokens.cached_documents(
         config, None, AutoTokenizer.from_pretrained(demo_model / "step100"), tmp_path
     )  # another checkpoint, same tokenizer: read, not tokenized
     assert info2["hit"] and info2["file"] == info["file"]
     assert np.array_equal(docs.tokens, again.tokens) and np.array_equal(docs.nbytes, again.nbytes)
-    _, other = corpus.cached_documents(CorpusConfig(path=str(DEMO_CORPUS), max_documents=5), None, tokenizer, tmp_path)
+    _, other = corpus_tokens.cached_documents(
+        CorpusConfig(path=str(DEMO_CORPUS), max_documents=5), None, tokenizer, tmp_path
+    )
     assert not other["hit"] and other["file"] != info["file"]  # another selection, another entry
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes(DEMO_CORPUS.read_bytes())
-    _, first = corpus.cached_documents(CorpusConfig(path=str(copy)), None, tokenizer, tmp_path)
+    _, first = corpus_tokens.cached_documents(CorpusConfig(path=str(copy)), None, tokenizer, tmp_path)
     copy.write_text(copy.read_text(encoding="utf-8") + '{"text": "one more"}\n', encoding="utf-8")
-    _, changed = corpus.cached_documents(CorpusConfig(path=str(copy)), None, tokenizer, tmp_path)
+    _, changed = corpus_tokens.cached_documents(CorpusConfig(path=str(copy)), None, tokenizer, tmp_path)
     assert not changed["hit"] and changed["file"] != first["file"]  # the file changed: tokenized again
 
 
 def test_a_broken_cache_file_is_replaced(lm, tmp_path):
     config = CorpusConfig(path=str(DEMO_CORPUS), max_documents=3)
-    docs, info = corpus.cached_documents(config, None, lm[1], tmp_path)
+    docs, info = corpus_tokens.cached_documents(config, None, lm[1], tmp_path)
     Path(info["file"]).write_bytes(b"not a numpy file")
-    again, info2 = corpus.cached_documents(config, None, lm[1], tmp_path)
+    again, info2 = corpus_tokens.cached_documents(config, None, lm[1], tmp_path)
     assert not info2["hit"] and np.array_equal(docs.tokens, again.tokens)
 
 

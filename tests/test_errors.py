@@ -214,16 +214,16 @@ def test_a_broken_task_yaml_is_named_with_its_line(tmp_path):
 
 def test_a_corpus_that_is_not_utf8_names_file_and_line(tmp_path):
 
-    from llm_line.evaluation import corpus
+    from llm_line.evaluation import corpus_tokens
     from llm_line.evaluation.config import CorpusConfig
 
     path = tmp_path / "c.jsonl"
     path.write_bytes(b'{"text": "fine"}\n\n{"text": "caf\xe9"}\n')
     with pytest.raises(CellError, match=f"{path}:3 is not UTF-8 text \\(byte 0xe9 at column 14\\)"):
-        list(corpus.read_texts(CorpusConfig(path=str(path))))
+        list(corpus_tokens.read_texts(CorpusConfig(path=str(path))))
     path.write_bytes(os.urandom(64).replace(b"\n", b"") + b"\x80")
     with pytest.raises(CellError, match=f"{path}:1 is not UTF-8 text"):
-        list(corpus.read_texts(CorpusConfig(path=str(path))))
+        list(corpus_tokens.read_texts(CorpusConfig(path=str(path))))
 
 
 def test_a_corpus_context_longer_than_the_model_is_refused(demo_model, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_line.lingua import export, make_configs
+from llm_line.lingua import checkpoints, export, make_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -404,13 +404,13 @@ def test_export_is_idempotent_and_refuses_what_it_cannot_express(runs, tmp_path)
     before = (out / "step100" / "model.safetensors").stat().st_mtime_ns
     export.export_run(run, out, lingua_dir=str(runs["base"]))
     assert (out / "step100" / "model.safetensors").stat().st_mtime_ns == before  # skipped, not redone
-    with pytest.raises(export.ExportError, match="holds the export of run 'tiny-llama'"):
+    with pytest.raises(checkpoints.ExportError, match="holds the export of run 'tiny-llama'"):
         export.check_export_folder(out, tmp_path, {"run": "other", "dump_dir": "/runs/other"}, [])
 
     args = mamba_args() | {"n_groups": 2}
     params = params_json("grouped", args)
     write_consolidated(tmp_path / "0000000010", params, mamba_state(mamba_args(), torch.Generator()), 10)
-    with pytest.raises(export.ExportError, match="n_groups=2"):
+    with pytest.raises(checkpoints.ExportError, match="n_groups=2"):
         export.export_run(tmp_path / "0000000010", tmp_path / "out", lingua_dir=str(runs["base"]))
 
 
@@ -468,13 +468,13 @@ def test_a_corpus_on_an_export_is_framed_as_lingua_trained(runs, tmp_path):
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm_line.evaluation import corpus
+    from llm_line.evaluation import corpus, corpus_tokens, corpus_windows
     from llm_line.evaluation.config import CorpusConfig, ModelConfig, TaskConfig
 
     out = runs["llama"]["out"]
     tokenizer = AutoTokenizer.from_pretrained(out / "step100")
-    docs = corpus.tokenize(iter(TEXTS), tokenizer, None, None)
-    stream, labels = corpus.frame(docs, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    docs = corpus_tokens.tokenize(iter(TEXTS), tokenizer, None, None)
+    stream, labels = corpus_windows.frame(docs, tokenizer.bos_token_id, tokenizer.eos_token_id)
     bos, eos = N_RANKS, N_RANKS + 1  # lingua's <|begin_of_text|>, <|end_of_text|>
     # lingua's tokenizer.encode(text, add_bos=True, add_eos=True) per document, concatenated
     expected = [i for text in TEXTS for i in [bos, *tokenizer(text, add_special_tokens=False)["input_ids"], eos]]

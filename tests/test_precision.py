@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from llm_line.evaluation import corpus, harness, store
+from llm_line.evaluation import corpus_scoring, harness, store
 from llm_line.evaluation.config import PACKAGE_DIR, ModelConfig
 
 DTYPES = ("float16", "bfloat16", "float32")
@@ -77,9 +77,9 @@ def test_the_log_softmax_is_float32_for_half_precision_weights(checkpoints):
 
     model, tokenizer = loaded.lm.model, loaded.lm.tokenizer
     ids = tokenizer("The quick brown fox jumps over the lazy dog. " * 4, return_tensors="pt")["input_ids"]
-    base, head = corpus.split_model(model)
+    base, head = corpus_scoring.split_model(model)
     with torch.inference_mode():
-        nll = corpus.window_nll(base, head, ids[:, :-1], ids[:, 1:]).item()
+        nll = corpus_scoring.window_nll(base, head, ids[:, :-1], ids[:, 1:]).item()
         logits = model(input_ids=ids[:, :-1]).logits[0]
     targets = ids[0, 1:]
     exact = -logits.double().log_softmax(-1)[torch.arange(len(targets)), targets].sum().item()

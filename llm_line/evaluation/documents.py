@@ -1,7 +1,8 @@
 """Reading documents' text from local parquet and JSON-lines files (plain, .gz or .zst), streaming.
 
-One reader for every place that reads local document files: the validation corpora of `llm_line.evaluation.corpus` and
-the pretraining data `llm_line.lingua.prepare_data` writes for lingua. Light on purpose (no torch).
+One reader for every place that reads local document files: the validation corpora of
+`llm_line.evaluation.corpus_tokens` and the pretraining data `llm_line.lingua.prepare_data` writes for lingua.
+Light on purpose (no torch).
 """
 
 from __future__ import annotations

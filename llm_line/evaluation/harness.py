@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 BUILTIN_TASKS = Path(__file__).parents[1] / "tasks"
 # lm-eval's log-softmax over the vocabulary, whatever the weights' dtype: in float16/bfloat16 the log-probabilities
-# of long continuations lose digits that loss-to-loss fits need (corpus.py scores in float32 too)
+# of long continuations lose digits that loss-to-loss fits need (corpus_scoring.py scores in float32 too)
 SOFTMAX_DTYPE = "float32"
 
 
