@@ -17,7 +17,8 @@ from llm_line.analysis.groups import fit_groups, fit_loss_to_loss
 from llm_line.analysis.irreducible import Irreducible, fit_irreducible
 from llm_line.analysis.loss_to_loss import LossFit
 from llm_line.analysis.prediction import predict
-from llm_line.analysis.table import read_table, select
+from llm_line.analysis.row_selection import select
+from llm_line.analysis.table import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT.parent / "shared" / "data" / "llm-line-hf-models.csv"

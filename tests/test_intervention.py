@@ -11,7 +11,7 @@ from matplotlib.collections import PathCollection
 
 from llm_line import cli
 from llm_line.analysis import intervention, plot
-from llm_line.analysis.table import DataError
+from llm_line.analysis.column_checks import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

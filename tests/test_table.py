@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_line.analysis import plot, table
+from llm_line.analysis import averages, column_checks, plot, row_selection, table
 from llm_line.analysis.groups import fit_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,21 +35,21 @@ def test_several_files_are_stacked_with_their_source(tmp_path):
     rows = table.load([mine, theirs])
     assert len(rows) == 12 and list(rows["Source"].unique()) == [str(mine), str(theirs)]
     assert rows["Architecture"].isna().sum() == 6  # columns line up; a missing one is empty
-    assert table.select(rows, [f"Source={theirs}"])["Pretraining Data"].unique().tolist() == ["The Pile"]
+    assert row_selection.select(rows, [f"Source={theirs}"])["Pretraining Data"].unique().tolist() == ["The Pile"]
 
 
 def test_where_compares_numbers_as_numbers_and_nan_means_missing():
     rows = small().assign(Steps=[0.0, 1000.0, np.nan, 3000.0, np.nan, 5000.0])
-    assert len(table.select(rows, ["Size=1713670144"])) == 6  # the value reads back as 1713670144.0
-    assert table.select(rows, ["Steps=1000,3000"])["Name"].tolist() == ["m1", "m3"]
-    assert table.select(rows, ["Steps!=nan"])["Name"].tolist() == ["m0", "m1", "m3", "m5"]
-    assert table.select(rows, ["Steps=nan"])["Name"].tolist() == ["m2", "m4"]
-    assert table.select(rows, dropna=["Steps"])["Name"].tolist() == ["m0", "m1", "m3", "m5"]
-    assert table.select(rows, ["Architecture!=Llama"]).empty
+    assert len(row_selection.select(rows, ["Size=1713670144"])) == 6  # the value reads back as 1713670144.0
+    assert row_selection.select(rows, ["Steps=1000,3000"])["Name"].tolist() == ["m1", "m3"]
+    assert row_selection.select(rows, ["Steps!=nan"])["Name"].tolist() == ["m0", "m1", "m3", "m5"]
+    assert row_selection.select(rows, ["Steps=nan"])["Name"].tolist() == ["m2", "m4"]
+    assert row_selection.select(rows, dropna=["Steps"])["Name"].tolist() == ["m0", "m1", "m3", "m5"]
+    assert row_selection.select(rows, ["Architecture!=Llama"]).empty
     flags = rows.assign(**{"Intervention: Size": [True, False] * 3})
-    assert table.select(flags, ["Intervention: Size=True"])["Name"].tolist() == ["m0", "m2", "m4"]
+    assert row_selection.select(flags, ["Intervention: Size=True"])["Name"].tolist() == ["m0", "m2", "m4"]
     with pytest.raises(KeyError, match="not COLUMN=VALUE"):
-        table.select(rows, ["Steps"])
+        row_selection.select(rows, ["Steps"])
 
 
 @pytest.mark.parametrize(
@@ -62,10 +62,10 @@ def test_where_compares_numbers_as_numbers_and_nan_means_missing():
 def test_a_value_that_is_no_loss_is_one_line_naming_column_and_row(column, value, message):
     rows = small().astype({column: object})
     rows.loc[2, column] = value
-    with pytest.raises(table.DataError) as error:
+    with pytest.raises(column_checks.DataError) as error:
         fit_groups(rows, "A Loss", "B Loss", n_boot=0)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
-    with pytest.raises(table.DataError, match="column 'Name' holds the text 'm0' in row 0"):
+    with pytest.raises(column_checks.DataError, match="column 'Name' holds the text 'm0' in row 0"):
         fit_groups(small(), "Name", "B Loss", n_boot=0)  # --x Name
 
 
@@ -96,13 +96,13 @@ def test_released_table_holds_one_duplicate_the_fineweb_row_without_steps():
 
 def test_average_builds_the_mean_only_where_every_loss_is_there():
     rows = small().assign(**{"C Loss": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0]})
-    with_mean, name = table.add_average(rows, "Test=B Loss,C Loss")
+    with_mean, name = averages.add_average(rows, "Test=B Loss,C Loss")
     assert name == "Test"
     expected = (rows["B Loss"] + rows["C Loss"]) / 2
     assert np.allclose(with_mean["Test"], expected, equal_nan=True) and with_mean["Test"].isna().sum() == 1
-    assert table.add_average(rows, "A Loss, B Loss")[1] == "Mean(A Loss, B Loss)"
+    assert averages.add_average(rows, "A Loss, B Loss")[1] == "Mean(A Loss, B Loss)"
     with pytest.raises(KeyError, match="give two or more"):
-        table.add_average(rows, "A Loss")
+        averages.add_average(rows, "A Loss")
 
 
 def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
@@ -113,10 +113,10 @@ def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
         "group 'C4' mixes rows of Convention corrected and paper: their losses are computed differently; "
         "fit them apart (--where Convention=corrected, or --group Convention)"
     )
-    with pytest.raises(table.DataError) as error:
+    with pytest.raises(column_checks.DataError) as error:
         fit_groups(mixed, "A Loss", "B Loss", n_boot=0)
     assert str(error.value) == message
-    with pytest.raises(table.DataError, match="mixes rows of Convention"):
+    with pytest.raises(column_checks.DataError, match="mixes rows of Convention"):
         plot.figure(mixed, "A Loss", ["B Loss"])
     partly_known = mixed.assign(Convention=["paper"] * 6 + [np.nan] * 6)
     (f,) = fit_groups(partly_known, "A Loss", "B Loss", n_boot=0)
@@ -128,15 +128,17 @@ def test_a_group_mixing_loss_conventions_is_refused_unknown_is_allowed():
 
 def test_where_compares_numeric_columns_with_less_and_greater():
     rows = pd.concat([small(), small("The Pile").assign(Size=np.nan)], ignore_index=True)
-    assert len(table.select(rows, ["A Loss<3.4"])) == 4  # 3.0, 3.2 of each group
-    assert len(table.select(rows, ["A Loss<=3.4"])) == 6 and len(table.select(rows, ["A Loss>=3.8"])) == 4
-    both = table.select(rows, ["A Loss>3.1", "Pretraining Data=C4", "Steps!=5000"])
+    assert len(row_selection.select(rows, ["A Loss<3.4"])) == 4  # 3.0, 3.2 of each group
+    assert (
+        len(row_selection.select(rows, ["A Loss<=3.4"])) == 6 and len(row_selection.select(rows, ["A Loss>=3.8"])) == 4
+    )
+    both = row_selection.select(rows, ["A Loss>3.1", "Pretraining Data=C4", "Steps!=5000"])
     assert both["A Loss"].round(1).tolist() == [3.2, 3.4, 3.6, 3.8]
-    assert len(table.select(rows, ["Size>1"])) == 6  # a missing value never passes a comparison
+    assert len(row_selection.select(rows, ["Size>1"])) == 6  # a missing value never passes a comparison
     with pytest.raises(KeyError, match="column 'Architecture' is not numeric"):
-        table.select(rows, ["Architecture<3"])
+        row_selection.select(rows, ["Architecture<3"])
     with pytest.raises(KeyError, match="'four' is not a number"):
-        table.select(rows, ["A Loss<four"])
+        row_selection.select(rows, ["A Loss<four"])
 
 
 def test_in_domain_cut_uses_each_rows_own_validation_set_and_the_pile_uc_for_the_pile(tmp_path):
@@ -148,7 +150,7 @@ def test_in_domain_cut_uses_each_rows_own_validation_set_and_the_pile_uc_for_the
         }
     )
     reports = []
-    kept = table.in_domain(rows, 4.0, report=reports.append)
+    kept = row_selection.in_domain(rows, 4.0, report=reports.append)
     assert kept.index.tolist() == [0, 2]  # C4 by its C4 loss, The Pile by The Pile UC; Dolma cannot be judged
     assert reports == [
         "--in-domain-below 4: dropped rows whose pretraining data has no validation loss: "
@@ -163,8 +165,8 @@ def test_the_papers_averages_are_named_presets():
     if not RELEASED.exists():
         pytest.skip(f"the paper's released table is not at {RELEASED}")
     rows = table.load([RELEASED], average=["paper-validation", "paper-test"], report=lambda _: None)
-    val_name, val_columns = table.AVERAGE_PRESETS["paper-validation"]
-    test_name, test_columns = table.AVERAGE_PRESETS["paper-test"]
+    val_name, val_columns = averages.AVERAGE_PRESETS["paper-validation"]
+    test_name, test_columns = averages.AVERAGE_PRESETS["paper-test"]
     assert len(val_columns) == 4 and "FineWeb-Edu Validation Loss" not in val_columns and len(test_columns) == 7
     assert val_name == "Mean Validation Loss (The Pile UC, RefineWeb, Slimpajama, C4)"
     first = rows.dropna(subset=[val_name]).iloc[0]

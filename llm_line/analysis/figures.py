@@ -27,20 +27,14 @@ import matplotlib
 import pandas as pd
 
 from llm_line.analysis import compute_figure, law_options, panels
+from llm_line.analysis.averages import add_average
+from llm_line.analysis.column_checks import DataError, infinite_as_missing
 from llm_line.analysis.irreducible import Irreducible
 from llm_line.analysis.plot import save
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
-from llm_line.analysis.table import (
-    DataError,
-    add_arguments,
-    add_average,
-    in_domain_column,
-    infinite_as_missing,
-    load_from_args,
-    message,
-    to_stderr,
-)
+from llm_line.analysis.row_selection import in_domain_column
+from llm_line.analysis.table import add_arguments, load_from_args, message, to_stderr
 from llm_line.arguments import output_folder, positive_int, prog
 from llm_line.errors import run_command
 from llm_line.files import atomic_file

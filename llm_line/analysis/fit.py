@@ -43,18 +43,12 @@ import sys
 from dataclasses import asdict
 
 from llm_line.analysis import law_options
+from llm_line.analysis.column_checks import DataError, law_columns
 from llm_line.analysis.fit_report import fits_frame, format_fits, interval_text
 from llm_line.analysis.groups import fit_groups
 from llm_line.analysis.prediction import predict
 from llm_line.analysis.progress import command_logging
-from llm_line.analysis.table import (
-    DataError,
-    add_arguments,
-    law_columns,
-    load_from_args,
-    message,
-    to_stderr,
-)
+from llm_line.analysis.table import add_arguments, load_from_args, message, to_stderr
 from llm_line.arguments import finite_float, output_file, prog
 from llm_line.errors import run_command
 

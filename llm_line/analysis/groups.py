@@ -20,9 +20,9 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from llm_line.analysis.bootstrap import bootstrap
+from llm_line.analysis.column_checks import DataError, check_convention, loss_values, require_columns
 from llm_line.analysis.irreducible import Irreducible
 from llm_line.analysis.loss_to_loss import Checkpoints, Law, LossFit, estimate
-from llm_line.analysis.table import DataError, check_convention, loss_values, require_columns
 from llm_line.analysis.trust import trust_warnings
 
 IRREDUCIBLE_MODES = ("compute", "min", "free", "paper", "given")

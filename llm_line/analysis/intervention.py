@@ -30,22 +30,19 @@ from tqdm.auto import tqdm
 
 from llm_line.analysis import law_options
 from llm_line.analysis.bootstrap import CI_LEVEL, resample_indices
+from llm_line.analysis.column_checks import (
+    DataError,
+    check_convention,
+    law_columns,
+    listing,
+    loss_values,
+    require_columns,
+)
 from llm_line.analysis.fit_report import interval_text
 from llm_line.analysis.groups import fit_groups, group_checkpoints, group_rows
 from llm_line.analysis.loss_to_loss import LossFit, shifted_power_law
 from llm_line.analysis.progress import command_logging
-from llm_line.analysis.table import (
-    DataError,
-    add_arguments,
-    check_convention,
-    law_columns,
-    listing,
-    load_from_args,
-    loss_values,
-    message,
-    require_columns,
-    to_stderr,
-)
+from llm_line.analysis.table import add_arguments, load_from_args, message, to_stderr
 from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
 

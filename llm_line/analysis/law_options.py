@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from llm_line.analysis.bootstrap import DEFAULT_BOOTSTRAP
+from llm_line.analysis.column_checks import require_columns
 from llm_line.analysis.groups import read_irreducible
-from llm_line.analysis.table import require_columns
 from llm_line.arguments import nonnegative_int
 
 

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from llm_line.analysis import colours as palette
+from llm_line.analysis.averages import add_average
+from llm_line.analysis.column_checks import require_columns
 from llm_line.analysis.groups import fit_groups, group_rows
 from llm_line.analysis.loss_to_loss import LossFit, shifted_power_law
-from llm_line.analysis.table import add_average, require_columns
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h"]
 LAW_BOX_MAX = 4  # a panel lists its laws' numbers in a corner only up to this many (the index has all)

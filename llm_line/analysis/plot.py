@@ -35,11 +35,12 @@ import pandas as pd
 
 from llm_line.analysis import colours as palette
 from llm_line.analysis import law_options, panels
+from llm_line.analysis.column_checks import DataError, law_columns
 from llm_line.analysis.fit_report import format_fits
 from llm_line.analysis.loss_to_loss import LossFit
 from llm_line.analysis.panels import unit
 from llm_line.analysis.progress import command_logging
-from llm_line.analysis.table import DataError, add_arguments, law_columns, load_from_args, message, to_stderr
+from llm_line.analysis.table import add_arguments, load_from_args, message, to_stderr
 from llm_line.arguments import output_file, positive_int, prog
 from llm_line.errors import run_command
 

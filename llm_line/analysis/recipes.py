@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm_line.analysis.averages import AVERAGE_PRESETS
 from llm_line.analysis.panels import YSet
-from llm_line.analysis.table import AVERAGE_PRESETS, IN_DOMAIN_COLUMNS
+from llm_line.analysis.row_selection import IN_DOMAIN_COLUMNS
 
 IN_DOMAIN = "in-domain validation loss"  # as x: each pretraining dataset's own validation loss
 VALIDATION = tuple(dict.fromkeys(IN_DOMAIN_COLUMNS.values()))
