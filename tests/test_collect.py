@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from llm_line.analysis import collect
+from llm_line.analysis import collect, wide_table
 from llm_line.analysis.table import read_table
 from llm_line.evaluation import store
 from llm_line.evaluation.config import cell_dir, step_of
@@ -171,7 +171,7 @@ def test_long_table_has_every_value_with_metadata(results):
 def test_wide_table_has_the_released_layout(results):
     wide = collect.collect([results]).wide
     assert list(wide["Revision"]) == ["step1000", "step143000"]  # one row per checkpoint, by step
-    assert list(wide.columns[:7]) == collect.META_COLUMNS
+    assert list(wide.columns[:7]) == wide_table.META_COLUMNS
     final = wide.set_index("Revision").loc["step143000"]
     assert final["HellaSwag Loss"] == 2.5 and final["HellaSwag Accuracy"] == 0.5 and final["HellaSwag BPB"] == 1.25
     assert final["C4 Validation Loss"] == 3.0 and final["C4 Validation BPB"] == 1.0
@@ -185,7 +185,7 @@ def test_wide_table_has_the_released_layout(results):
     assert pd.isna(final["HellaSwag Loss (5-shot)"])
     assert not any("abstract_algebra" in c for c in wide.columns)  # subjects: long table only
     assert not any(c.startswith("PIQA") for c in wide.columns)  # a task.limit run never passes for a result
-    metric_columns = [c for c in wide.columns if c not in collect.META_COLUMNS + collect.EXTRA_COLUMNS]
+    metric_columns = [c for c in wide.columns if c not in wide_table.META_COLUMNS + wide_table.EXTRA_COLUMNS]
     assert metric_columns.index("C4 Validation Loss") < metric_columns.index("HellaSwag Accuracy")
     assert metric_columns.index("MMLU BPB") < metric_columns.index("MMLU_humanities Accuracy")
 
@@ -289,7 +289,7 @@ def test_released_table_reads_into_the_same_form(released):
     ]
     assert released["Intervention: Size"].dtype == bool
     assert released["HellaSwag Loss"].dtype == "float64" and released["Tokens"].dtype == "float64"
-    assert set(collect.META_COLUMNS) <= set(released.columns)
+    assert set(wide_table.META_COLUMNS) <= set(released.columns)
     llamas = released[released["Architecture"] == "Llama"]
     assert sorted(llamas["Pretraining Data"].unique()) == ["C4", "FineWeb-Edu", "The Pile Deduped"]
 
@@ -301,7 +301,7 @@ def test_collected_columns_are_named_as_in_the_released_table(released, tmp_path
         if conf["name"].startswith("demo") or conf["name"] == "val_demo" or "display" not in conf:
             continue  # the demo; the corpora's _paper variants take their display from the corpus they extend
         if conf.get("corpus"):  # the corpora's display names are the released table's
-            assert conf["display"] in collect.PAPER_CORPORA, path
+            assert conf["display"] in wide_table.PAPER_CORPORA, path
             continue
         metrics = {conf["name"]: task_metrics(2.0)}
         groups = {}
@@ -310,11 +310,11 @@ def test_collected_columns_are_named_as_in_the_released_table(released, tmp_path
             metrics.update({s: task_metrics(2.0) for s in subs})
             groups = {"mmlu": subs, **{s: [] for s in subs}}
         write_result(tmp_path, "m", "step1", conf["name"], metrics, display=conf["display"], groups=groups)
-    for display in collect.PAPER_CORPORA:
+    for display in wide_table.PAPER_CORPORA:
         task = display.lower().replace(" ", "_")
         write_result(tmp_path, "m", "step1", task, {task: {"loss": 3.0, "bpb": 1.0}}, display=display, kind="corpus")
     wide = collect.collect([tmp_path]).wide
-    ours = [c for c in wide.columns if c not in collect.EXTRA_COLUMNS]
+    ours = [c for c in wide.columns if c not in wide_table.EXTRA_COLUMNS]
     missing = [c for c in ours if c not in released.columns and not c.startswith("MMLU_")]
     assert missing == []
     assert {"MMLU_stem Loss", "MMLU_other Loss", "MMLU_humanities Loss", "MMLU_social_sciences Loss"} <= set(ours)

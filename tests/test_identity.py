@@ -180,13 +180,13 @@ def test_a_sweep_of_seeds_yields_one_result_each_and_status_agrees(cli, tmp_path
     assert found == ["1shot_seed1_limit8", "1shot_seed2_limit8", "1shot_seed3_limit8"]
     assert "3 cells  done 3" in status(root).stdout
 
-    from llm_line.analysis import collect
+    from llm_line.analysis import collect, wide_table
 
     table = collect.collect([root])
     assert sorted(table.long["fewshot_seed"].unique()) == [1, 2, 3]
     record = {"display": "Demo Sounds", "task": "demo_sounds", "kind": "lm_eval", "shots": 1, "fewshot_seed": 2}
-    name = collect.column_name({**record, "_subgroups": []}, "demo_sounds", "acc", "corrected")
-    assert name == "Demo Sounds Accuracy (1-shot, seed 2)" and collect.metric_order(name)[:2] == (1, 1)
+    name = wide_table.column_name({**record, "_subgroups": []}, "demo_sounds", "acc", "corrected")
+    assert name == "Demo Sounds Accuracy (1-shot, seed 2)" and wide_table.metric_order(name)[:2] == (1, 1)
     # an empty sweep launches nothing, writes no manifest, and status still shows the real sweep
     written = sorted((root / manifests.MANIFESTS).glob("*.json"))
     empty = cli("-m", *CHEAP, "shots=range(0,-1)", results_dir=root)

@@ -31,13 +31,16 @@ Corrupt or unreadable result files, folders that cannot be listed and failed cel
 released CSV (two header lines, convention `paper`) into the same form, so the analysis runs on either.
 
 Only json parsing per file; the tables are built column-wise at the end, so 10,000 files take seconds.
+
+This module holds the command and the one pass over the results (the same cell found twice kept once), and
+writes the tables; the walk and the skipped files are `llm_line.analysis.result_files`, what one result
+becomes `llm_line.analysis.long_table`, the columns of the released layout `llm_line.analysis.wide_table`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,85 +49,13 @@ from typing import Any
 
 import pandas as pd
 
+from llm_line.analysis.long_table import cell_record, long_table
+from llm_line.analysis.result_files import Skipped, failure_reason, find_run_dirs, report_skipped
+from llm_line.analysis.wide_table import CONVENTIONS, EXTRA_COLUMNS, META_COLUMNS, wide_table
 from llm_line.arguments import output_file, prog
 from llm_line.errors import run_command
 from llm_line.evaluation import fingerprint, store
-from llm_line.evaluation.config import DEFAULT_FEWSHOT_SEED, step_of
-from llm_line.evaluation.identity import CellId
 from llm_line.files import atomic_file
-
-# The released table's metric names: lm_eval tasks give `{display} Accuracy|Loss|BPB`, corpus cells give
-# `{display} Validation Loss|BPB`; these are the metric keys of a result file they come from.
-CORPUS_METRICS = {"loss": "Validation Loss", "bpb": "Validation BPB"}
-
-
-@dataclass(frozen=True)
-class Convention:
-    """Which numbers fill the wide table's columns."""
-
-    task_metrics: dict[str, str]  # metric key of an lm-eval cell -> its column (`HellaSwag <column>`)
-    corpus_method: str  # corpus cells of this method fill `<Corpus> Validation Loss/BPB`
-
-
-CONVENTIONS = {
-    "corrected": Convention({"acc": "Accuracy", "loss": "Loss", "bpb": "BPB"}, "packed"),
-    "paper": Convention({"acc": "Accuracy", "loss_paper": "Loss", "bpb": "BPB"}, "chunks"),
-}
-
-# Column order of the released table (the ones a collected table can fill), then ours.
-META_COLUMNS = ["Name", "Architecture", "Size", "Pretraining Data", "Steps", "Tokenizer", "Tokens"]
-EXTRA_COLUMNS = ["Convention", "Revision", "Family", "Parameters", "Non-embedding Parameters", "Resolved Commit"]
-PAPER_CORPORA = ["C4", "The Pile UC", "RefineWeb", "Slimpajama", "FineWeb-Edu"]
-PAPER_TASKS = [
-    "ARC-Challenge",
-    "ARC-Easy",
-    "HellaSwag",
-    "MMLU",
-    "Winogrande",
-    "PIQA",
-    "Social IQa",
-    "CommonSenseQA",
-    "COPA",
-    "OpenBookQA",
-]
-
-# Long-table columns that describe the checkpoint and the cell (every metric row repeats them).
-CELL_FIELDS = [
-    "model",
-    "revision",
-    "step",
-    "task",
-    "kind",
-    "display",
-    "shots",
-    "fewshot_seed",
-    "limit",
-    "family",
-    "corpus_method",
-    "architecture",
-    "size",
-    "pretraining_data",
-    "tokenizer",
-    "tokens_per_step",
-    "tokens",
-    "num_parameters",
-    "num_parameters_non_embedding",
-    "resolved_commit",
-    "dtype",
-    "device",
-    "finished",
-    "fingerprint",
-    "path",
-]
-
-
-@dataclass
-class Skipped:
-    """A file that was not collected, and why."""
-
-    path: Path
-    kind: str  # failed | corrupt | unreadable | duplicate
-    reason: str
 
 
 @dataclass
@@ -133,84 +64,6 @@ class Collection:
     wide: pd.DataFrame
     skipped: list[Skipped]
     n_results: int
-
-
-def find_run_dirs(roots: Iterable[os.PathLike], skipped: list[Skipped]) -> Iterable[tuple[Path, set[str]]]:
-    """Every folder below the roots that holds a result or failure record, with the names it holds.
-
-    A folder that cannot be listed (permissions) is added to `skipped`: it may hold results nobody sees.
-    """
-    wanted = {store.RESULT, store.FAILURE}
-
-    def unreadable(error: OSError) -> None:
-        skipped.append(Skipped(Path(error.filename), "unreadable", f"folder not searched ({error.strerror})"))
-
-    for root in roots:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"results root {root} does not exist or is not a folder")
-        for folder, dirs, files in os.walk(root, onerror=unreadable):
-            dirs[:] = sorted(d for d in dirs if d != ".hydra")
-            found = wanted.intersection(files)
-            if found:
-                yield Path(folder), found
-
-
-def cell_record(result: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The long table's description of one cell: identity, kind, settings fingerprint, and the checkpoint's
-    metadata."""
-    cell = CellId.of_result(result).record()
-    settings = fingerprint.of_result(result)
-    model = result.get("model") or {}
-    meta = model.get("meta") or {}
-    task = result.get("task") or {}
-    step = step_of(cell["revision"])
-    tokens_per_step = meta.get("tokens_per_step")
-    tokens = meta.get("tokens")  # what the cell's config resolved; older results: from the step
-    if tokens is None and step is not None and tokens_per_step:
-        tokens = step * tokens_per_step
-    kind = task.get("kind", "lm_eval")
-    size = meta.get("parameters") or model.get("num_parameters")
-    return {
-        "model": cell["model"],
-        "revision": str(cell["revision"]),
-        "step": step,
-        "task": cell["task"],
-        "kind": kind,
-        "display": task.get("display") or cell["task"],
-        "shots": int(cell["shots"]),
-        "fewshot_seed": cell["fewshot_seed"],  # None for 0-shot and corpus cells (no examples drawn)
-        "limit": cell.get("limit"),
-        # results from before corpus methods existed were packed
-        "corpus_method": (task.get("settings") or {}).get("method", "packed") if kind == "corpus" else None,
-        "family": meta.get("family"),
-        "architecture": meta.get("architecture"),
-        "size": size,
-        "pretraining_data": meta.get("pretraining_data"),
-        "tokenizer": meta.get("tokenizer"),
-        "tokens_per_step": tokens_per_step,
-        "tokens": tokens,
-        "num_parameters": model.get("num_parameters"),
-        "num_parameters_non_embedding": model.get("num_parameters_non_embedding"),
-        "resolved_commit": model.get("resolved_commit"),
-        "dtype": model.get("dtype"),
-        "device": model.get("device"),
-        "finished": (result.get("run") or {}).get("finished"),
-        "fingerprint": fingerprint.digest(settings),
-        "path": str(path),
-        "_settings": settings,
-        # not long-table columns: what the wide table needs to name the columns
-        "_subgroups": [g for g in (task.get("groups") or {}) if g != cell["task"]],
-    }
-
-
-def failure_reason(path: Path) -> str:
-    try:
-        record = store.read_json(path)
-    except store.CorruptResult as e:
-        return f"failed; failure record unreadable ({str(e).removeprefix(f'{path}: ')})"
-    error = record.get("error") if isinstance(record, dict) else None
-    return str(error or "failed (no error recorded)")
 
 
 def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Collection:
@@ -274,154 +127,6 @@ def collect(roots: Iterable[os.PathLike], convention: str = "corrected") -> Coll
     return Collection(long=long, wide=wide_table(cells, long, convention), skipped=skipped, n_results=len(cells))
 
 
-def long_table(cells, rows_cell, rows_subtask, rows_metric, rows_value) -> pd.DataFrame:
-    """One row per metric value, the cell's fields repeated (categoricals keep this cheap)."""
-    cell_frame = pd.DataFrame([{k: c[k] for k in CELL_FIELDS} for c in cells], columns=CELL_FIELDS)
-    for column in (
-        "step",
-        "shots",
-        "fewshot_seed",
-        "limit",
-        "tokens_per_step",
-        "tokens",
-        "size",
-        "num_parameters",
-        "num_parameters_non_embedding",
-    ):
-        cell_frame[column] = pd.to_numeric(cell_frame[column], errors="coerce").astype("Int64")
-    long = cell_frame.take(rows_cell).reset_index(drop=True)
-    long.insert(long.columns.get_loc("limit") + 1, "subtask", pd.Categorical(rows_subtask))
-    long.insert(long.columns.get_loc("subtask") + 1, "metric", pd.Categorical(rows_metric))
-    long.insert(long.columns.get_loc("metric") + 1, "value", pd.Series(rows_value, dtype="float64"))
-    return long
-
-
-def column_name(record: dict[str, Any], subtask: str, metric: str, convention: str) -> str | None:
-    """The wide-table column of one metric value, or None if the released layout (in this convention) has no
-    place for it."""
-    display, task = record["display"], record["task"]
-    wanted = CONVENTIONS[convention]
-    task_metrics = wanted.task_metrics
-    if record["kind"] == "corpus":
-        in_layout = subtask == task and metric in CORPUS_METRICS and record["corpus_method"] == wanted.corpus_method
-        name = f"{display} {CORPUS_METRICS[metric]}" if in_layout else None
-    elif metric not in task_metrics:
-        name = None
-    elif subtask == task:
-        name = f"{display} {task_metrics[metric]}"
-    elif subtask in record["_subgroups"]:  # mmlu_stem -> MMLU_stem Loss, as in the released table
-        suffix = subtask[len(task) + 1 :] if subtask.startswith(task + "_") else subtask
-        name = f"{display}_{suffix} {task_metrics[metric]}"
-    else:
-        name = None  # leaf subtasks (mmlu's 57 subjects) stay in the long table
-    if name is not None and record["shots"] != 0:
-        seed = record["fewshot_seed"]
-        name += (
-            f" ({record['shots']}-shot" + (f", seed {seed}" if seed not in (None, DEFAULT_FEWSHOT_SEED) else "") + ")"
-        )
-    return name
-
-
-def wide_table(cells: list[dict[str, Any]], long: pd.DataFrame, convention: str = "corrected") -> pd.DataFrame:
-    """One row per checkpoint (model, revision), named and ordered like the paper's released table, its loss
-    columns in `convention` (corrected or paper)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, not {convention!r}")
-    if long.empty:
-        return pd.DataFrame(columns=META_COLUMNS + EXTRA_COLUMNS)
-    keep = [c for c in cells if c["limit"] is None]  # debugging runs (task.limit) stay in the long table
-    other = [c for c in keep if c["kind"] == "corpus" and c["corpus_method"] != CONVENTIONS[convention].corpus_method]
-    if other:
-        print(
-            f"note: {len(other)} corpus cells of method {other[0]['corpus_method']} are not {convention}-convention "
-            f"validation losses; they are in the long table only (e.g. {other[0]['path']})",
-            file=sys.stderr,
-        )
-    by_path = {c["path"]: c for c in keep}
-    # name every (cell, subtask, metric) combination once, then join names onto the long rows
-    combos = long[["path", "subtask", "metric"]].drop_duplicates()
-    combos = combos[combos["path"].isin(by_path)]
-    combos["column"] = [
-        column_name(by_path[p], str(s), str(m), convention) for p, s, m in combos.itertuples(index=False)
-    ]
-    named = long.merge(combos.dropna(subset=["column"]), on=["path", "subtask", "metric"])
-    named = named[["model", "revision", "column", "value", "path"]]
-    clashes = named.duplicated(["model", "revision", "column"], keep="first")
-    if clashes.any():
-        for row in named[clashes].itertuples(index=False):
-            print(
-                f"warning: {row.model}@{row.revision}: column {row.column!r} also comes from {row.path}; "
-                "kept the first (two tasks with one display name?)",
-                file=sys.stderr,
-            )
-        named = named[~clashes]
-    values = named.pivot(index=["model", "revision"], columns="column", values="value")
-
-    meta = checkpoint_meta(keep).set_index(["model", "revision"])
-    wide = meta.join(values, how="left").reset_index()
-    wide = wide.rename(columns={"model": "Name", "revision": "Revision"})
-    wide["Convention"] = convention
-    metric_columns = sorted(values.columns, key=metric_order)
-    return wide[META_COLUMNS + metric_columns + EXTRA_COLUMNS].reset_index(drop=True)
-
-
-def checkpoint_meta(cells: list[dict[str, Any]]) -> pd.DataFrame:
-    """The metadata columns of each checkpoint; cells of one checkpoint that disagree are reported."""
-    fields = {
-        "architecture": "Architecture",
-        "size": "Size",
-        "pretraining_data": "Pretraining Data",
-        "step": "Steps",
-        "tokenizer": "Tokenizer",
-        "tokens": "Tokens",
-        "family": "Family",
-        "num_parameters": "Parameters",
-        "num_parameters_non_embedding": "Non-embedding Parameters",
-        "resolved_commit": "Resolved Commit",
-    }
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in cells:
-        key = (record["model"], record["revision"])
-        row = rows.setdefault(key, {"model": key[0], "revision": key[1]})
-        for field, column in fields.items():
-            value = record[field]
-            if value is None:
-                continue
-            if row.get(column) is None:
-                row[column] = value
-            elif row[column] != value:
-                print(
-                    f"warning: {key[0]}@{key[1]}: {column} is {row[column]!r} in one cell but {value!r} in "
-                    f"{record['path']}; kept the first",
-                    file=sys.stderr,
-                )
-    frame = pd.DataFrame(list(rows.values()), columns=["model", "revision", *fields.values()])
-    for column in ("Size", "Steps", "Tokens", "Parameters", "Non-embedding Parameters"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    return frame.sort_values(["model", "Steps", "revision"], na_position="last")
-
-
-def metric_order(column: str) -> tuple:
-    """Validation losses first, then tasks, each in the released table's order, then anything else."""
-    match = re.match(r"^(.*?)(?: \((\d+)-shot(?:, seed \d+)?\))?$", column)
-    assert match is not None  # the pattern matches any one-line name
-    base, shots = match.groups()
-    shots = int(shots or 0)
-    for suffix_rank, suffix in enumerate(["Validation Loss", "Validation BPB"]):
-        if base.endswith(" " + suffix):
-            name = base[: -len(suffix) - 1]
-            rank = PAPER_CORPORA.index(name) if name in PAPER_CORPORA else len(PAPER_CORPORA)
-            return (0, shots, rank, name, suffix_rank)
-    for suffix_rank, suffix in enumerate(["Accuracy", "Loss", "BPB"]):
-        if base.endswith(" " + suffix):
-            name = base[: -len(suffix) - 1]
-            if "_" in name and name.split("_")[0] in PAPER_TASKS:  # MMLU_stem Loss after every task
-                return (2, shots, PAPER_TASKS.index(name.split("_")[0]), name, suffix_rank)
-            rank = PAPER_TASKS.index(name) if name in PAPER_TASKS else len(PAPER_TASKS)
-            return (1, shots, rank, name, suffix_rank)
-    return (3, shots, 0, base, 0)
-
-
 def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> list[Path]:
     """Write the wide table to `out` (.csv) and its .parquet twin; the long one to `<stem>_long.*`."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -443,17 +148,6 @@ def write_tables(collection: Collection, out: Path, long_csv: bool = True) -> li
                 table.to_parquet(f, index=False)
         written.append(target)
     return written
-
-
-def report_skipped(skipped: list[Skipped], stream=None) -> None:
-    stream = stream or sys.stderr  # looked up per call: whatever stderr is now (redirected, captured)
-    for item in skipped:
-        print(f"skipped ({item.kind}) {item.path}: {item.reason}", file=stream)
-    if skipped:
-        counts = {
-            kind: sum(s.kind == kind for s in skipped) for kind in ("failed", "corrupt", "unreadable", "duplicate")
-        }
-        print("skipped " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n), file=stream)
 
 
 def main(argv: list[str] | None = None) -> int:
