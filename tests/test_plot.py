@@ -191,12 +191,12 @@ def one_dataset(points=60, seed=1):
 
 def test_several_y_in_one_panel_coloured_per_y_with_their_mean_in_black():
 
-    from llm_line.analysis import colours, panels
+    from llm_line.analysis import colours, panel_parts, panels
 
     table = one_dataset()
     ys = [
-        panels.YSet(("The Pile UC Validation Loss", "RefineWeb Validation Loss"), "Train-to-Train"),
-        panels.YSet(("ARC-Easy Loss", "PIQA Loss"), "Train-to-Test"),
+        panel_parts.YSet(("The Pile UC Validation Loss", "RefineWeb Validation Loss"), "Train-to-Train"),
+        panel_parts.YSet(("ARC-Easy Loss", "PIQA Loss"), "Train-to-Test"),
     ]
     fig, laws = panels.grid(table, "C4 Validation Loss", ys, col="y", group=None)
     left, right = fig.axes[0], fig.axes[1]
@@ -223,14 +223,14 @@ def test_several_y_in_one_panel_coloured_per_y_with_their_mean_in_black():
 
 def test_a_grid_of_y_rows_and_matched_columns_shares_its_axes():
 
-    from llm_line.analysis import panels
+    from llm_line.analysis import panel_parts, panels
 
     table = three_groups(points=30)
     table["Tokenizer"] = np.where(table["Pretraining Data"] == "The Pile", "gpt-neox", "gpt2-HF")
     fig, laws = panels.grid(
         table,
         "C4 Validation Loss",
-        [panels.YSet(("HellaSwag Loss",), "Train-to-Test"), panels.YSet(("PIQA Loss",), "PIQA")],
+        [panel_parts.YSet(("HellaSwag Loss",), "Train-to-Test"), panel_parts.YSet(("PIQA Loss",), "PIQA")],
         row="y",
         col=["Architecture", "Tokenizer"],
         min_groups=2,

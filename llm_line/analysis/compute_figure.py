@@ -19,7 +19,7 @@ import pandas as pd
 
 from llm_line.analysis import colours as palette
 from llm_line.analysis.irreducible import Irreducible
-from llm_line.analysis.panels import Law, short
+from llm_line.analysis.panel_parts import Law, short
 
 MAX_CURVES = 6  # model sizes drawn as curves; beyond that, six sizes spread over the range
 

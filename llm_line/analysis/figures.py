@@ -30,6 +30,7 @@ from llm_line.analysis import compute_figure, law_options, panels
 from llm_line.analysis.averages import add_average
 from llm_line.analysis.column_checks import DataError, infinite_as_missing
 from llm_line.analysis.irreducible import Irreducible
+from llm_line.analysis.panel_parts import Law
 from llm_line.analysis.plot import save
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.recipes import AVERAGES, IN_DOMAIN, RECIPES, Recipe
@@ -46,7 +47,7 @@ class Drawn:
 
     recipe: Recipe
     name: str
-    laws: list[panels.Law]
+    laws: list[Law]
     irreducibles: list[Irreducible] = field(default_factory=list)
     rows: int = 0
     notes: list[str] = field(default_factory=list)
@@ -215,7 +216,7 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
-def law_rows(laws: Sequence[panels.Law]) -> list[str]:
+def law_rows(laws: Sequence[Law]) -> list[str]:
     """The index's table of laws, one Markdown row each."""
     lines = ["| panel | y | group | n | status | K | κ | E_x | E_y | R² | note |", "|" + " --- |" * 11]
     for law in laws:

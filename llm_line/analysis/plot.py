@@ -38,7 +38,7 @@ from llm_line.analysis import law_options, panels
 from llm_line.analysis.column_checks import DataError, law_columns
 from llm_line.analysis.fit_report import format_fits
 from llm_line.analysis.loss_to_loss import LossFit
-from llm_line.analysis.panels import unit
+from llm_line.analysis.panel_parts import Law, YSet, unit
 from llm_line.analysis.progress import command_logging
 from llm_line.analysis.table import add_arguments, load_from_args, message, to_stderr
 from llm_line.arguments import output_file, positive_int, prog
@@ -231,10 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command_logging()  # a long bootstrap's estimate and progress reach stderr, on a terminal or not
     matplotlib.use("Agg")  # the command line only writes files
-    if args.together:
-        ys = [panels.YSet(tuple(y)) for y in args.y]
-    else:
-        ys = [panels.YSet((y,)) for group in args.y for y in group]
+    ys = [YSet(tuple(y)) for y in args.y] if args.together else [YSet((y,)) for group in args.y for y in group]
     try:
         table = load_from_args(args, report=to_stderr)
         losses = [("--x", args.x), *(("--y", y) for s in ys for y in s.columns)]
@@ -266,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _by_panel(laws: Sequence[panels.Law]) -> dict[tuple[str, str], list[LossFit]]:
+def _by_panel(laws: Sequence[Law]) -> dict[tuple[str, str], list[LossFit]]:
     out: dict[tuple[str, str], list[LossFit]] = {}
     for law in laws:
         out.setdefault((law.panel, law.fit.y), []).append(law.fit)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_line.analysis.averages import AVERAGE_PRESETS
-from llm_line.analysis.panels import YSet
+from llm_line.analysis.panel_parts import YSet
 from llm_line.analysis.row_selection import IN_DOMAIN_COLUMNS
 
 IN_DOMAIN = "in-domain validation loss"  # as x: each pretraining dataset's own validation loss
