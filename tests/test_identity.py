@@ -47,19 +47,24 @@ def status(root: Path, *args: str) -> subprocess.CompletedProcess:
 def test_seed_dtype_and_max_length_each_get_their_own_numbers(cli, tmp_path, demo_model):
     """`shots=2`, then `fewshot_seed=999`, `model.dtype=bfloat16`, `model.max_length=16`:
     never the first run's numbers. The seed is its own cell; the others name what changed and recompute with
-    force=true."""
+    force=true, giving what a fresh results dir gives for those settings.
+
+    The numbers are compared with fresh runs, not written down: the demo model is trained on first use, and
+    its weights depend on the CPU's kernels (on one machine the first loss was 0.4171, on another 0.4145)."""
     root = tmp_path / "r"
     cli("shots=2", results_dir=root)
     first = "llm-line--demo-tiny/main/demo/2shot"
-    assert demo_loss(root, first) == pytest.approx(0.4171, abs=1e-4)
 
     cli("shots=2", "fewshot_seed=999", results_dir=root)
-    assert demo_loss(root, "llm-line--demo-tiny/main/demo/2shot_seed999") == pytest.approx(0.0791, abs=1e-4)
-    assert result_at(root, "llm-line--demo-tiny/main/demo/2shot_seed999")["cell"]["fewshot_seed"] == 999
+    seeded = "llm-line--demo-tiny/main/demo/2shot_seed999"
+    assert demo_loss(root, seeded) != pytest.approx(demo_loss(root, first), abs=1e-3)  # other examples drawn
+    assert result_at(root, seeded)["cell"]["fewshot_seed"] == 999
 
-    for override, change, true_loss in (
-        ("model.dtype=bfloat16", "model.dtype float32 -> bfloat16", 0.4202),
-        ("model.dtype=float32 model.max_length=16", "model.max_length null -> 16", 0.051),
+    for i, (override, change) in enumerate(
+        (
+            ("model.dtype=bfloat16", "model.dtype float32 -> bfloat16"),
+            ("model.dtype=float32 model.max_length=16", "model.max_length null -> 16"),
+        )
     ):
         before = demo_loss(root, first)
         refused = cli("shots=2", *override.split(), results_dir=root, check=False)
@@ -67,7 +72,9 @@ def test_seed_dtype_and_max_length_each_get_their_own_numbers(cli, tmp_path, dem
         assert change in said(refused) and "force=true" in said(refused) and "own name" in said(refused)
         assert demo_loss(root, first) == before  # untouched
         cli("shots=2", *override.split(), "force=true", results_dir=root)
-        assert demo_loss(root, first) == pytest.approx(true_loss, abs=1e-3)
+        fresh = tmp_path / f"fresh{i}"
+        cli("shots=2", *override.split(), results_dir=fresh)
+        assert demo_loss(root, first) == demo_loss(fresh, first) != pytest.approx(before, abs=1e-3)
     model = result_at(root, first)["fingerprint"]["settings"]["model"]
     assert (model["dtype"], model["max_length"]) == ("float32", 16)
     assert "Skipping" in said(cli("shots=2", "model.max_length=16", results_dir=root))  # same settings: reused
@@ -101,7 +108,9 @@ def test_a_corpus_cell_with_another_context_length_is_refused(cli, tmp_path, dem
     assert "model.max_length null -> 64" in said(refused) and "corpus.context_length null -> 64" in said(refused)
     cli("task=val_demo", "model.max_length=64", "force=true", results_dir=root)
     after = result_at(root, "llm-line--demo-tiny/main/val_demo/0shot")["metrics"]["val_demo"]["loss"]
-    assert before == pytest.approx(4.407, abs=1e-3) and after == pytest.approx(4.162, abs=1e-3)
+    cli("task=val_demo", "model.max_length=64", results_dir=tmp_path / "fresh")
+    fresh = result_at(tmp_path / "fresh", "llm-line--demo-tiny/main/val_demo/0shot")["metrics"]["val_demo"]["loss"]
+    assert after == fresh != pytest.approx(before, abs=1e-3)  # the new setting's number, not the old one
 
 
 def test_a_result_of_another_lm_eval_version_or_without_a_fingerprint(cli, tmp_path, demo_model):
