@@ -191,8 +191,8 @@ class ResumingSweeper(BasicSweeper):
 
     def raise_failures(self, plan: Plan, returns: Sequence[JobReturn]) -> None:
         """After every job ended: report error cells and failed jobs, then raise the first failure."""
-        errors: list[BaseException] = [
-            RuntimeError(f"{' '.join(c.overrides)}: {c.detail}") for c in plan.cells if c.state == "error"
+        errors: list[BaseException] = [  # cannot be run as given: the user's to fix, so one line, no traceback
+            CellError(f"{' '.join(c.overrides)}: {c.detail}") for c in plan.cells if c.state == "error"
         ]
         for ret in returns:
             if ret.status == JobStatus.FAILED:

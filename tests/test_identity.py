@@ -180,6 +180,10 @@ def test_sweeps_plan_cells_by_identity(cli, tmp_path):
     assert "2 with errors; 0 to launch" in said(dtypes)
     assert "model.dtype float32 -> bfloat16" in said(dtypes)
     assert not root.exists()  # dry runs leave nothing behind
+    launched = cli("-m", "model.dtype=float32,bfloat16", results_dir=root, check=False)
+    assert launched.returncode == 1 and "Traceback" not in said(launched)  # error cells end it with one line
+    (line,) = [line for line in said(launched).splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: model.dtype=float32 ") and "shares its run dir" in line
 
 
 def test_a_sweep_of_seeds_yields_one_result_each_and_status_agrees(cli, tmp_path, demo_model):
